@@ -1,0 +1,40 @@
+# The two commands: `make demo` and `make test`. Each sets up an idempotent .venv first;
+# a second run with nothing changed only checks two stamp files.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.rlft-installed
+BROWSER_STAMP := $(VENV)/.rlft-browser
+# Machines without an NVIDIA GPU take the local CPU build of torch (see constraints-cpu.txt).
+CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 || echo "-c constraints-cpu.txt")
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP) $(BROWSER_STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' $(CONSTRAINTS)
+	@touch $@
+
+# A Chromium for Playwright: Playwright's own download where it works, else Debian's chromium.
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m rlft.training.cli setup-browser
+	@touch $@
+
+demo: setup
+	$(PY) -m rlft.training.cli demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/env_speed.py
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Text-browser environments: the shared web machinery and the sites built on it."""

@@ -1,0 +1,1 @@
+"""The Shop environment: a WebShop-style simulated store."""
