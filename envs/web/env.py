@@ -1,0 +1,147 @@
+"""The shell shared by the text-browser environments: actions, errors, observations, info.
+
+Subclasses (one per site) define the goal, what a command does and the reward; this class owns
+the contract every web env keeps:
+
+* the observation is ``{"goal": str, "page": str}``, the page as text or HTML;
+* bad input never raises from :meth:`step`: the state is unchanged, the step counts, the reward
+  is 0, ``info["action_error"]`` says what was wrong and the page shows that line;
+* ``info`` always carries ``success``, ``score``, ``valid_actions``, ``url`` and
+  ``action_error`` (None when the action was accepted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from rlft.envs.spaces import UnicodeText
+from rlft.envs.web.actions import MAX_ACTION_LENGTH, ActionError, ParsedAction, parse_action
+from rlft.envs.web.site import Site, TextBackend
+
+OBSERVATION_MODES = ("text", "html")
+REWARD_MODES = ("sparse", "shaped")
+MAX_GOAL_CHARS = 2_000
+MAX_PAGE_CHARS = 200_000
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def make_backend(name: str, site: Site, **options: Any):
+    """The backend called ``name`` browsing ``site``: ``"text"`` (in-process) or ``"browser"``."""
+    if name == "text":
+        return TextBackend(site)
+    raise ValueError(f"backend must be 'text'; got {name!r}")
+
+
+class WebEnv(gym.Env[dict, str]):
+    """Base class of the text-browser environments (see the module docstring).
+
+    Subclasses set ``commands`` and implement :meth:`_new_episode`, :meth:`_execute` and
+    :meth:`_valid_actions`; they may extend :meth:`_page_text` and :meth:`_extra_info`.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    commands: frozenset[str] = frozenset()
+
+    def __init__(self, site: Site, *, observation_mode: str = "text", render_mode: str | None = None,
+                 backend: str = "text", backend_options: dict[str, Any] | None = None):
+        self.observation_mode = check_choice("observation_mode", observation_mode,
+                                             OBSERVATION_MODES)
+        if render_mode is not None:
+            check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
+        self.render_mode = render_mode
+        self.site = site
+        self.backend_name = backend
+        self._backend = make_backend(backend, site, **(backend_options or {}))
+        self.observation_space = spaces.Dict(
+            {"goal": UnicodeText(MAX_GOAL_CHARS), "page": UnicodeText(MAX_PAGE_CHARS)}
+        )
+        self.action_space = UnicodeText(MAX_ACTION_LENGTH)
+        self.goal_text = ""
+        self._done = False
+        self._success = False
+        self._score = 0.0
+
+    # -- subclass hooks ------------------------------------------------------------------
+    def _new_episode(self, options: dict[str, Any]) -> str:
+        """Pick the episode's goal with ``self.np_random``; return the instruction."""
+        raise NotImplementedError
+
+    def _execute(self, action: ParsedAction) -> tuple[float, bool]:
+        """Carry out a parsed action; return ``(reward, terminated)`` or raise ActionError."""
+        raise NotImplementedError
+
+    def _valid_actions(self) -> list[str]:
+        """Every action that can change the state now."""
+        raise NotImplementedError
+
+    def _page_text(self) -> str:
+        """The page part of the observation."""
+        return self._backend.page.text if self.observation_mode == "text" else self._backend.html
+
+    def _extra_info(self) -> dict[str, Any]:
+        """Env-specific entries added to ``info``."""
+        return {}
+
+    # -- gymnasium API -------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode on the site's home page with a goal drawn from the split."""
+        super().reset(seed=seed)
+        self.goal_text = self._new_episode(dict(options or {}))
+        self._backend.goto(self.site.home_url)
+        self._done, self._success, self._score = False, False, 0.0
+        return self._obs(None), self._info(None)
+
+    def step(self, action: str):
+        """Apply ``action``; malformed or impossible actions set ``info["action_error"]``."""
+        error = None
+        reward, terminated = 0.0, False
+        if self._done:
+            error = "the episode is over; call reset() to start a new one"
+        else:
+            try:
+                reward, terminated = self._execute(parse_action(action, self.commands))
+            except ActionError as e:
+                error = str(e)
+        self._done = self._done or terminated
+        obs, info = self._obs(error), self._info(error)
+        if self.render_mode == "human":
+            self.render()
+        return obs, float(reward), terminated, False, info
+
+    def render(self) -> str | None:
+        """``ansi``: the goal and the page as text; ``human``: print that."""
+        text = f"Goal: {self.goal_text}\n\n{self._backend.page.text}"
+        if self.render_mode == "human":
+            print(text + "\n")
+            return None
+        return text
+
+    def close(self) -> None:
+        """Release the backend (a browser context for the browser backend)."""
+        self._backend.close()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _obs(self, error: str | None) -> dict[str, str]:
+        page = self._page_text()
+        if error is not None:
+            page = f"Error: {error}\n{page}"
+        return {"goal": self.goal_text, "page": page}
+
+    def _info(self, error: str | None) -> dict[str, Any]:
+        return {
+            "success": self._success,
+            "score": self._score,
+            "valid_actions": [] if self._done else self._valid_actions(),
+            "url": self._backend.url,
+            "action_error": error,
+            **self._extra_info(),
+        }

@@ -1,0 +1,101 @@
+"""Shopping goals: an instruction generated from a target product, and the split they belong to.
+
+Every product of a seen category gets one goal; those goals are partitioned 80/10/10 into
+``train``/``val``/``test`` (disjoint target products, so disjoint goals). ``unseen`` goals come
+from categories that ``train`` never uses (CLIPort's seen/unseen idea).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rlft.envs.web.shop.catalog import Catalog, Product, build_catalog
+
+SPLITS = ("train", "val", "test", "unseen")
+#: Every UNSEEN_EVERY-th category (offset UNSEEN_OFFSET) is held out of train/val/test.
+UNSEEN_EVERY, UNSEEN_OFFSET = 6, 5
+
+_TEMPLATES = (
+    "i am looking for {a} {attrs} {type}{opts}, and price lower than {price} dollars",
+    "i need {attrs} {type}{opts} that costs less than {price} dollars",
+    "find me {a} {type} that is {attrs}{opts}, under {price} dollars",
+    "i want to buy {a} {type} which is {attrs}{opts}, and price lower than {price} dollars",
+    "looking for {attrs} {type}{opts} with a price below {price} dollars",
+    "could you get me {a} {attrs} {type}{opts}? my budget is {price} dollars",
+)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A shopping goal: what to buy and the instruction that asks for it."""
+
+    asin: str
+    instruction: str
+    product_type: str
+    category: str
+    attributes: tuple[str, ...]
+    options: dict[str, str]
+    price_upper: float
+
+
+def _phrase_options(options: dict[str, str]) -> str:
+    parts = []
+    for name, value in options.items():
+        if name == "color":
+            parts.append(f"in {value} color")
+        elif name == "size":
+            parts.append(f"size {value}")
+        else:
+            parts.append(f"{name} {value}")
+    return (", " + " and ".join(parts)) if parts else ""
+
+
+def make_goal(product: Product, rng: random.Random) -> Goal:
+    """A goal whose target is ``product``: some of its attributes, one value per option type,
+    and a price bound above its price."""
+    attrs = tuple(rng.sample(product.attributes, rng.randint(1, min(2, len(product.attributes)))))
+    options = {name: rng.choice(values) for name, values in product.options.items()}
+    price_upper = float(math.ceil(product.price * rng.uniform(1.1, 1.8) / 10.0) * 10)
+    attr_text = " and ".join(attrs)
+    text = rng.choice(_TEMPLATES).format(
+        a="an" if attr_text[0] in "aeiou" else "a", attrs=attr_text, type=product.product_type,
+        opts=_phrase_options(options), price=f"{price_upper:.2f}",
+    )
+    return Goal(product.asin, " ".join(text.split()), product.product_type, product.category,
+                attrs, options, price_upper)
+
+
+def is_unseen_category(index: int) -> bool:
+    """Whether the category at ``index`` of the category table is held out of train."""
+    return index % UNSEEN_EVERY == UNSEEN_OFFSET
+
+
+@lru_cache(maxsize=8)
+def goal_pool(split: str, num_products: int = 2000, seed: int = 0) -> tuple[Goal, ...]:
+    """All goals of ``split`` for the catalog ``(num_products, seed)`` (cached per process)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    catalog: Catalog = build_catalog(num_products, seed)
+    unseen_names = {c.name for i, c in enumerate(catalog.categories) if is_unseen_category(i)}
+    seen, unseen = [], []
+    for i, p in enumerate(catalog.products):
+        (unseen if p.category in unseen_names else seen).append(i)
+    rng = random.Random(f"rlft-shop-goals-{seed}")
+    rng.shuffle(seen)
+    n_val = n_test = max(1, len(seen) // 10)
+    members = {
+        "test": seen[:n_test],
+        "val": seen[n_test : n_test + n_val],
+        "train": seen[n_test + n_val :],
+        "unseen": unseen,
+    }[split]
+    if not members:
+        raise ValueError(f"the {split!r} split is empty for a catalog of {num_products} products")
+    # One goal per product, drawn from a per-product stream so it never depends on the split.
+    return tuple(
+        make_goal(catalog.products[i], random.Random(f"rlft-shop-goal-{seed}-{i}"))
+        for i in sorted(members)
+    )
