@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium.spaces import Space
+from gymnasium.vector.utils.shared_memory import (
+    create_shared_memory,
+    read_from_shared_memory,
+    write_to_shared_memory,
+)
 
 # Characters `UnicodeText.sample` draws from: printable ASCII plus a few non-ASCII letters and
 # symbols, so samples exercise the Unicode paths without producing unprintable junk.
@@ -69,3 +76,58 @@ class UnicodeText(Space[str]):
         return list(sample_n)
 
 
+# -- shared memory for AsyncVectorEnv --------------------------------------------------------
+# Each string is stored as its length followed by UTF-32 code points, so
+# `gym.make_vec(..., vectorization_mode="async")` works with the default shared_memory=True.
+@create_shared_memory.register(UnicodeText)
+def _create_unicode_shared_memory(space: UnicodeText, n: int = 1, ctx: Any = mp) -> Any:
+    return ctx.Array(np.dtype(np.int32).char, n * (space.max_length + 1))
+
+
+class SharedStrings(Sequence):
+    """A live view of the strings an AsyncVectorEnv's workers write to shared memory.
+
+    Gymnasium keeps one view and reads it after every step (arrays see writes through the
+    buffer); this view decodes on access for the same effect. ``copy.deepcopy`` (what
+    ``AsyncVectorEnv(copy=True)``, the default, returns) gives a plain tuple of ``str``.
+    """
+
+    def __init__(self, data: np.ndarray):
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self))))
+        row = self._data[i]
+        return row[1 : 1 + row[0]].tobytes().decode("utf-32-le", "surrogatepass")
+
+    def __deepcopy__(self, memo: dict) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, Sequence) else other)
+
+    def __repr__(self) -> str:
+        return f"SharedStrings({tuple(self)!r})"
+
+
+@read_from_shared_memory.register(UnicodeText)
+def _read_unicode_from_shared_memory(space: UnicodeText, shared_memory: Any,
+                                     n: int = 1) -> SharedStrings:
+    data = np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape(n, space.max_length + 1)
+    return SharedStrings(data)
+
+
+@write_to_shared_memory.register(UnicodeText)
+def _write_unicode_to_shared_memory(space: UnicodeText, index: int, value: str,
+                                    shared_memory: Any) -> None:
+    size = space.max_length + 1
+    codes = np.frombuffer(value.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
+    if len(codes) > space.max_length:
+        raise ValueError(f"string of length {len(codes)} exceeds {space!r}")
+    dest = np.frombuffer(shared_memory.get_obj(), dtype=np.int32)
+    dest[index * size] = len(codes)
+    dest[index * size + 1 : index * size + 1 + len(codes)] = codes

@@ -106,7 +106,7 @@ def _brand(rng: random.Random, syllables: list[str]) -> str:
 def _make_product(rng: random.Random, asin: str, cat: Category, vocab: dict) -> Product:
     ptype = rng.choice(cat.types)
     brand = _brand(rng, vocab["brand_syllables"])
-    attributes = tuple(rng.sample(cat.attributes, rng.randint(2, min(4, len(cat.attributes)))))
+    attributes = tuple(rng.sample(cat.attributes, rng.randint(3, min(5, len(cat.attributes)))))
     options: dict[str, tuple[str, ...]] = {}
     if rng.random() > 0.15:  # some products have no options at all
         used: set[str] = set()

@@ -19,12 +19,12 @@ SPLITS = ("train", "val", "test", "unseen")
 UNSEEN_EVERY, UNSEEN_OFFSET = 6, 5
 
 _TEMPLATES = (
-    "i am looking for {a} {attrs} {type}{opts}, and price lower than {price} dollars",
+    "i am looking for {a_attrs} {type}{opts}, and price lower than {price} dollars",
     "i need {attrs} {type}{opts} that costs less than {price} dollars",
-    "find me {a} {type} that is {attrs}{opts}, under {price} dollars",
-    "i want to buy {a} {type} which is {attrs}{opts}, and price lower than {price} dollars",
+    "find me {a_type} that is {attrs}{opts}, under {price} dollars",
+    "i want to buy {a_type} which is {attrs}{opts}, and price lower than {price} dollars",
     "looking for {attrs} {type}{opts} with a price below {price} dollars",
-    "could you get me {a} {attrs} {type}{opts}? my budget is {price} dollars",
+    "could you get me {a_attrs} {type}{opts}? my budget is {price} dollars",
 )
 
 
@@ -53,15 +53,20 @@ def _phrase_options(options: dict[str, str]) -> str:
     return (", " + " and ".join(parts)) if parts else ""
 
 
+def _article(phrase: str) -> str:
+    return f"{'an' if phrase[:1] in 'aeiou' else 'a'} {phrase}"
+
+
 def make_goal(product: Product, rng: random.Random) -> Goal:
     """A goal whose target is ``product``: some of its attributes, one value per option type,
     and a price bound above its price."""
-    attrs = tuple(rng.sample(product.attributes, rng.randint(1, min(2, len(product.attributes)))))
+    attrs = tuple(rng.sample(product.attributes, rng.randint(2, min(3, len(product.attributes)))))
     options = {name: rng.choice(values) for name, values in product.options.items()}
     price_upper = float(math.ceil(product.price * rng.uniform(1.1, 1.8) / 10.0) * 10)
-    attr_text = " and ".join(attrs)
+    attr_text = attrs[0] if len(attrs) == 1 else f"{', '.join(attrs[:-1])} and {attrs[-1]}"
     text = rng.choice(_TEMPLATES).format(
-        a="an" if attr_text[0] in "aeiou" else "a", attrs=attr_text, type=product.product_type,
+        a_attrs=_article(attr_text), a_type=_article(product.product_type), attrs=attr_text,
+        type=product.product_type,
         opts=_phrase_options(options), price=f"{price_upper:.2f}",
     )
     return Goal(product.asin, " ".join(text.split()), product.product_type, product.category,

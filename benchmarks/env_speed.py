@@ -1,0 +1,93 @@
+"""Environment speed: steps/s (random valid actions) and resets/s, one process, one core.
+
+    python benchmarks/env_speed.py [--steps 20000] [--resets 2000] [--only rlft/Shop-v0]
+
+Writes ``benchmarks/results/env_speed.json`` and ``env_speed.md``. Each configuration runs in
+this process after one warm-up episode (the catalog and search index are built once per
+process, like in training); the build time is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import gymnasium as gym
+
+import rlft.envs  # noqa: F401
+from rlft.agents import RandomAgent
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: (label, env id, kwargs, target steps/s, target resets/s). Later issues append rows.
+CONFIGS: list[tuple[str, str, dict, float | None, float | None]] = [
+    ("Shop text (2k products)", "rlft/Shop-v0", {}, 3000.0, 500.0),
+    ("Shop text (100k products)", "rlft/Shop-v0", {"num_products": 100_000}, None, None),
+]
+
+
+def measure(env_id: str, kwargs: dict, steps: int, resets: int, seed: int = 0) -> dict:
+    """Build time, steps/s over ``steps`` random valid actions, resets/s over ``resets``."""
+    t0 = time.perf_counter()
+    env = gym.make(env_id, **kwargs)
+    obs, info = env.reset(seed=seed)
+    build_s = time.perf_counter() - t0
+    agent = RandomAgent(env.action_space, seed=seed)
+    n, episodes = 0, 0
+    t0 = time.perf_counter()
+    while n < steps:
+        obs, r, term, trunc, info = env.step(agent.act(obs, info))
+        n += 1
+        if term or trunc:
+            episodes += 1
+            obs, info = env.reset()
+    step_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(resets):
+        env.reset(seed=seed + i)
+    reset_s = time.perf_counter() - t0
+    env.close()
+    return {"build_s": round(build_s, 3), "steps": n, "episodes": episodes,
+            "steps_per_s": round(n / step_s, 1), "resets": resets,
+            "resets_per_s": round(resets / reset_s, 1)}
+
+
+def main() -> None:
+    """Run the configurations and write the results files."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--resets", type=int, default=2_000)
+    ap.add_argument("--only", default=None, help="substring of the labels to run")
+    args = ap.parse_args()
+    rows = []
+    for label, env_id, kwargs, t_steps, t_resets in CONFIGS:
+        if args.only and args.only not in label and args.only != env_id:
+            continue
+        m = measure(env_id, kwargs, args.steps, args.resets)
+        m.update(label=label, env_id=env_id, kwargs=kwargs, target_steps_per_s=t_steps,
+                 target_resets_per_s=t_resets)
+        rows.append(m)
+        print(f"{label:32s} {m['steps_per_s']:>9.1f} steps/s {m['resets_per_s']:>9.1f} resets/s"
+              f"  (build {m['build_s']} s)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (RESULTS / "env_speed.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    lines = ["| env | steps/s | target | resets/s | target | build s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for m in rows:
+        t1 = "" if m["target_steps_per_s"] is None else f">= {m['target_steps_per_s']:.0f}"
+        t2 = "" if m["target_resets_per_s"] is None else f">= {m['target_resets_per_s']:.0f}"
+        lines.append(f"| {m['label']} | {m['steps_per_s']:.0f} | {t1} | {m['resets_per_s']:.0f}"
+                     f" | {t2} | {m['build_s']:.2f} |")
+    (RESULTS / "env_speed.md").write_text(
+        f"Measured by `python benchmarks/env_speed.py` on {meta['time']} "
+        f"({meta['cpus']} CPUs, Python {meta['python']}).\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Every registered env keeps the Gymnasium contract: check_env, determinism, vectorisation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import RLFT_IDS, WEB_IDS
+from gymnasium.utils.env_checker import check_env
+
+# Warnings check_env may raise that are expected for these envs (none at present).
+ALLOWED_WARNINGS: tuple[str, ...] = ()
+
+
+@pytest.mark.parametrize("env_id", RLFT_IDS)
+def test_check_env_without_warnings(env_id):
+    env = gym.make(env_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+    bad = [str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)]
+    assert bad == []
+
+
+@pytest.mark.parametrize("env_id", RLFT_IDS)
+def test_spec_serialises_and_has_step_limit(env_id):
+    spec = gym.spec(env_id)
+    assert isinstance(spec.entry_point, str)
+    assert spec.max_episode_steps is not None
+    assert json.loads(spec.to_json())["id"] == env_id
+
+
+def _rollout(env_id: str, seed: int, steps: int = 12) -> list:
+    from rlft.agents import RandomAgent
+
+    env = gym.make(env_id)
+    agent = RandomAgent(env.action_space, seed=seed)
+    obs, info = env.reset(seed=seed)
+    trace = [obs, info.get("valid_actions")]
+    for _ in range(steps):
+        action = agent.act(obs, info)
+        obs, r, term, trunc, info = env.step(action)
+        trace += [str(action), obs, r, term, trunc, info.get("url")]
+        if term or trunc:
+            obs, info = env.reset()
+    env.close()
+    return trace
+
+
+def _fingerprint(trace: list) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for item in trace:
+        if isinstance(item, dict):
+            for k in sorted(item):
+                v = item[k]
+                h.update(k.encode())
+                h.update(v.tobytes() if isinstance(v, np.ndarray) else repr(v).encode())
+        else:
+            h.update(repr(item).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("env_id", WEB_IDS)
+def test_same_seed_same_episode_in_two_processes(env_id):
+    here = _fingerprint(_rollout(env_id, seed=7))
+    assert here == _fingerprint(_rollout(env_id, seed=7))
+    assert here != _fingerprint(_rollout(env_id, seed=8))
+    code = ("from test_env_api import _rollout, _fingerprint;"
+            f"print(_fingerprint(_rollout({env_id!r}, seed=7)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"}, cwd=str(_root() / "tests"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == here
+
+
+def _root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("env_id", WEB_IDS)
+def test_make_vec_four_envs(env_id, mode):
+    envs = gym.make_vec(env_id, num_envs=4, vectorization_mode=mode)
+    try:
+        obs, infos = envs.reset(seed=3)
+        assert len(obs["goal"]) == 4 and len(set(obs["goal"])) > 1
+        first = list(obs["goal"])
+        actions = [v[-1] for v in infos["valid_actions"]]
+        obs, rew, term, trunc, infos = envs.step(actions)
+        assert rew.shape == (4,) and term.shape == (4,)
+        assert list(obs["goal"]) == first
+        assert all(isinstance(p, str) and p for p in obs["page"])
+    finally:
+        envs.close()

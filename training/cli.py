@@ -1,0 +1,107 @@
+"""The ``rlft`` command: one entry point for environments, evaluation and training.
+
+    rlft envs                          list the registered environments
+    rlft play rlft/Shop-v0 --seed 3    play an env in the terminal
+    rlft evaluate --env rlft/Shop-v0 --agent expert --episodes 100
+    rlft demo                          the main job on embedded defaults
+    rlft setup-browser                 install a Chromium for the browser backend
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+
+def envs() -> None:
+    """List every registered rlft environment with a one-line description."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlft.envs import ENV_DESCRIPTIONS
+
+    table = Table("id", "description", "max steps")
+    import gymnasium as gym
+
+    for env_id, text in ENV_DESCRIPTIONS.items():
+        spec = gym.spec(env_id)
+        table.add_row(env_id, text, str(spec.max_episode_steps))
+    Console(width=140).print(table)
+
+
+def play(env_id: tyro.conf.Positional[str], seed: int = 0, split: str = "train",
+         reward_mode: str = "shaped") -> None:
+    """Play an environment in the terminal: the page and valid actions are shown; type an
+    action (or the number of a valid action) per line; 'reset' starts over, 'quit' leaves."""
+    from rlft.training.play import play_text
+
+    play_text(env_id, seed=seed, split=split, reward_mode=reward_mode)
+
+
+def evaluate(env: str = "rlft/Shop-v0", agent: Literal["expert", "random"] = "expert",
+             episodes: int = 100, split: str = "test", seed: int = 0,
+             out: Path | None = None) -> None:
+    """Evaluate the expert or a random agent; print a table (and write JSON to --out)."""
+    from rlft.training.benchmark import evaluate_baselines, print_table
+
+    results = evaluate_baselines(env, [agent], episodes=episodes, split=split, seed=seed)
+    print_table(results, title=f"{env} ({split} split)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([r.to_dict() for r in results], indent=2))
+
+
+@dataclass
+class DemoArgs:
+    """The main job on embedded defaults."""
+
+    env: str = "rlft/Shop-v0"
+    """Environment id."""
+    episodes: int = 100
+    """Episodes per agent on the test split."""
+    seed: int = 0
+    """Seed of the first episode."""
+
+
+def demo(args: Annotated[DemoArgs, tyro.conf.arg(name="")]) -> None:
+    """Run the expert and a random agent on the test split and print a results table."""
+    from rlft.training.benchmark import evaluate_baselines, print_table
+
+    results = evaluate_baselines(args.env, ["random", "expert"], episodes=args.episodes,
+                                 split="test", seed=args.seed)
+    print_table(results, title=f"{args.env}: test split, {args.episodes} episodes per agent")
+
+
+def setup_browser() -> None:
+    """Install a Chromium for the browser backend (Playwright's, else Debian's as root)."""
+    from rlft.envs.web.chromium import ChromiumNotFound, install_chromium
+
+    try:
+        print(f"Chromium: {install_chromium()}")
+    except ChromiumNotFound as e:
+        print(f"warning: {e}", file=sys.stderr)
+        print("The text backend works without it; the browser backend needs it.", file=sys.stderr)
+
+
+COMMANDS = {
+    "envs": envs,
+    "play": play,
+    "evaluate": evaluate,
+    "demo": demo,
+    "setup-browser": setup_browser,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rlft`` console script."""
+    tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlft", args=argv,
+                                         description=__doc__)
+
+
+if __name__ == "__main__":
+    main()
