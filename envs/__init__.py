@@ -31,3 +31,48 @@ _register(
     "WebShop-style store: search, open a product, pick options, buy what the goal asks for.",
     max_episode_steps=15,
 )
+
+# --- tabletop: language-conditioned pick-and-place in PyBullet (envs/tabletop) ---------------
+# One env class; the `task` kwarg picks the task module in envs/tabletop/tasks/.
+_register(
+    "rlft/PutBlockInBowl-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop: put the blocks of one colour in a bowl of another colour.",
+    max_episode_steps=8,
+    kwargs={"task": "put-block-in-bowl"},
+)
+_register(
+    "rlft/PackingObjects-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop: pack named everyday objects (duck, mug, teddy bear, ...) into the brown box.",
+    max_episode_steps=8,
+    kwargs={"task": "packing-objects"},
+)
+_register(
+    "rlft/StackBlockPyramid-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop: build a 3-2-1 pyramid of coloured blocks, one sub-goal per block.",
+    max_episode_steps=12,
+    kwargs={"task": "stack-block-pyramid"},
+)
+_register(
+    "rlft/PlaceBlocksInZone-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop: separate blocks by colour, putting all of one colour in a coloured zone.",
+    max_episode_steps=10,
+    kwargs={"task": "place-blocks-in-zone"},
+)
+_register(
+    "rlft/TowersOfHanoi-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop: move a three-ring tower between pegs, one ring move per sub-goal.",
+    max_episode_steps=14,
+    kwargs={"task": "towers-of-hanoi"},
+)
+_register(
+    "rlft/BlockInsertion-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop: put an L-shaped block on the matching outline (position and rotation).",
+    max_episode_steps=4,
+    kwargs={"task": "block-insertion"},
+)
