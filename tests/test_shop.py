@@ -278,3 +278,11 @@ def test_large_catalog_is_built_once_per_process():
     obs, info = b.reset(seed=0)
     obs, *_ = b.step("search[cotton shirt]")
     assert "Total results: 50" in obs["page"]
+
+
+def test_render_modes():
+    env = gym.make("rlft/Shop-v0", render_mode="ansi")
+    obs, _ = env.reset(seed=2)
+    text = env.render()
+    assert text == f"Goal: {obs['goal']}\n\n{obs['page']}"
+    env.close()

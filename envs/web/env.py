@@ -119,6 +119,9 @@ class WebEnv(gym.Env[dict, str]):
 
     def render(self) -> str | None:
         """``ansi``: the goal and the page as text; ``human``: print that."""
+        if self.render_mode is None:
+            gym.logger.warn("render() needs a render_mode: gym.make(..., render_mode='ansi')")
+            return None
         text = f"Goal: {self.goal_text}\n\n{self._backend.page.text}"
         if self.render_mode == "human":
             print(text + "\n")
