@@ -129,6 +129,11 @@ class TabletopEnv(gym.Env):
         color, depth = self.renderer.render(*self.sim.points(movable=True))
         return {"goal": self.task.subgoal(self.sim), "color": color, "depth": depth}
 
+    def _fresh_obs(self) -> dict[str, Any]:
+        # a rejected action leaves the state unchanged; callers still get arrays of their own
+        assert self._obs is not None
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._obs.items()}
+
     def _info(self, action_error: str = "", sim_error: str = "") -> dict[str, Any]:
         return {
             "success": bool(self.task.success(self.sim)),
@@ -169,7 +174,7 @@ class TabletopEnv(gym.Env):
         self._best = self.task.score(self.sim)
         self._potential = self.task.potential(self.sim)
         self._obs = self._observe()
-        return self._obs, self._info()
+        return self._fresh_obs(), self._info()
 
     def step(self, action: Any):
         """Execute one pick-and-place; never raises on bad actions (see ``action_error``)."""
@@ -197,7 +202,7 @@ class TabletopEnv(gym.Env):
                 self._potential = phi
         self._best = max(self._best, score)
         terminated = bool(success or sim_error)
-        return self._obs, float(reward), terminated, False, info
+        return self._fresh_obs(), float(reward), terminated, False, info
 
     def render(self) -> np.ndarray | None:
         """A perspective RGB image (``render_mode="rgb_array"``), else ``None``."""

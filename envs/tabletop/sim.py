@@ -13,7 +13,11 @@ depends on wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +49,26 @@ def _quat_mul(a: np.ndarray | tuple, b: np.ndarray | tuple) -> tuple[float, floa
     )
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence the C-level ``argv[0]=`` line PyBullet prints on connect (it would corrupt
+    machine-readable output of programs that create environments)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 @dataclass
 class SceneObject:
     """A body in the scene and the shape it was built from."""
@@ -68,7 +92,8 @@ class TabletopSim:
         self.ws = workspace
         self.visuals = visuals
         self.settle_steps = int(settle_steps)
-        self.client = BulletClient(connection_mode=p.DIRECT)
+        with _quiet_stdout():
+            self.client = BulletClient(connection_mode=p.DIRECT)
         self.objects: dict[int, SceneObject] = {}
         self._footprints: list[tuple[float, float, float]] = []
         self.physics_steps = 0
@@ -281,10 +306,12 @@ class TabletopSim:
             pos, _ = self.pose(obj.body)
             lin, _ = c.getBaseVelocity(obj.body)
             reason = ""
-            if not np.all(np.isfinite(pos)) or math.hypot(*lin) > 5.0 or abs(pos[2]) > 2.0:
-                reason = "exploded (non-finite or runaway state)"
+            if not np.all(np.isfinite(pos)) or not np.all(np.isfinite(lin)):
+                reason = "exploded (non-finite state)"
             elif pos[2] < -0.05:
                 reason = "fell off the table"
+            elif math.hypot(*lin) > 20.0 or pos[2] > 2.0:
+                reason = "exploded (runaway velocity or height)"
             if reason:
                 obj.lost = True
                 c.changeDynamics(obj.body, -1, mass=0)

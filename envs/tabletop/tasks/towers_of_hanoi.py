@@ -88,6 +88,14 @@ class TowersOfHanoi(Task):
         """Moves done over seven."""
         return self.index / len(self.moves)
 
+    def potential(self, sim: TabletopSim) -> float:
+        """Score minus 0.1 x the distance (m) of the next move's ring to its peg."""
+        if self.index >= len(self.moves):
+            return self.score(sim)
+        ring, peg = self.moves[self.index]
+        d = math.hypot(*(sim.pose(self.rings[ring])[0][:2] - self.pegs[peg]))
+        return self.score(sim) - 0.1 * d
+
     def success(self, sim: TabletopSim) -> bool:
         """All seven moves done and the tower stands on the target peg."""
         return self.index == len(self.moves) and self._matches(sim, self.configs[-1])
