@@ -62,6 +62,8 @@ class MeshSpec:
 class ShapeSpec:
     """One object: primitives or a mesh, a colour, a mass (0 = fixed) and collision on/off.
 
+    ``collision_primitives``, when given, replace ``primitives`` for contacts only (a cheaper
+    stand-in; what is drawn and rasterised stays ``primitives``).
     ``half_height`` is the distance from the body origin down to its lowest point when upright,
     so an object rests on the table at ``z = half_height``; ``radius`` bounds its footprint.
     """
@@ -75,6 +77,7 @@ class ShapeSpec:
     half_height: float = 0.0
     radius: float = 0.0
     friction: float = 1.0
+    collision_primitives: tuple[Primitive, ...] | None = None
 
 
 def rot_z(yaw: float) -> np.ndarray:
@@ -229,6 +232,14 @@ def surface_points(shape: ShapeSpec, spacing: float) -> tuple[np.ndarray, np.nda
         cols.append(np.repeat(rgb[None], len(p), 0))
     points = np.concatenate(pts).astype(np.float64)
     colors = np.concatenate(cols).round().astype(np.uint8)
+    # keep one point per (spacing / 2)-voxel: fine meshes give many coincident points
+    voxel = np.floor(points / (spacing / 2)).astype(np.int64)
+    voxel -= voxel.min(0)
+    dims = voxel.max(0) + 1
+    key = (voxel[:, 0] * dims[1] + voxel[:, 1]) * dims[2] + voxel[:, 2]
+    _, keep = np.unique(key, return_index=True)
+    keep.sort()
+    points, colors = points[keep], colors[keep]
     points.setflags(write=False)
     colors.setflags(write=False)
     return points, colors

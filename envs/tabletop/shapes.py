@@ -118,7 +118,12 @@ def tile(rgb: tuple[float, float, float], name: str, size: float = 0.05, thick: 
 
 
 def ring(color: str, outer: float, inner: float = 0.016, thick: float = 0.015, segments: int = 12) -> ShapeSpec:
-    """A flat ring (a towers-of-Hanoi disk) built from ``segments`` boxes around a hole."""
+    """A flat ring (a towers-of-Hanoi disk): ``segments`` boxes around a hole.
+
+    For contacts the ring is a solid disk: a stack of 12-box rings makes hundreds of contact
+    points (~8 ms per physics step), a stack of disks a handful. The pegs therefore do not
+    collide with rings (see :func:`pegs`); they are guides the rings are centred on.
+    """
     r_mid = (outer + inner) / 2
     half_len = r_mid * math.tan(math.pi / segments) + 0.001
     prims = tuple(
@@ -127,19 +132,26 @@ def ring(color: str, outer: float, inner: float = 0.016, thick: float = 0.015, s
         for a in (2 * math.pi * i / segments for i in range(segments))
     )
     return ShapeSpec(f"{color} ring", rgba(color), prims, mass=0.05, half_height=thick / 2,
-                     radius=outer, friction=0.8)
+                     radius=outer, friction=0.8,
+                     collision_primitives=(Primitive("cylinder", (outer, thick / 2, 0.0)),))
 
 
-def peg_stand(spacing: float, peg_radius: float = 0.006, peg_height: float = 0.07) -> ShapeSpec:
-    """A fixed base with three vertical pegs along its y axis, ``spacing`` apart."""
-    base_h = 0.005
-    wood = (0.55, 0.4, 0.28, 1.0)
-    prims = [Primitive("box", (0.055, spacing + 0.055, base_h), pos=(0, 0, base_h))]
-    for k in (-1, 0, 1):
-        prims.append(Primitive("cylinder", (peg_radius, peg_height / 2, 0.0),
-                               pos=(0, k * spacing, 2 * base_h + peg_height / 2)))
-    return ShapeSpec("peg stand", wood, tuple(prims), mass=0.0, half_height=0.0,
-                     radius=spacing + 0.08, friction=0.5)
+STAND_TOP = 0.01
+WOOD = (0.55, 0.4, 0.28, 1.0)
+
+
+def peg_stand(spacing: float) -> ShapeSpec:
+    """The fixed base of the towers-of-Hanoi stand (its top at ``STAND_TOP``)."""
+    h = STAND_TOP / 2
+    return ShapeSpec("peg stand", WOOD, (Primitive("box", (0.055, spacing + 0.055, h), pos=(0, 0, h)),),
+                     mass=0.0, half_height=0.0, radius=spacing + 0.08, friction=0.5)
+
+
+def pegs(spacing: float, peg_radius: float = 0.006, peg_height: float = 0.07) -> ShapeSpec:
+    """Three fixed vertical pegs along y, ``spacing`` apart, standing on the stand's top."""
+    prims = tuple(Primitive("cylinder", (peg_radius, peg_height / 2, 0.0),
+                            pos=(0, k * spacing, STAND_TOP + peg_height / 2)) for k in (-1, 0, 1))
+    return ShapeSpec("peg", WOOD, prims, mass=0.0, half_height=0.0, radius=spacing + 0.01)
 
 
 # --- everyday objects ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pybullet as p
 from pybullet_utils.bullet_client import BulletClient
 
 from rlft.envs.tabletop.geometry import (
+    Primitive,
     ShapeSpec,
     quat_to_matrix,
     surface_points,
@@ -47,6 +48,19 @@ def _quat_mul(a: np.ndarray | tuple, b: np.ndarray | tuple) -> tuple[float, floa
         aw * bz + ax * by - ay * bx + az * bw,
         aw * bw - ax * bx - ay * by - az * bz,
     )
+
+
+def _primitive_arrays(prims: tuple[Primitive, ...]) -> tuple[list, ...]:
+    """PyBullet's parallel shape arrays (types, half extents, radii, lengths, poses)."""
+    kinds, halves, radii, lengths, poss, orns = [], [], [], [], [], []
+    for prim in prims:
+        kinds.append(p.GEOM_BOX if prim.kind == "box" else p.GEOM_CYLINDER)
+        halves.append(prim.size if prim.kind == "box" else (0, 0, 0))
+        radii.append(prim.size[0] if prim.kind == "cylinder" else 0)
+        lengths.append(2 * prim.size[1] if prim.kind == "cylinder" else 0)
+        poss.append(prim.pos)
+        orns.append(yaw_quat(prim.yaw))
+    return kinds, halves, radii, lengths, poss, orns
 
 
 @contextlib.contextmanager
@@ -139,14 +153,8 @@ class TabletopSim:
             return c.createCollisionShape(p.GEOM_MESH, fileName=m.collision, meshScale=m.scale,
                                           collisionFramePosition=m.offset,
                                           collisionFrameOrientation=p.getQuaternionFromEuler(m.rpy))
-        kinds, halves, radii, lengths, poss, orns = [], [], [], [], [], []
-        for prim in shape.primitives:
-            kinds.append(p.GEOM_BOX if prim.kind == "box" else p.GEOM_CYLINDER)
-            halves.append(prim.size if prim.kind == "box" else (0, 0, 0))
-            radii.append(prim.size[0] if prim.kind == "cylinder" else 0)
-            lengths.append(2 * prim.size[1] if prim.kind == "cylinder" else 0)
-            poss.append(prim.pos)
-            orns.append(yaw_quat(prim.yaw))
+        prims = shape.collision_primitives or shape.primitives
+        kinds, halves, radii, lengths, poss, orns = _primitive_arrays(prims)
         return c.createCollisionShapeArray(kinds, radii=radii, halfExtents=halves, lengths=lengths,
                                            collisionFramePositions=poss,
                                            collisionFrameOrientations=orns)
@@ -158,14 +166,7 @@ class TabletopSim:
             return c.createVisualShape(p.GEOM_MESH, fileName=m.visual, meshScale=m.scale,
                                        visualFramePosition=m.offset, rgbaColor=shape.rgba,
                                        visualFrameOrientation=p.getQuaternionFromEuler(m.rpy))
-        kinds, halves, radii, lengths, poss, orns = [], [], [], [], [], []
-        for prim in shape.primitives:
-            kinds.append(p.GEOM_BOX if prim.kind == "box" else p.GEOM_CYLINDER)
-            halves.append(prim.size if prim.kind == "box" else (0, 0, 0))
-            radii.append(prim.size[0] if prim.kind == "cylinder" else 0)
-            lengths.append(2 * prim.size[1] if prim.kind == "cylinder" else 0)
-            poss.append(prim.pos)
-            orns.append(yaw_quat(prim.yaw))
+        kinds, halves, radii, lengths, poss, orns = _primitive_arrays(shape.primitives)
         vis = c.createVisualShapeArray(kinds, radii=radii, halfExtents=halves, lengths=lengths,
                                        visualFramePositions=poss, visualFrameOrientations=orns)
         return vis

@@ -14,7 +14,7 @@ PEGS = ("left", "middle", "right")  # along +y, i.e. left to right in the height
 SPACING = 0.1
 OUTER = (0.045, 0.038, 0.031)  # ring sizes, largest first
 THICK = 0.015
-BASE_TOP = 0.01
+BASE_TOP = shapes.STAND_TOP
 DONE = "done: the tower is on the {peg} peg"
 
 
@@ -50,10 +50,13 @@ class TowersOfHanoi(Task):
         self.goal_text = f"move the tower from the {src} peg to the {dst} peg"
         xy = sim.sample_position(rng, SPACING + 0.06)
         self.stand = sim.add(shapes.peg_stand(SPACING), xy, 0.0)
+        self.peg_body = sim.add(shapes.pegs(SPACING), xy, 0.0)
         self.pegs = [np.array([xy[0], xy[1] + (k - 1) * SPACING]) for k in range(3)]
         self.rings = [sim.add(shapes.ring(c, OUTER[i], thick=THICK), tuple(self.pegs[s]), 0.0,
                               z=BASE_TOP + THICK * (i + 0.5) + 1e-4)
                       for i, c in enumerate(self.colors)]
+        for body in self.rings:  # rings collide as disks, so the pegs only guide them
+            sim.client.setCollisionFilterPair(self.peg_body, body, -1, -1, 0)
         self.moves = hanoi_moves(3, s, d, 3 - s - d)
         self.configs = []
         where = [s, s, s]
