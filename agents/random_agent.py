@@ -17,8 +17,10 @@ class RandomAgent:
     """Picks a random valid action.
 
     Web envs: uniform over ``info["valid_actions"]``; the ``search[...]`` placeholder becomes a
-    query of 1-3 random words of the goal. Other envs (no ``valid_actions``): a sample of
-    ``action_space`` (for tabletop envs: a random in-bounds pick and place).
+    query of 1-3 random words of the goal, other ``cmd[...]`` placeholders (``find``,
+    ``quote``, ``answer``) 1-3 consecutive words of the page. Other envs (no
+    ``valid_actions``): a sample of ``action_space`` (for tabletop envs: a random in-bounds
+    pick and place).
 
     Args:
         action_space: the env's action space, needed when ``info`` has no ``valid_actions``.
@@ -43,6 +45,11 @@ class RandomAgent:
                 words = _WORD.findall(str(obs.get("goal", "")).lower()) or ["item"]
                 n = int(self.rng.integers(1, 4))
                 action = f"search[{' '.join(self.rng.choice(words, size=n))}]"
+            elif action.endswith("[...]"):  # find[...], quote[...], answer[...]: a page span
+                words = str(obs.get("page", "")).split() or ["item"]
+                n = int(self.rng.integers(1, 4))
+                start = int(self.rng.integers(max(1, len(words) - n + 1)))
+                action = f"{action[:-5]}[{' '.join(words[start:start + n])}]"
             return action
         if self.action_space is None:
             raise ValueError("RandomAgent needs action_space for envs without valid_actions")

@@ -31,6 +31,12 @@ _register(
     "WebShop-style store: search, open a product, pick options, buy what the goal asks for.",
     max_episode_steps=15,
 )
+_register(
+    "rlft/Research-v0",
+    "rlft.envs.web.research.env:ResearchEnv",
+    "WebGPT-style research: search an offline wiki of fictional facts, quote, answer or abstain.",
+    max_episode_steps=30,
+)
 
 # --- tabletop: language-conditioned pick-and-place in PyBullet (envs/tabletop) ---------------
 # One env class; the `task` kwarg picks the task module in envs/tabletop/tasks/.
