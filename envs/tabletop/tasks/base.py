@@ -144,7 +144,7 @@ class Oracle:
         """Next pick-and-place action ``[px, py, qx, qy, theta]``."""
         env = self.env.unwrapped
         action = env.task.oracle_action(env.sim)
-        if action is None:  # nothing left to do: a harmless no-op move of nothing
+        if action is None:  # goal already met: pick whatever is at the centre, put it back
             cx, cy = env.workspace.center
             action = np.array([cx, cy, cx, cy, 0.0])
         return np.asarray(action, dtype=np.float32)
