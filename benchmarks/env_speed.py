@@ -27,6 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS: list[tuple[str, str, dict, float | None, float | None]] = [
     ("Shop text (2k products)", "rlft/Shop-v0", {}, 3000.0, 500.0),
     ("Shop text (100k products)", "rlft/Shop-v0", {"num_products": 100_000}, None, None),
+    ("Research text (5k articles)", "rlft/Research-v0", {}, 3000.0, 500.0),
 ]
 
 

@@ -226,8 +226,8 @@ class ResearchEnv(WebEnv):
 
     # -- observation and info ------------------------------------------------------------
     def _page_text(self) -> str:
-        if self.observation_mode == "html":
-            return self._backend.html
+        if self.observation_mode != "text":  # html (and the browser backend's modes)
+            return super()._page_text()
         lines = self.layout.lines
         last = min(len(lines), self.cursor + HEIGHT)
         parts = list(lines[self.cursor:last])
