@@ -32,6 +32,13 @@ _register(
     max_episode_steps=15,
 )
 _register(
+    "rlft/Shop-Browser-v0",
+    "rlft.envs.web.shop.env:ShopEnv",
+    "The Shop in headless Chromium (Playwright); observation_mode text/html/axtree/screenshot.",
+    max_episode_steps=15,
+    kwargs={"backend": "browser"},
+)
+_register(
     "rlft/Research-v0",
     "rlft.envs.web.research.env:ResearchEnv",
     "WebGPT-style research: search an offline wiki of fictional facts, quote, answer or abstain.",

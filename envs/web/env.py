@@ -7,7 +7,12 @@ the contract every web env keeps:
 * bad input never raises from :meth:`step`: the state is unchanged, the step counts, the reward
   is 0, ``info["action_error"]`` says what was wrong and the page shows that line;
 * ``info`` always carries ``success``, ``score``, ``valid_actions``, ``url`` and
-  ``action_error`` (None when the action was accepted).
+  ``action_error`` (None when the action was accepted);
+* a failure of the backend itself (the browser crashed, a page hung past its timeout) ends the
+  step with ``truncated=True`` and ``info["error"]``; the next ``reset`` recovers.
+
+Observation modes per backend: ``text`` and ``html`` everywhere; ``axtree`` (accessibility
+tree text) and ``screenshot`` (``uint8`` RGB array of the viewport) need ``backend="browser"``.
 """
 
 from __future__ import annotations
@@ -15,13 +20,19 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
 
 from rlft.envs.spaces import UnicodeText
 from rlft.envs.web.actions import MAX_ACTION_LENGTH, ActionError, ParsedAction, parse_action
-from rlft.envs.web.site import Site, TextBackend
+from rlft.envs.web.site import BackendError, Site, TextBackend
 
-OBSERVATION_MODES = ("text", "html")
+OBSERVATION_MODES = ("text", "html", "axtree", "screenshot")
+#: The observation modes each backend can produce.
+BACKEND_OBSERVATION_MODES: dict[str, tuple[str, ...]] = {
+    "text": ("text", "html"),
+    "browser": OBSERVATION_MODES,
+}
 REWARD_MODES = ("sparse", "shaped")
 MAX_GOAL_CHARS = 2_000
 MAX_PAGE_CHARS = 200_000
@@ -37,8 +48,14 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 def make_backend(name: str, site: Site, **options: Any):
     """The backend called ``name`` browsing ``site``: ``"text"`` (in-process) or ``"browser"``."""
     if name == "text":
+        if options:
+            raise ValueError(f"the text backend takes no backend_options; got {sorted(options)}")
         return TextBackend(site)
-    raise ValueError(f"backend must be 'text'; got {name!r}")
+    if name == "browser":
+        from rlft.envs.web.browser import BrowserBackend  # imports Playwright only when used
+
+        return BrowserBackend(site, **options)
+    raise ValueError(f"backend must be one of 'text', 'browser'; got {name!r}")
 
 
 class WebEnv(gym.Env[dict, str]):
@@ -48,22 +65,33 @@ class WebEnv(gym.Env[dict, str]):
     :meth:`_valid_actions`; they may extend :meth:`_page_text` and :meth:`_extra_info`.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 4}
     commands: frozenset[str] = frozenset()
 
     def __init__(self, site: Site, *, observation_mode: str = "text", render_mode: str | None = None,
                  backend: str = "text", backend_options: dict[str, Any] | None = None):
         self.observation_mode = check_choice("observation_mode", observation_mode,
                                              OBSERVATION_MODES)
+        check_choice("backend", backend, tuple(BACKEND_OBSERVATION_MODES))
+        if observation_mode not in BACKEND_OBSERVATION_MODES[backend]:
+            raise ValueError(f"observation_mode={observation_mode!r} needs backend='browser' "
+                             f"(backend={backend!r} gives only "
+                             f"{', '.join(map(repr, BACKEND_OBSERVATION_MODES[backend]))})")
         if render_mode is not None:
             check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
+            if render_mode == "rgb_array" and backend != "browser":
+                raise ValueError("render_mode='rgb_array' needs backend='browser'")
         self.render_mode = render_mode
         self.site = site
         self.backend_name = backend
         self._backend = make_backend(backend, site, **(backend_options or {}))
-        self.observation_space = spaces.Dict(
-            {"goal": UnicodeText(MAX_GOAL_CHARS), "page": UnicodeText(MAX_PAGE_CHARS)}
-        )
+        if observation_mode == "screenshot":
+            width, height = self._backend.viewport
+            page_space: spaces.Space = spaces.Box(0, 255, (height, width, 3), np.uint8)
+        else:
+            page_space = UnicodeText(MAX_PAGE_CHARS)
+        self.observation_space = spaces.Dict({"goal": UnicodeText(MAX_GOAL_CHARS),
+                                              "page": page_space})
         self.action_space = UnicodeText(MAX_ACTION_LENGTH)
         self.goal_text = ""
         self._done = False
@@ -84,8 +112,12 @@ class WebEnv(gym.Env[dict, str]):
         raise NotImplementedError
 
     def _page_text(self) -> str:
-        """The page part of the observation."""
-        return self._backend.page.text if self.observation_mode == "text" else self._backend.html
+        """The page part of the observation in the text-like modes (text, html, axtree)."""
+        if self.observation_mode == "text":
+            return self._backend.page.text
+        if self.observation_mode == "axtree":
+            return self._backend.axtree()
+        return self._backend.html
 
     def _extra_info(self) -> dict[str, Any]:
         """Env-specific entries added to ``info``."""
@@ -102,7 +134,7 @@ class WebEnv(gym.Env[dict, str]):
 
     def step(self, action: str):
         """Apply ``action``; malformed or impossible actions set ``info["action_error"]``."""
-        error = None
+        error = failure = None
         reward, terminated = 0.0, False
         if self._done:
             error = "the episode is over; call reset() to start a new one"
@@ -111,17 +143,24 @@ class WebEnv(gym.Env[dict, str]):
                 reward, terminated = self._execute(parse_action(action, self.commands))
             except ActionError as e:
                 error = str(e)
-        self._done = self._done or terminated
-        obs, info = self._obs(error), self._info(error)
+            except BackendError as e:
+                failure = str(e)
+        self._done = self._done or terminated or failure is not None
+        obs, info = self._obs(error or failure), self._info(error)
+        if failure is not None:
+            info["error"] = failure
         if self.render_mode == "human":
             self.render()
-        return obs, float(reward), terminated, False, info
+        return obs, float(reward), terminated, failure is not None, info
 
-    def render(self) -> str | None:
-        """``ansi``: the goal and the page as text; ``human``: print that."""
+    def render(self) -> str | np.ndarray | None:
+        """``ansi``: the goal and the page as text; ``human``: print that; ``rgb_array``: a
+        screenshot of the browser's viewport (browser backend only)."""
         if self.render_mode is None:
             gym.logger.warn("render() needs a render_mode: gym.make(..., render_mode='ansi')")
             return None
+        if self.render_mode == "rgb_array":
+            return self._backend.screenshot()
         text = f"Goal: {self.goal_text}\n\n{self._backend.page.text}"
         if self.render_mode == "human":
             print(text + "\n")
@@ -133,7 +172,9 @@ class WebEnv(gym.Env[dict, str]):
         self._backend.close()
 
     # -- helpers -------------------------------------------------------------------------
-    def _obs(self, error: str | None) -> dict[str, str]:
+    def _obs(self, error: str | None) -> dict[str, Any]:
+        if self.observation_mode == "screenshot":
+            return {"goal": self.goal_text, "page": self._backend.screenshot()}
         page = self._page_text()
         if error is not None:
             page = f"Error: {error}\n{page}"

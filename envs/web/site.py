@@ -22,6 +22,11 @@ class PageNotFound(LookupError):
     """The site has no page at this URL."""
 
 
+class BackendError(RuntimeError):
+    """The backend itself failed (browser crashed, page load timed out); the env truncates the
+    episode with ``info["error"]`` and the next ``reset`` recovers."""
+
+
 class Site(ABC):
     """A website simulated in Python. Subclasses implement :meth:`get`.
 

@@ -1,0 +1,109 @@
+// Injected into every page the browser backend opens (Playwright add_init_script).
+//
+// Link clicks and form submissions stay real DOM events; this script only changes what their
+// default action does: instead of a full navigation it fetches the target from the same origin
+// (served by the env's route handler), swaps the document element in place and pushes the URL
+// onto the history. That saves a navigation (new document, style and layout from scratch) per
+// step; the page the agent sees is the same HTML either way.
+(() => {
+  if (window.__rlft) return;
+  const norm = (s) => s.replace(/\s+/g, " ").trim();
+  const squash = (s) => s.replace(/\s+/g, "").toLowerCase();
+  const SKIP = "[hidden], head, script, style, template, noscript, title";
+  const state = { pending: null };
+
+  function serialize() {
+    return (document.doctype ? "<!DOCTYPE html>" : "") + document.documentElement.outerHTML;
+  }
+
+  async function load(url, timeoutMs) {
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), timeoutMs);
+    try {
+      const resp = await fetch(url, { signal: ctrl.signal, cache: "no-store" });
+      const body = await resp.text();
+      if (!resp.ok) return { status: resp.status, error: body };
+      const doc = new DOMParser().parseFromString(body, "text/html");
+      document.replaceChild(document.adoptNode(doc.documentElement), document.documentElement);
+      history.pushState(null, "", resp.url || url);
+      if (window.scrollX || window.scrollY) window.scrollTo(0, 0);
+      return { status: resp.status };
+    } catch (e) {
+      return { status: 0, timeout: ctrl.signal.aborted, error: String(e) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // The first a / button (not a form's submit button) whose label is `label`.
+  function findClickable(label) {
+    const candidates = [...document.querySelectorAll("a, button")].filter(
+      (el) => !(el.tagName === "BUTTON" && el.type === "submit") && !el.closest(SKIP),
+    );
+    return (
+      candidates.find((el) => norm(el.textContent) === label) ||
+      candidates.find((el) => squash(el.textContent) === squash(label)) ||
+      null
+    );
+  }
+
+  function searchInput() {
+    return document.querySelector(
+      'form input[type="text"], form input[type="search"], form input:not([type])',
+    );
+  }
+
+  let timeoutMs = 10000;
+  document.addEventListener(
+    "click",
+    (ev) => {
+      if (ev.defaultPrevented || ev.button !== 0) return;
+      const el = ev.target.closest && ev.target.closest("a[href], button[data-href]");
+      if (!el) return;
+      const url = new URL(el.getAttribute("href") || el.dataset.href, location.href);
+      if (url.origin !== location.origin) return;
+      ev.preventDefault();
+      state.pending = load(url.href, timeoutMs);
+    },
+    true,
+  );
+  document.addEventListener(
+    "submit",
+    (ev) => {
+      const form = ev.target;
+      if ((form.method || "get").toLowerCase() !== "get") return;
+      const url = new URL(form.getAttribute("action") || location.href, location.href);
+      url.search = new URLSearchParams(new FormData(form)).toString();
+      if (url.origin !== location.origin) return;
+      ev.preventDefault();
+      state.pending = load(url.href, timeoutMs);
+    },
+    true,
+  );
+
+  // One call per step: do the action in the page, wait for the page it leads to, return it.
+  async function act(kind, arg, timeout) {
+    timeoutMs = timeout;
+    state.pending = null;
+    if (kind === "click") {
+      const el = findClickable(arg);
+      if (!el) return { missing: true };
+      el.click();
+    } else if (kind === "search") {
+      const input = searchInput();
+      if (!input) return { missing: true };
+      input.focus();
+      input.value = arg;
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+      input.form.requestSubmit();
+    } else if (kind === "goto") {
+      state.pending = load(new URL(arg, location.href).href, timeoutMs);
+    }
+    const result = state.pending ? await state.pending : { status: 200, stayed: true };
+    state.pending = null;
+    return { ...result, url: location.pathname + location.search, html: serialize() };
+  }
+
+  window.__rlft = { act, serialize };
+})();
