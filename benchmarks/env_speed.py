@@ -28,7 +28,31 @@ CONFIGS: list[tuple[str, str, dict, float | None, float | None]] = [
     ("Shop text (2k products)", "rlft/Shop-v0", {}, 3000.0, 500.0),
     ("Shop text (100k products)", "rlft/Shop-v0", {"num_products": 100_000}, None, None),
     ("Research text (5k articles)", "rlft/Research-v0", {}, 3000.0, 500.0),
+    ("Shop browser text", "rlft/Shop-v0", {"backend": "browser"}, 50.0, None),
+    ("Shop browser html", "rlft/Shop-v0",
+     {"backend": "browser", "observation_mode": "html"}, None, None),
+    ("Shop browser axtree", "rlft/Shop-v0",
+     {"backend": "browser", "observation_mode": "axtree"}, None, None),
+    ("Shop browser screenshot 800x600", "rlft/Shop-v0",
+     {"backend": "browser", "observation_mode": "screenshot"}, None, None),
 ]
+
+#: Rows too slow for the default counts run at most (steps, resets).
+SLOW_LIMITS: dict[str, tuple[int, int]] = {
+    label: (1_000, 100) for label, _, kw, _, _ in CONFIGS if kw.get("backend") == "browser"
+}
+_BACKEND_KWARGS = ("backend", "observation_mode", "backend_options")
+
+
+def _text_baseline(m: dict, rows: list[dict]) -> dict | None:
+    """The text-backend row of the same env and settings as the browser row ``m``."""
+    if m["kwargs"].get("backend", "text") == "text":
+        return None
+    key = {k: v for k, v in m["kwargs"].items() if k not in _BACKEND_KWARGS}
+    for r in rows:
+        if r["env_id"] == m["env_id"] and r["kwargs"] == key:
+            return r
+    return None
 
 
 def measure(env_id: str, kwargs: dict, steps: int, resets: int, seed: int = 0) -> dict:
@@ -68,7 +92,8 @@ def main() -> None:
     for label, env_id, kwargs, t_steps, t_resets in CONFIGS:
         if args.only and args.only not in label and args.only != env_id:
             continue
-        m = measure(env_id, kwargs, args.steps, args.resets)
+        max_steps, max_resets = SLOW_LIMITS.get(label, (args.steps, args.resets))
+        m = measure(env_id, kwargs, min(args.steps, max_steps), min(args.resets, max_resets))
         m.update(label=label, env_id=env_id, kwargs=kwargs, target_steps_per_s=t_steps,
                  target_resets_per_s=t_resets)
         rows.append(m)
@@ -77,13 +102,18 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for m in rows:
+        base = _text_baseline(m, rows)
+        m["ratio_vs_text"] = None if base is None else round(m["steps_per_s"] / base["steps_per_s"], 4)
     (RESULTS / "env_speed.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    lines = ["| env | steps/s | target | resets/s | target | build s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| env | steps/s | target | vs text | resets/s | target | build s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for m in rows:
         t1 = "" if m["target_steps_per_s"] is None else f">= {m['target_steps_per_s']:.0f}"
         t2 = "" if m["target_resets_per_s"] is None else f">= {m['target_resets_per_s']:.0f}"
-        lines.append(f"| {m['label']} | {m['steps_per_s']:.0f} | {t1} | {m['resets_per_s']:.0f}"
+        ratio = "" if m["ratio_vs_text"] is None else f"{m['ratio_vs_text']:.3f}x"
+        lines.append(f"| {m['label']} | {m['steps_per_s']:.0f} | {t1} | {ratio}"
+                     f" | {m['resets_per_s']:.0f}"
                      f" | {t2} | {m['build_s']:.2f} |")
     (RESULTS / "env_speed.md").write_text(
         f"Measured by `python benchmarks/env_speed.py` on {meta['time']} "

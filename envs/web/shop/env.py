@@ -52,9 +52,11 @@ class ShopEnv(WebEnv):
       from categories never used in train).
     * ``num_products``: catalog size (default 2,000; up to 100,000, built once per process).
     * ``catalog_seed``: seed of the generated catalog and goals (default 0).
-    * ``observation_mode``: ``"text"`` | ``"html"``.
-    * ``backend``: ``"text"`` (in-process).
-    * ``render_mode``: ``"ansi"`` | ``"human"``.
+    * ``observation_mode``: ``"text"`` | ``"html"``; with the browser backend also ``"axtree"``
+      (accessibility tree text) | ``"screenshot"`` (``Box(uint8, (H, W, 3))`` page).
+    * ``backend``: ``"text"`` (in-process) | ``"browser"`` (headless Chromium via Playwright).
+    * ``backend_options``: for the browser, ``viewport=(width, height)`` and ``timeout_s``.
+    * ``render_mode``: ``"ansi"`` | ``"human"`` | ``"rgb_array"`` (browser backend).
 
     ``reset(options={"goal_index": i})`` picks goal ``i`` of the split instead of a random one.
     """
