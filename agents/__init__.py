@@ -1,7 +1,32 @@
-"""rlft agents: experts, random, and pretrained-model policies. All follow :class:`Agent`."""
+"""rlft agents: experts, random, and pretrained-model policies. All follow :class:`Agent`.
+
+The trainable policies import torch and transformers; they load on first use
+(``from rlft.agents import ChoicePolicy``) so that ``import rlft.agents`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from rlft.agents.base import Agent
 from rlft.agents.expert_agent import ExpertAgent
 from rlft.agents.random_agent import RandomAgent
 
-__all__ = ["Agent", "ExpertAgent", "RandomAgent"]
+_LAZY = {
+    "ChoicePolicy": "rlft.agents.choice_policy",
+    "ChoicePolicyConfig": "rlft.agents.choice_policy",
+    "Turn": "rlft.agents.choice_policy",
+    "TextEncoder": "rlft.agents.text_encoder",
+    "load_policy": "rlft.agents.loading",
+    "make_agent": "rlft.agents.loading",
+}
+
+__all__ = ["Agent", "ExpertAgent", "RandomAgent", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rlft.agents' has no attribute {name!r}")

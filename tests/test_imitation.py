@@ -1,0 +1,129 @@
+"""Demos, behaviour cloning, evaluation and benchmark commands (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from tiny_models import make_tiny_bert
+
+import rlft.envs  # noqa: F401
+from rlft.training.cli import main
+from rlft.training.configs import ImitateArgs
+from rlft.training.demos import collect, load_demos
+from rlft.training.imitation import imitate
+from rlft.wrappers.recorder import TrajectoryRecorder
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    return str(make_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos")
+    collect("rlft/Shop-v0", 30, out, seed=0)
+    return out
+
+
+def test_collect_writes_documented_records(demos):
+    meta, episodes = load_demos(demos)
+    assert meta["env_id"] == "rlft/Shop-v0" and meta["episodes"] == 30
+    assert meta["expert_success"] == 1.0 and len(episodes) == 30
+    assert sum(len(e) for e in episodes) == meta["steps"]
+    first = episodes[0][0]
+    assert first["step"] == 0 and first["seed"] == 0 and first["valid_actions"] == ["search[...]"]
+    assert first["action"].startswith("search[") and first["goal"] and first["page"]
+    last = episodes[0][-1]
+    assert last["terminated"] and last["success"] and last["reward"] == 1.0
+    assert last["action"] == "click[Buy Now]"
+    with pytest.raises(FileExistsError):
+        collect("rlft/Shop-v0", 1, demos)
+
+
+class _ImageEnv(gym.Env):
+    """A tiny env with an image observation, to test npz recording."""
+
+    observation_space = spaces.Dict({"goal": spaces.Text(20),
+                                     "color": spaces.Box(0, 255, (4, 5, 3), np.uint8)})
+    action_space = spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return {"goal": "go", "color": np.full((4, 5, 3), self.t, np.uint8)}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, self.t == 3, False, {"success": self.t == 3, "score": 0.5}
+
+
+def test_recorder_stores_images_in_npz(tmp_path):
+    env = TrajectoryRecorder(_ImageEnv(), tmp_path)
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        for _ in range(3):
+            env.step(np.array([0.5, -0.5], np.float32))
+    env.close()
+    _, episodes = load_demos(tmp_path)
+    assert [len(e) for e in episodes] == [3, 3]
+    rec = episodes[1][2]
+    assert rec["action"] == [0.5, -0.5] and rec["goal"] == "go" and rec["success"]
+    assert rec["arrays"] == {"file": "episode_000001.npz", "index": {"color": 2}}
+    arrays = np.load(tmp_path / rec["arrays"]["file"])
+    assert arrays["color"].shape == (3, 4, 5, 3) and (arrays["color"][2] == 2).all()
+
+
+def test_short_imitation_lowers_val_loss_and_resumes(tmp_path, demos, tiny_encoder):
+    args = ImitateArgs(demos=demos, out=tmp_path, encoder=tiny_encoder, epochs=6, hidden=32,
+                       batch_size=16, lr=3e-3, val_episodes=10)
+    summary = imitate(args)
+    hist = summary["history"]
+    assert len(hist) == 6 and hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.1
+    assert hist[-1]["train_acc"] > hist[0]["train_acc"]
+    assert (tmp_path / "rlft_policy.json").exists() and (tmp_path / "head.safetensors").exists()
+    assert list((tmp_path / "tb").iterdir())
+    # resuming: the finished epochs are kept, two more are trained
+    args.epochs = 8
+    resumed = imitate(args)["history"]
+    assert len(resumed) == 8 and resumed[:6] == hist
+
+
+def test_imitate_rejects_a_tabletop_env(tmp_path, demos, tiny_encoder):
+    with pytest.raises(ValueError, match="web env"):
+        imitate(ImitateArgs(demos=demos, out=tmp_path, env="rlft/PutBlockInBowl-v0",
+                            encoder=tiny_encoder))
+
+
+def test_cli_collect_imitate_evaluate_benchmark(tmp_path, tiny_encoder, capsys):
+    demos, model = tmp_path / "demos", tmp_path / "il"
+    main(["collect", "--env", "rlft/Shop-v0", "--episodes", "8", "--out", str(demos)])
+    assert "8 episodes" in capsys.readouterr().out
+    main(["imitate", "--demos", str(demos), "--out", str(model), "--encoder", tiny_encoder,
+          "--epochs", "2", "--val-episodes", "3", "--eval-episodes", "2"])
+    assert "val success" in capsys.readouterr().out
+    main(["evaluate", "--agent", str(model), "--episodes", "2", "--out",
+          str(tmp_path / "eval.json")])
+    assert json.loads((tmp_path / "eval.json").read_text())[0]["episodes"] == 2
+    prefix = tmp_path / "bench" / "agents"
+    main(["benchmark", "--agents", "random", f"il={model}", "--episodes", "2", "--out",
+          str(prefix)])
+    table = capsys.readouterr().out
+    assert "| rlft/Shop-v0 | il | 2 |" in table and "actions/s" in table
+    rows = json.loads(prefix.with_suffix(".json").read_text())
+    assert [r["name"] for r in rows] == ["random", "il"]
+    assert all(r["actions_per_s"] > 0 for r in rows)
+    assert prefix.with_suffix(".png").stat().st_size > 1000
+    assert prefix.with_suffix(".md").read_text().startswith("| env | agent |")
+
+
+def test_evaluate_missing_checkpoint_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rlft imitate"):
+        main(["evaluate", "--agent", str(tmp_path / "missing"), "--episodes", "1"])

@@ -1,0 +1,71 @@
+"""Configs of the training commands: dataclasses that ``tyro`` turns into ``--help``.
+
+Kept free of torch imports so that ``rlft --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rlft.agents.defaults import DEFAULT_ENCODER
+
+
+@dataclass
+class ImitateArgs:
+    """Behaviour cloning from expert demos (``rlft imitate``)."""
+
+    demos: Path
+    """Directory written by ``rlft collect`` (trajectories.jsonl)."""
+    out: Path
+    """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs."""
+    env: str = "rlft/Shop-v0"
+    """Environment id the demos come from (its val split is used for validation)."""
+    policy: Literal["choice"] = "choice"
+    """Policy kind to train."""
+    encoder: str = DEFAULT_ENCODER
+    """Text encoder: HF name or local path (default: the bundled all-MiniLM-L6-v2)."""
+    max_demos: int | None = None
+    """Use at most this many demo episodes (default: all)."""
+    epochs: int = 30
+    """Passes over the demos."""
+    batch_size: int = 64
+    """Turns per gradient step."""
+    lr: float = 1e-3
+    """AdamW learning rate (cosine-decayed to 10%)."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    hidden: int = 256
+    """Width of the policy's heads."""
+    lora_r: int = 0
+    """LoRA rank on the encoder (0: frozen encoder with cached embeddings, the fast default)."""
+    val_episodes: int = 50
+    """Expert episodes of the val split used for validation loss/accuracy (0: none)."""
+    eval_episodes: int = 0
+    """After training, roll the best policy out on this many val episodes (success, score)."""
+    seed: int = 0
+    """Seed of initialisation and shuffling."""
+    resume: bool = True
+    """Resume from OUT/checkpoint.pt when it exists."""
+
+
+
+@dataclass
+class BenchmarkArgs:
+    """Benchmark agents on environments (``rlft benchmark``)."""
+
+    agents: tuple[str, ...] = ("random", "expert")
+    """Agents: expert, random, or a checkpoint directory (optionally NAME=PATH)."""
+    envs: tuple[str, ...] = ("rlft/Shop-v0",)
+    """Environment ids."""
+    episodes: int = 100
+    """Episodes per (agent, env)."""
+    split: str = "test"
+    """Goal split to evaluate on."""
+    seed: int = 0
+    """Seed of the first episode (the same episodes for every agent)."""
+    out: Path | None = Path("benchmarks/results/agents")
+    """Output prefix: writes OUT.md, OUT.json and OUT.png (none when omitted)."""
+    note: str = ""
+    """A line added under the markdown table (e.g. how the agents were trained)."""

@@ -1,0 +1,119 @@
+"""Valid-action helpers for the web envs: concrete candidates, their page context, queries.
+
+``info["valid_actions"]`` lists what can be done now; ``"search[...]"``
+(:data:`~rlft.envs.web.actions.SEARCH_PLACEHOLDER`) stands for any query. Policies that choose
+among candidates (the choice policy, constrained LM decoding) need a finite list of concrete
+actions, so :func:`expand_valid_actions` replaces the placeholder by queries proposed from the
+goal (:func:`propose_queries`). :func:`candidate_context` gives each ``click[label]`` the page
+text right after its button (on a results page: the product's title and price), which is what
+a model needs to tell ``click[B0...]`` buttons apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rlft.envs.web.actions import SEARCH_PLACEHOLDER
+
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_LEAD = re.compile(
+    r"^\s*(?:i am looking for|i'm looking for|i need|i want to buy|i want|find me|looking for|"
+    r"could you get me|get me|buy me|please find)\s+", re.IGNORECASE)
+_PRICE_TAIL = re.compile(
+    r"(?:,?\s*and price\b|\s+that costs\b|,?\s*under\s+\$?\d|\s+with a price\b|\?\s*my budget\b|"
+    r",?\s*price (?:lower|below|under)\b|,?\s*less than\s+\$?\d|,?\s*below\s+\$?\d).*$",
+    re.IGNORECASE | re.DOTALL)
+_STOP = frozenset(
+    "a an the that which is are and or with for of to in on me my i it its be this".split())
+_BUTTON = re.compile(r"^\[(?:clicked )?button\] (.*?) \[(?:clicked )?button_\]$")
+_DOLLARS = re.compile(r"\$\s*([0-9]+(?:\.[0-9]+)?)")
+_BUDGET = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*dollars", re.IGNORECASE)
+
+#: Most queries :func:`propose_queries` returns.
+MAX_QUERIES = 4
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-case words of ``text`` without stop words, in order."""
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def propose_queries(goal: str, limit: int = MAX_QUERIES) -> list[str]:
+    """Search queries proposed from an instruction, most specific first, without duplicates.
+
+    The request phrase ("i need", "find me", ...) and the price clause are cut; then the
+    content words of (1) what remains, (2) what remains before its last comma (usually the
+    product and its attributes, without options), (3) the first clause only, and (4) the whole
+    goal are offered. A policy scores them like any other candidate.
+    """
+    core = _PRICE_TAIL.sub("", _LEAD.sub("", goal.strip()))
+    clauses = [c for c in re.split(r"[,;?]", core) if c.strip()]
+    variants = [core, ",".join(clauses[:-1]) if len(clauses) > 1 else core,
+                clauses[0] if clauses else core, goal]
+    out: list[str] = []
+    for v in variants:
+        q = " ".join(content_words(v))
+        if q and q not in out:
+            out.append(q)
+    return out[:limit] or ["item"]
+
+
+def expand_valid_actions(goal: str, valid_actions: Sequence[str],
+                         queries: Sequence[str] | None = None) -> list[str]:
+    """``valid_actions`` with the search placeholder replaced by concrete ``search[q]`` actions
+    (``queries``, default :func:`propose_queries` of ``goal``)."""
+    out: list[str] = []
+    for a in valid_actions:
+        if a == SEARCH_PLACEHOLDER:
+            out.extend(f"search[{q}]" for q in (queries or propose_queries(goal)))
+        else:
+            out.append(a)
+    return out
+
+
+def page_buttons(page: str) -> dict[str, tuple[str, bool]]:
+    """Map each button label (case-folded) on a text_rich page to (context, pressed).
+
+    The context is the text lines right after the button up to the next button (at most two),
+    e.g. a product's title and price after its ASIN button on a results page.
+    """
+    lines = page.splitlines()
+    out: dict[str, tuple[str, bool]] = {}
+    for i, line in enumerate(lines):
+        m = _BUTTON.match(line.strip())
+        if not m:
+            continue
+        ctx = []
+        for nxt in lines[i + 1 : i + 3]:
+            if _BUTTON.match(nxt.strip()) or nxt.startswith("[search box]"):
+                break
+            ctx.append(nxt.strip())
+        key = m.group(1).casefold()
+        if key not in out:
+            out[key] = (" ".join(ctx), line.lstrip().startswith("[clicked button]"))
+    return out
+
+
+def action_label(action: str) -> str:
+    """The argument of ``command[argument]`` (the whole string when it has no brackets)."""
+    m = re.fullmatch(r"\s*[A-Za-z_]+\s*\[(.*)\]\s*", action, re.DOTALL)
+    return m.group(1).strip() if m else action.strip()
+
+
+def candidate_context(page: str, action: str,
+                      buttons: dict[str, tuple[str, bool]] | None = None) -> tuple[str, bool]:
+    """``(context, pressed)`` of ``action`` on ``page`` (empty and False for searches)."""
+    if not action.lstrip().lower().startswith("click"):
+        return "", False
+    buttons = page_buttons(page) if buttons is None else buttons
+    return buttons.get(action_label(action).casefold(), ("", False))
+
+
+def price_fits(context: str, goal: str) -> float:
+    """+1 when a dollar amount in ``context`` is within the goal's "N dollars" budget, -1 when
+    above it, 0 when either is missing."""
+    have, budget = _DOLLARS.search(context), _BUDGET.search(goal)
+    if not have or not budget:
+        return 0.0
+    return 1.0 if float(have.group(1)) <= float(budget.group(1)) else -1.0
