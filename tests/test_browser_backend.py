@@ -24,7 +24,7 @@ from rlft.envs.web.actions import ActionError, ParsedAction
 from rlft.envs.web.browser import chromium_pids
 from rlft.envs.web.env import WebEnv
 from rlft.envs.web.render import render_html
-from rlft.envs.web.site import Site, page_html
+from rlft.envs.web.site import PageNotFound, Site, page_html
 
 # Queries whose URL encoding differs between Python's urlencode and the browser's form encoding.
 ODD_QUERIES = ["men's 100% cotton & \"wool\" #1", "café ~ naïve + größe", "a/b?c=d;e"]
@@ -202,14 +202,18 @@ def test_killed_browser_truncates_the_step_and_is_relaunched_at_reset():
 
 # -- a page that hangs, on a site that is not the shop -------------------------------------
 class SlowSite(Site):
-    """Two pages linking to each other; ``/slow`` takes ``delay`` seconds to answer."""
+    """Pages linking to each other; ``/slow`` takes ``delay`` seconds to answer, ``/missing``
+    and the off-site link lead nowhere."""
 
     delay = 3.0
 
     def get(self, url: str) -> str:
         if url.startswith("/slow"):
             time.sleep(self.delay)
-        links = '<a href="/slow">Slow page</a> <a href="/next">Next page</a>'
+        if url.startswith("/missing"):
+            raise PageNotFound(f"no page at {url!r}")
+        links = ('<a href="/slow">Slow page</a> <a href="/next">Next page</a> '
+                 '<a href="/missing">Missing page</a> <a href="http://example.com/">Elsewhere</a>')
         return page_html(url, f"<p>at {url}</p><div>{links}</div>")
 
 
@@ -235,9 +239,13 @@ def test_page_hanging_past_the_timeout_truncates_with_an_error():
     env = LinkEnv(SlowSite(), backend="browser", backend_options={"timeout_s": 0.5})
     obs, info = env.reset(seed=0)
     assert obs["page"].startswith("at /") and info["valid_actions"] == [
-        "click[Slow page]", "click[Next page]"]
+        "click[Slow page]", "click[Next page]", "click[Missing page]", "click[Elsewhere]"]
     obs, r, term, trunc, info = env.step("click[Next page]")
     assert info["url"] == "/next" and not trunc
+    for label in ("Missing page", "Elsewhere"):  # as the text backend: the site has no page
+        with pytest.raises(PageNotFound):
+            env.step(f"click[{label}]")
+        assert env.unwrapped._backend.url == "/next"
     t0 = time.monotonic()
     obs, r, term, trunc, info = env.step("click[Slow page]")
     assert time.monotonic() - t0 < SlowSite.delay
@@ -251,6 +259,8 @@ def test_page_hanging_past_the_timeout_truncates_with_an_error():
 
 # -- vector envs ----------------------------------------------------------------------------
 def test_async_vector_env_runs_one_browser_per_worker_and_leaves_none():
+    parent = gym.make("rlft/Shop-Browser-v0")
+    parent.reset(seed=0)  # the workers fork from a process whose browser is running
     envs = gym.make_vec("rlft/Shop-Browser-v0", num_envs=4, vectorization_mode="async")
     try:
         obs, infos = envs.reset(seed=0)
@@ -259,6 +269,10 @@ def test_async_vector_env_runs_one_browser_per_worker_and_leaves_none():
         assert all("Total results" in p for p in obs["page"])
         browsers = [chromium_pids(w.pid) for w in envs.processes]
         assert all(browsers) and len({b[0] for b in browsers}) == 4
+        assert parent.unwrapped._backend._context.browser.is_connected()
     finally:
         envs.close()
+    obs, *_ = parent.step("search[socks]")
+    assert "Total results" in obs["page"]
+    parent.close()
     assert chromium_pids() == []

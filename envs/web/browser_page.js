@@ -53,6 +53,10 @@
     );
   }
 
+  // The site is all there is: a link off it leads nowhere (the text backend: page not found).
+  const sameSite = (url) => url.origin === location.origin;
+  const offSite = async (url) => ({ status: 404, error: `no page at ${url.href} (off-site)` });
+
   let timeoutMs = 10000;
   document.addEventListener(
     "click",
@@ -61,9 +65,8 @@
       const el = ev.target.closest && ev.target.closest("a[href], button[data-href]");
       if (!el) return;
       const url = new URL(el.getAttribute("href") || el.dataset.href, location.href);
-      if (url.origin !== location.origin) return;
       ev.preventDefault();
-      state.pending = load(url.href, timeoutMs);
+      state.pending = sameSite(url) ? load(url.href, timeoutMs) : offSite(url);
     },
     true,
   );
@@ -74,9 +77,8 @@
       if ((form.method || "get").toLowerCase() !== "get") return;
       const url = new URL(form.getAttribute("action") || location.href, location.href);
       url.search = new URLSearchParams(new FormData(form)).toString();
-      if (url.origin !== location.origin) return;
       ev.preventDefault();
-      state.pending = load(url.href, timeoutMs);
+      state.pending = sameSite(url) ? load(url.href, timeoutMs) : offSite(url);
     },
     true,
   );
