@@ -27,6 +27,8 @@ from __future__ import annotations
 import atexit
 import io
 import os
+import signal
+import threading
 from importlib import resources
 from typing import Any
 
@@ -42,6 +44,8 @@ from rlft.envs.web.site_server import SiteServer
 DEFAULT_VIEWPORT = (800, 600)
 #: Default seconds a page may take to load before the step is truncated.
 DEFAULT_TIMEOUT_S = 10.0
+#: Seconds past the timeout after which a page that stopped answering gets its browser killed.
+WATCHDOG_GRACE_S = 2.0
 #: Added to chromium.LAUNCH_ARGS: resolve no host names (pages come from 127.0.0.1 only).
 _ISOLATION_ARGS = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",)
 
@@ -96,6 +100,16 @@ class _SharedBrowser:
             except Exception:
                 pass
 
+    def kill(self) -> None:
+        """Kill this process's Chromium (SIGKILL), e.g. when a page hangs; thread-safe."""
+        if self.owner != os.getpid():
+            return
+        for pid in chromium_pids()[:1]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def release(self) -> None:
         """One backend fewer; the last one ends the browser and the driver."""
         self._own()
@@ -121,8 +135,14 @@ _SHARED = _SharedBrowser()
 atexit.register(_SHARED.shutdown)
 
 
+def _is_chromium(name: str) -> bool:
+    return "chrom" in name or "headless_shell" in name
+
+
 def chromium_pids(root: int | None = None) -> list[int]:
-    """Process ids of the Chromium processes descending from ``root`` (default: this process).
+    """Process ids of the Chromium processes that ``root`` (default: this process) launched
+    through its Playwright driver; other processes' browsers (e.g. those of async vector env
+    workers, which are children too) are not included.
 
     Reads ``/proc`` (Linux). The first pid is the browser's main process.
     """
@@ -147,9 +167,11 @@ def chromium_pids(root: int | None = None) -> list[int]:
     while todo:
         pid = todo.pop(0)
         for child in sorted(children.get(pid, [])):
-            if "chrom" in names[child] or "headless_shell" in names[child]:
+            if _is_chromium(names[child]):
                 found.append(child)
-            todo.append(child)
+                todo.append(child)
+            elif pid == root and names[child].startswith("node"):  # the Playwright driver
+                todo.append(child)
     return found
 
 
@@ -226,14 +248,26 @@ class BrowserBackend:
             raise BackendError("the browser has no page yet; call reset() first")
         if self._broken:
             raise BackendError("the browser failed earlier in this episode; call reset()")
+        # The page times its own loads out; a page whose scripts hang cannot, so a watchdog
+        # kills the browser (the next reset relaunches it) if the page stops answering.
+        hung = threading.Event()
+        watchdog = threading.Timer(self.timeout_s + WATCHDOG_GRACE_S,
+                                   lambda: (hung.set(), _SHARED.kill()))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             result = self._tab.evaluate(
                 "([k, a, t]) => window.__rlft.act(k, a, t)", [kind, arg, self.timeout_s * 1000]
             )
         except Exception as e:
             self._broken = True
+            if hung.is_set():
+                raise BackendError(f"the page stopped responding for {self.timeout_s:g} s; the "
+                                   "browser was killed and reset() relaunches it") from e
             raise BackendError(f"the browser failed ({type(e).__name__}: {_first_line(e)}); "
                                "reset() relaunches it") from e
+        finally:
+            watchdog.cancel()
         if result.get("missing"):
             raise ActionError(f"{kind} found nothing to act on in the browser page")
         if result.get("timeout"):
