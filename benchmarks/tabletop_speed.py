@@ -75,6 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []
     for env_id in TASK_IDS:
         if args.only and args.only.lower() not in env_id.lower():
@@ -89,6 +90,7 @@ def main() -> None:
     meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "pinned_to_one_core": not args.all_cores, "python": platform.python_version(),
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "image_size": [160, 320],
+            "load_average_1min": [load_before, os.getloadavg()[0] if load_before is not None else None],
             "targets": {"steps_per_s": TARGET_STEPS_PER_S, "reset_s": TARGET_RESET_S}}
     (RESULTS / "tabletop_speed.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     lines = ["| env | steps/s (>= 20) | p95 step ms | reset s (<= 0.1) | max reset s | "
@@ -102,8 +104,10 @@ def main() -> None:
         f"Measured by `python benchmarks/tabletop_speed.py` on {meta['time']} "
         f"({'one core of ' if meta['pinned_to_one_core'] else ''}{meta['cpus']} CPUs, "
         f"Python {meta['python']}), {args.episodes} oracle episodes per task and split, "
-        "default 160 x 320 heightmap, observation included. For scale: Ravens' own oracle "
-        "measured about 1.9 s per step on this machine.\n\n" + "\n".join(lines) + "\n")
+        "default 160 x 320 heightmap, observation included. 1-minute load average "
+        f"{meta['load_average_1min']} (start, end): other jobs shared the machine when above ~1. "
+        "For scale: Ravens' own oracle measured about 1.9 s per step on this machine.\n\n"
+        + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
