@@ -60,3 +60,11 @@ def test_unknown_subcommand_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as e:
         main(["fly"])
     assert e.value.code != 0
+
+
+def test_train_ppo_with_a_missing_checkpoint_says_what_to_do(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "ppo", "--policy", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "no rlft policy checkpoint" in err and "rlft imitate" in err

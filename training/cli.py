@@ -13,14 +13,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
 from rlft.training.configs import BenchmarkArgs, ImitateArgs
+from rlft.training.main_job import MainJobArgs
+from rlft.training.ppo import PPOArgs
 
 
 def envs() -> None:
@@ -122,6 +125,25 @@ def imitate(args: Annotated[ImitateArgs, tyro.conf.arg(name="")]) -> None:
               f"score {summary['val_eval']['score']:.3f}")
 
 
+def train(algorithm: tyro.conf.Positional[Literal["ppo"]],
+          args: Annotated[PPOArgs, tyro.conf.arg(name="")]) -> None:
+    """RL fine-tune a policy checkpoint: `rlft train ppo --env ID --policy DIR --out DIR`."""
+    from rlft.training.ppo import train_ppo
+
+    summary = train_ppo(args)
+    if "test" in summary:
+        t = summary["test"]
+        print(f"test success {t['success']:.3f} {t['success_ci']}, score {t['score']:.3f} "
+              f"-> {args.out}/policy")
+
+
+def main_job(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:
+    """Demos -> imitation -> PPO -> evaluation table (random / IL / IL+RL / expert)."""
+    from rlft.training.main_job import run_main_job
+
+    run_main_job(args)
+
+
 def benchmark(args: Annotated[BenchmarkArgs, tyro.conf.arg(name="")]) -> None:
     """Benchmark agents x envs: markdown table with 95% CIs, JSON and a bar chart PNG."""
     from rlft.training.agent_benchmark import markdown, run_benchmark
@@ -136,6 +158,8 @@ COMMANDS = {
     "collect": collect,
     "imitate": imitate,
     "benchmark": benchmark,
+    "train": train,
+    "main-job": main_job,
     "demo": demo,
     "setup-browser": setup_browser,
 }
@@ -143,8 +167,16 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rlft`` console script."""
-    tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlft", args=argv,
-                                         description=__doc__)
+    try:
+        tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlft", args=argv,
+                                             description=__doc__)
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+        # User errors (bad paths, wrong env/policy pairing, bad arguments) get one clear line;
+        # RLFT_DEBUG=1 shows the traceback.
+        if os.environ.get("RLFT_DEBUG"):
+            raise
+        print(f"rlft: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -21,14 +21,15 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
 import numpy as np
-import torch
-from gymnasium.vector import AutoresetMode
 
 import rlft.envs  # noqa: F401  (registers the ids)
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -91,25 +92,14 @@ class PPOArgs:
     """Show a progress bar."""
 
 
-# -- rollout storage ------------------------------------------------------------------------
-@dataclass
-class Rollout:
-    """One rollout: T x N turns (features, chosen index, log-prob, value, reward, done)."""
-
-    features: list[list[Any]]
-    actions: torch.Tensor
-    logprobs: torch.Tensor
-    values: torch.Tensor
-    rewards: torch.Tensor
-    dones: torch.Tensor
-
-
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
                 next_value: torch.Tensor, next_done: torch.Tensor, gamma: float,
                 lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE over turns. ``dones[t]`` marks that the episode ended AT step t (so the value after
     it is not bootstrapped); truncations are bootstrapped by the caller folding
     ``gamma * V(final_obs)`` into the reward. Returns ``(advantages, returns)``."""
+    import torch
+
     T = rewards.shape[0]
     adv = torch.zeros_like(rewards)
     last = torch.zeros_like(next_value)
@@ -137,7 +127,9 @@ def _unbatch(obs: dict, infos: dict, i: int) -> tuple[dict, dict]:
 # -- the runner -----------------------------------------------------------------------------
 def train_ppo(args: PPOArgs) -> dict[str, Any]:
     """Run PPO as configured; returns the final summary (also written to ``out/summary.json``)."""
+    import torch
     from accelerate import Accelerator
+    from gymnasium.vector import AutoresetMode
     from torch.utils.tensorboard import SummaryWriter
 
     from rlft.agents.choice_policy import ChoicePolicy, read_policy_meta
@@ -163,6 +155,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
 
     start_update, global_step = 0, 0
     env_seed = seed
+    history: list[dict[str, float]] = []  # per update: the learning curve
     if args.resume and (ckpt_dir / "state.pt").exists():
         state = torch.load(ckpt_dir / "state.pt", weights_only=False)
         policy.load_state_dict(state["model"])
@@ -170,6 +163,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         reference = state["reference"]
         start_update, global_step, env_seed = state["update"], state["global_step"], state["env_seed"]
         sampler.set_state(state["sampler"])
+        history = state["history"]
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
@@ -303,6 +297,10 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                 writer.add_scalar("charts/episodic_return", float(np.mean(ep_returns[recent])), global_step)
                 writer.add_scalar("charts/success", float(np.mean(ep_success[recent])), global_step)
                 writer.add_scalar("charts/score", float(np.mean(ep_score[recent])), global_step)
+        if ep_success:
+            history.append({"update": update + 1, "global_step": global_step,
+                            "success": float(np.mean(ep_success[recent])),
+                            "score": float(np.mean(ep_score[recent]))})
         if bar is not None:
             bar.update(1)
             if ep_success:
@@ -312,13 +310,14 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         if (accelerator.is_main_process and args.checkpoint_every
                 and (update + 1) % args.checkpoint_every == 0):
             _save_checkpoint(ckpt_dir, policy, optimizer, reference, update + 1, global_step,
-                             env_seed, sampler)
+                             env_seed, sampler, history)
     envs.close()
     if bar is not None:
         bar.close()
 
     summary: dict[str, Any] = {"updates": args.updates, "global_step": global_step,
-                               "train_success_last": float(np.mean(ep_success[-4 * N:])) if ep_success else None}
+                               "train_success_last": float(np.mean(ep_success[-4 * N:])) if ep_success else None,
+                               "history": history}
     if accelerator.is_main_process:
         policy.save_pretrained(out / "policy")
         if args.eval_episodes:
@@ -338,14 +337,16 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
 
 
 def _save_checkpoint(directory: Path, policy, optimizer, reference, update: int, global_step: int,
-                     env_seed: int, sampler: torch.Generator) -> None:
+                     env_seed: int, sampler: torch.Generator, history: list) -> None:
     """Write the resumable state atomically: to a temporary folder, then rename over the old."""
+    import torch
+
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save({"model": policy.state_dict(), "optimizer": optimizer.state_dict(),
                 "reference": reference, "update": update, "global_step": global_step,
-                "env_seed": env_seed, "sampler": sampler.get_state(),
+                "env_seed": env_seed, "sampler": sampler.get_state(), "history": history,
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                 "python_rng": random.getstate()}, tmp / "state.pt")
     old = directory.with_name(directory.name + ".old")

@@ -1,0 +1,57 @@
+"""A two-turn text task made for testing PPO: pick the door, then the button, the goal names."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from rlft.envs.spaces import UnicodeText
+
+SHAPES = ("circle", "square", "triangle", "star")
+COLORS = ("red", "green", "blue", "yellow")
+
+
+class DoorsEnv(gym.Env):
+    """Turn 1: ``click[<shape> door]``; turn 2: ``click[<color> button]``. Reward 1 only if both
+    match the goal (``reward_mode="zero"``: always 0, for the KL test)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, split: str = "train", reward_mode: str = "sparse"):
+        self.reward_mode = reward_mode
+        self.observation_space = gym.spaces.Dict({"goal": UnicodeText(200), "page": UnicodeText(2000)})
+        self.action_space = UnicodeText(100)
+
+    def _page(self):
+        if self.stage == 0:
+            labels = [f"{s} door" for s in self.order]
+        else:
+            labels = [f"{c} button" for c in self.order]
+        page = "\n".join(f"[button] {lab} [button_]" for lab in labels)
+        return {"goal": self.goal, "page": page}, {"valid_actions": [f"click[{x}]" for x in labels],
+                                                   "success": self.success, "score": float(self.success)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.shape = SHAPES[self.np_random.integers(4)]
+        self.color = COLORS[self.np_random.integers(4)]
+        self.goal = f"go through the {self.shape} door and press the {self.color} button"
+        self.stage, self.right, self.success = 0, True, False
+        self.order = [SHAPES[i] for i in self.np_random.permutation(4)]
+        return self._page()
+
+    def step(self, action):
+        want = f"click[{self.shape} door]" if self.stage == 0 else f"click[{self.color} button]"
+        self.right = self.right and action == want
+        self.stage += 1
+        if self.stage == 2:
+            self.success = self.right
+            obs, info = self._page()
+            reward = float(self.success) if self.reward_mode != "zero" else 0.0
+            return obs, reward, True, False, info
+        self.order = [COLORS[i] for i in self.np_random.permutation(4)]
+        obs, info = self._page()
+        return obs, 0.0, False, False, info
+
+
+if "rlft-test/Doors-v0" not in gym.registry:
+    gym.register("rlft-test/Doors-v0", entry_point="ppo_toy_env:DoorsEnv", max_episode_steps=2)

@@ -1,0 +1,99 @@
+"""PPO: GAE, learning a small task from a random policy, and the KL term's pull to the reference."""
+
+from __future__ import annotations
+
+import json
+
+import ppo_toy_env  # noqa: F401  (registers rlft-test/Doors-v0)
+import pytest
+import torch
+
+from rlft.training.ppo import PPOArgs, compute_gae, train_ppo
+
+
+def test_gae_matches_hand_computation_and_stops_at_episode_ends():
+    rewards = torch.tensor([[0.0], [1.0], [0.5]])
+    values = torch.tensor([[0.2], [0.4], [0.3]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])
+    g, lam = 0.9, 0.5
+    adv, ret = compute_gae(rewards, values, dones, torch.tensor([0.6]), dones[-1], g, lam)
+    d2 = 0.5 + g * 0.6 - 0.3
+    d1 = 1.0 - 0.4                       # episode ended at t=1: no bootstrap
+    d0 = 0.0 + g * 0.4 - 0.2
+    expected = torch.tensor([[d0 + g * lam * d1], [d1], [d2]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+@pytest.fixture(scope="module")
+def init_policy(tmp_path_factory):
+    from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("policy")
+    ChoicePolicy(ChoicePolicyConfig(max_steps=2, history=1)).save_pretrained(path)
+    return str(path)
+
+
+def _success(policy_dir: str, episodes: int = 60) -> float:
+    import gymnasium as gym
+
+    from rlft.agents.choice_policy import ChoicePolicy
+    from rlft.training.evaluate import evaluate
+
+    policy = ChoicePolicy.from_pretrained(policy_dir)
+    policy.eval()
+    return evaluate(gym.make("rlft-test/Doors-v0"), policy, episodes, seed=123).success
+
+
+def test_ppo_learns_the_doors_task_from_a_random_policy(init_policy, tmp_path):
+    before = _success(init_policy)
+    summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                                reward_mode="sparse", num_envs=8, num_steps=8, updates=25,
+                                learning_rate=1e-3, minibatch_size=32, kl_coef=0.0,
+                                ent_coef=0.0, eval_episodes=0, progress=False, checkpoint_every=0))
+    after = _success(str(tmp_path / "policy"))
+    assert before < 0.5
+    assert after >= 0.95, (before, after, summary)
+    assert json.loads((tmp_path / "summary.json").read_text())["updates"] == 25
+    assert any((tmp_path / "tb").iterdir())
+
+
+def _kl_to(policy_dir: str, reference_dir: str) -> float:
+    import gymnasium as gym
+
+    from rlft.agents.choice_policy import ChoicePolicy, Turn
+
+    env = gym.make("rlft-test/Doors-v0")
+    a, b = ChoicePolicy.from_pretrained(policy_dir), ChoicePolicy.from_pretrained(reference_dir)
+    a.eval(), b.eval()
+    kls = []
+    for s in range(30):
+        obs, info = env.reset(seed=s)
+        with torch.no_grad():
+            la = a([Turn.from_env(obs, info)]).log_probs()
+            lb = b([Turn.from_env(obs, info)]).log_probs()
+        kls.append(float((la.exp() * (la - lb)).sum()))
+    return sum(kls) / len(kls)
+
+
+def test_kl_term_keeps_the_policy_near_the_reference_without_reward(init_policy, tmp_path):
+    common = dict(env="rlft-test/Doors-v0", policy=init_policy, reward_mode="zero", num_envs=8,
+                  num_steps=8, updates=12, learning_rate=3e-3, ent_coef=0.5, eval_episodes=0,
+                  progress=False, checkpoint_every=0)
+    train_ppo(PPOArgs(out=str(tmp_path / "free"), kl_coef=0.0, **common))
+    train_ppo(PPOArgs(out=str(tmp_path / "kl"), kl_coef=5.0, **common))
+    free = _kl_to(str(tmp_path / "free" / "policy"), init_policy)
+    held = _kl_to(str(tmp_path / "kl" / "policy"), init_policy)
+    assert held < free / 3, (held, free)
+
+
+def test_resume_continues_from_the_checkpoint(init_policy, tmp_path):
+    common = dict(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path), num_envs=4,
+                  num_steps=4, learning_rate=1e-3, eval_episodes=0, progress=False,
+                  checkpoint_every=2, anneal_lr=False)
+    train_ppo(PPOArgs(updates=2, **common))
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
+    assert state["update"] == 2 and state["global_step"] == 2 * 4 * 4
+    summary = train_ppo(PPOArgs(updates=4, resume=True, **common))
+    assert summary["global_step"] == 4 * 4 * 4
