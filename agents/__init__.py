@@ -16,6 +16,8 @@ _LAZY = {
     "ChoicePolicy": "rlft.agents.choice_policy",
     "ChoicePolicyConfig": "rlft.agents.choice_policy",
     "Turn": "rlft.agents.choice_policy",
+    "LMPolicy": "rlft.agents.lm_policy",
+    "LMPolicyConfig": "rlft.agents.lm_policy",
     "TextEncoder": "rlft.agents.text_encoder",
     "load_policy": "rlft.agents.loading",
     "make_agent": "rlft.agents.loading",

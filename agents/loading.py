@@ -16,8 +16,9 @@ def load_policy(directory: str | Path, **kwargs: Any) -> Any:
     """Load a trained policy saved with ``save_pretrained`` (its kind is read from the
     checkpoint's ``rlft_policy.json``)."""
     from rlft.agents.choice_policy import ChoicePolicy, read_policy_meta
+    from rlft.agents.lm_policy import LMPolicy
 
-    kinds = {"choice": ChoicePolicy}
+    kinds = {"choice": ChoicePolicy, "lm": LMPolicy}
     meta = read_policy_meta(directory)
     kind = meta.get("policy")
     if kind not in kinds:

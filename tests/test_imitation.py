@@ -127,3 +127,23 @@ def test_cli_collect_imitate_evaluate_benchmark(tmp_path, tiny_encoder, capsys):
 def test_evaluate_missing_checkpoint_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="rlft imitate"):
         main(["evaluate", "--agent", str(tmp_path / "missing"), "--episodes", "1"])
+
+
+def test_lm_sft_lowers_val_loss_and_saves(tmp_path, demos, tmp_path_factory):
+    from tiny_models import make_tiny_llama
+
+    from rlft.agents import LMPolicy, load_policy
+
+    model = str(make_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
+    summary = imitate(ImitateArgs(demos=demos, out=tmp_path, policy="lm", model=model,
+                                  max_demos=10, epochs=3, batch_size=8, lr=3e-3,
+                                  val_episodes=3))
+    hist = summary["history"]
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.2
+    policy = load_policy(tmp_path)
+    assert isinstance(policy, LMPolicy) and policy.config.model == model
+
+
+def test_lm_policy_needs_a_model(tmp_path, demos):
+    with pytest.raises(ValueError, match="--model"):
+        imitate(ImitateArgs(demos=demos, out=tmp_path, policy="lm"))

@@ -22,14 +22,16 @@ class ImitateArgs:
     """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs."""
     env: str = "rlft/Shop-v0"
     """Environment id the demos come from (its val split is used for validation)."""
-    policy: Literal["choice"] = "choice"
-    """Policy kind to train."""
+    policy: Literal["choice", "lm"] = "choice"
+    """Policy kind: choice (text encoder + heads, BC) or lm (causal LM, SFT on action tokens)."""
+    model: str | None = None
+    """For --policy lm: the HF causal LM name or local path."""
     encoder: str = DEFAULT_ENCODER
     """Text encoder: HF name or local path (default: the bundled all-MiniLM-L6-v2)."""
     max_demos: int | None = None
     """Use at most this many demo episodes (default: all)."""
-    epochs: int = 30
-    """Passes over the demos."""
+    epochs: int = 15
+    """Passes over the demos (the epoch with the lowest val loss is kept)."""
     batch_size: int = 64
     """Turns per gradient step."""
     lr: float = 1e-3
@@ -39,7 +41,8 @@ class ImitateArgs:
     hidden: int = 256
     """Width of the policy's heads."""
     lora_r: int = 0
-    """LoRA rank on the encoder (0: frozen encoder with cached embeddings, the fast default)."""
+    """LoRA rank. choice: on the encoder (0: frozen encoder with cached embeddings, the fast
+    default). lm: on the LM (0: full fine-tuning)."""
     val_episodes: int = 50
     """Expert episodes of the val split used for validation loss/accuracy (0: none)."""
     eval_episodes: int = 0

@@ -1,10 +1,12 @@
-"""Behaviour cloning of a :class:`~rlft.agents.choice_policy.ChoicePolicy` from expert demos.
+"""Imitation from expert demos: behaviour cloning of a ChoicePolicy, SFT of an LMPolicy.
 
 ``rlft imitate --policy choice --env rlft/Shop-v0 --demos runs/demos --out runs/il-shop``
 
 Each demo step becomes a :class:`Turn` (goal, page, valid actions, the episode's previous
 actions) whose target is the candidate standing for the expert's action (for a search: the
-proposed query closest to the expert's). The loss is cross-entropy over the candidates.
+proposed query closest to the expert's). Choice policy: cross-entropy over the candidates.
+LM policy (``--policy lm --model PATH``): SFT, the negative log-likelihood of the target
+action's tokens after the chat prompt, with the prompt tokens masked out of the loss.
 Validation runs on expert turns from the env's ``val`` split (fresh goals) every epoch; the
 best epoch by validation loss is saved with ``save_pretrained``. ``checkpoint.pt`` (heads,
 optimizer, epoch, RNG) is written every epoch, so an interrupted run resumes where it stopped.
@@ -17,7 +19,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,40 +35,55 @@ from rlft.training.demos import load_demos
 CHECKPOINT = "checkpoint.pt"
 
 
-def demo_turns(episodes: Sequence[Sequence[dict[str, Any]]]) -> list[tuple[Turn, str]]:
-    """(turn, expert action) pairs from recorded episodes (history = earlier actions)."""
-    pairs = []
+@dataclass
+class Example:
+    """One imitation example: the turn, the expert's action, the pages of earlier turns."""
+
+    turn: Turn
+    action: str
+    history_pages: tuple[str, ...] = ()
+
+
+def demo_turns(episodes: Sequence[Sequence[dict[str, Any]]]) -> list[Example]:
+    """Examples from recorded episodes (history = the episode's earlier actions and pages)."""
+    examples = []
     for ep in episodes:
         history: list[str] = []
+        pages: list[str] = []
         for rec in ep:
             if "page" not in rec or "valid_actions" not in rec:
-                raise ValueError("these demos have no page/valid_actions: the choice policy "
-                                 "imitates web-env demos (rlft collect --env rlft/Shop-v0)")
-            pairs.append((Turn(rec["goal"], rec["page"], tuple(rec["valid_actions"]),
-                               tuple(history), len(history)), str(rec["action"])))
+                raise ValueError("these demos have no page/valid_actions: the choice and LM "
+                                 "policies imitate web-env demos (rlft collect --env "
+                                 "rlft/Shop-v0)")
+            examples.append(Example(Turn(rec["goal"], rec["page"], tuple(rec["valid_actions"]),
+                                         tuple(history), len(history)),
+                                    str(rec["action"]), tuple(pages)))
             history.append(str(rec["action"]))
-    return pairs
+            pages.append(rec["page"])
+    return examples
 
 
-def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0) -> list[tuple[Turn, str]]:
-    """(turn, expert action) pairs from fresh expert episodes on ``split`` (not written)."""
+def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0) -> list[Example]:
+    """Examples from fresh expert episodes on ``split`` (not written to disk)."""
     env = gym.make(env_id, split=split)
     expert = env.unwrapped.expert()
-    pairs: list[tuple[Turn, str]] = []
+    examples: list[Example] = []
     try:
         for i in range(episodes):
             obs, info = env.reset(seed=seed + i)
             history: list[str] = []
+            pages: list[str] = []
             while True:
                 action = expert.act(obs, info)
-                pairs.append((Turn.from_env(obs, info, history), action))
+                examples.append(Example(Turn.from_env(obs, info, history), action, tuple(pages)))
                 history.append(action)
+                pages.append(obs["page"])
                 obs, _, term, trunc, info = env.step(action)
                 if term or trunc:
                     break
     finally:
         env.close()
-    return pairs
+    return examples
 
 
 def check_web_env(env_id: str, policy: str) -> None:
@@ -82,21 +99,51 @@ def check_web_env(env_id: str, policy: str) -> None:
         env.close()
 
 
-def _prepare(policy: ChoicePolicy, pairs: list[tuple[Turn, str]]
-             ) -> tuple[list[TurnFeatures], torch.Tensor]:
-    feats = [policy.featurize(t) for t, _ in pairs]
-    targets = torch.tensor([policy.target_index(f.candidates, a)
-                            for f, (_, a) in zip(feats, pairs, strict=True)])
-    return feats, targets
+def make_policy(args: ImitateArgs) -> Any:
+    """A fresh policy of the kind ``args.policy`` names."""
+    if args.policy == "lm":
+        from rlft.agents.lm_policy import LMPolicy, LMPolicyConfig
+
+        if args.model is None:
+            raise ValueError("--policy lm needs --model NAME_OR_PATH (an HF causal LM)")
+        return LMPolicy(LMPolicyConfig(model=args.model, lora_r=args.lora_r), seed=args.seed)
+    return ChoicePolicy(ChoicePolicyConfig(encoder=args.encoder, hidden=args.hidden,
+                                           lora_r=args.lora_r), seed=args.seed)
+
+
+def _prepare(policy: Any, examples: list[Example]) -> tuple[list[Any], Any]:
+    """(inputs, targets) for :func:`_loss`: featurised turns and candidate indices for the
+    choice policy; prompts and the target candidate's text for the LM policy."""
+    if isinstance(policy, ChoicePolicy):
+        feats = [policy.featurize(e.turn) for e in examples]
+        targets = torch.tensor([policy.target_index(f.candidates, e.action)
+                                for f, e in zip(feats, examples, strict=True)])
+        return feats, targets
+    prompts, actions = [], []
+    for e in examples:
+        cands = policy.candidates(e.turn)
+        prompts.append(policy.prompt(e.turn, e.history_pages))
+        actions.append(cands[ChoicePolicy.target_index(cands, e.action)])
+    return prompts, actions
+
+
+def _loss(policy: Any, inputs: Sequence[Any], targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(policy, ChoicePolicy):
+        return policy.bc_loss(inputs, targets)
+    return policy.sft_loss(inputs, targets)
+
+
+def _take(targets: Any, idx: list[int]) -> Any:
+    return targets[idx] if isinstance(targets, torch.Tensor) else [targets[i] for i in idx]
 
 
 @torch.no_grad()
-def _validate(policy: ChoicePolicy, feats: list[TurnFeatures], targets: torch.Tensor,
-              batch_size: int) -> tuple[float, float]:
+def _validate(policy: Any, feats: list[Any], targets: Any, batch_size: int
+              ) -> tuple[float, float]:
     policy.eval()
     total_loss, total_acc = 0.0, 0.0
     for i in range(0, len(feats), batch_size):
-        loss, acc = policy.bc_loss(feats[i : i + batch_size], targets[i : i + batch_size])
+        loss, acc = _loss(policy, feats[i : i + batch_size], targets[i : i + batch_size])
         n = len(feats[i : i + batch_size])
         total_loss += float(loss) * n
         total_acc += float(acc) * n
@@ -131,8 +178,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
 
-    config = ChoicePolicyConfig(encoder=args.encoder, hidden=args.hidden, lora_r=args.lora_r)
-    policy = ChoicePolicy(config, seed=args.seed)
+    policy = make_policy(args)
     train_pairs = demo_turns(episodes)
     val_pairs = expert_turns(args.env, "val", args.val_episodes, seed=args.seed) \
         if args.val_episodes > 0 else []
@@ -159,7 +205,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     writer = SummaryWriter(str(out / "tb"))
     policy.train()
     with Progress(transient=True) as bar:
-        if policy.encoder.frozen:
+        if isinstance(policy, ChoicePolicy) and policy.encoder.frozen:
             _warm_cache(policy, train_feats + val_feats, bar)
         t_train = time.perf_counter()
         task = bar.add_task("imitate", total=args.epochs, completed=start_epoch)
@@ -169,7 +215,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
             losses, accs = [], []
             for i in range(0, len(order), args.batch_size):
                 idx = order[i : i + args.batch_size]
-                loss, acc = policy.bc_loss([train_feats[j] for j in idx], train_targets[idx])
+                loss, acc = _loss(policy, [train_feats[j] for j in idx],
+                                  _take(train_targets, idx))
                 optim.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -190,8 +237,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
             if metric < best_val:
                 best_val = metric
                 policy.save_pretrained(out)
-            torch.save({"policy": policy.trainable_state_dict() if policy.encoder.frozen
-                        else policy.state_dict(), "optim": optim.state_dict(),
+            torch.save({"policy": {k: v for k, v in policy.state_dict().items()
+                                   if not _frozen_key(policy, k)}, "optim": optim.state_dict(),
                         "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                         "py_rng": random.getstate(), "epoch": epoch, "best_val": best_val,
                         "history": history}, ckpt_path)
@@ -207,9 +254,10 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         "optimise_seconds": time.perf_counter() - t_train, "args": _jsonable(asdict(args)),
     }
     if args.eval_episodes > 0:
+        from rlft.agents.loading import load_policy
         from rlft.training.evaluate import evaluate
 
-        best = ChoicePolicy.from_pretrained(out)
+        best = load_policy(out)
         env = gym.make(args.env, split="val")
         summary["val_eval"] = evaluate(env, best, args.eval_episodes, seed=args.seed,
                                        name="il").to_dict()
@@ -218,6 +266,12 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     writer.close()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _frozen_key(policy: Any, key: str) -> bool:
+    """Whether ``key`` names a weight that imitation does not change (the frozen encoder)."""
+    return isinstance(policy, ChoicePolicy) and policy.encoder.frozen and key.startswith(
+        "encoder.")
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

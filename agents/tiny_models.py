@@ -1,0 +1,91 @@
+"""Tiny HF models built from configs, with tokenizers trained offline on the Shop env's text.
+
+No model hub is needed: these are real ``transformers`` models (a BERT encoder for the choice
+policy, a Llama causal LM for the LM policy) with random weights, saved with
+``save_pretrained`` so that every code path that takes a name or path can be exercised fast.
+``rlft.agents.tiny_models.make_tiny_llama(dir)`` is also what the LM benchmark trains.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def shop_corpus(episodes: int = 20) -> tuple[str, ...]:
+    """Goals, pages and actions of expert Shop episodes: text to train tokenizers on."""
+    import gymnasium as gym
+
+    import rlft.envs  # noqa: F401
+
+    env = gym.make("rlft/Shop-v0")
+    expert = env.unwrapped.expert()
+    texts = []
+    for seed in range(episodes):
+        obs, info = env.reset(seed=seed)
+        while True:
+            texts += [obs["goal"], obs["page"], *info["valid_actions"]]
+            obs, _, term, trunc, info = env.step(expert.act(obs, info))
+            if term or trunc:
+                break
+    env.close()
+    return tuple(texts)
+
+
+def make_tiny_bert(directory: str | Path) -> Path:
+    """Save a 2-layer, 32-wide BERT with a WordPiece tokenizer trained here to ``directory``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(shop_corpus(), trainers.WordPieceTrainer(
+        vocab_size=800, special_tokens=specials))
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return Path(directory)
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def make_tiny_llama(directory: str | Path, chat_template: bool = False, hidden: int = 48,
+                    layers: int = 2) -> Path:
+    """Save a small Llama (``layers`` x ``hidden``) with a byte-level BPE tokenizer trained
+    here; ``chat_template=True`` gives the tokenizer a minimal chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(shop_corpus(), trainers.BpeTrainer(
+        vocab_size=1200, special_tokens=["<|pad|>", "<|eos|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>",
+                                   pad_token="<|pad|>")
+    if chat_template:
+        fast.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=2048, eos_token_id=fast.eos_token_id,
+                         pad_token_id=fast.pad_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return Path(directory)
