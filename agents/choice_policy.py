@@ -168,7 +168,7 @@ class ChoicePolicy(nn.Module):
     # -- features ------------------------------------------------------------------------
     def featurize(self, turn: Turn) -> TurnFeatures:
         """Concrete candidates of ``turn`` with their texts and lexical features."""
-        candidates = expand_valid_actions(turn.goal, turn.valid_actions)
+        candidates = expand_valid_actions(turn.goal, turn.valid_actions, page=turn.page)
         if not candidates:
             raise ValueError("no valid actions to choose from (is the episode over? "
                              "call env.reset())")

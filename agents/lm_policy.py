@@ -128,14 +128,14 @@ class LMPolicy(nn.Module):
         """The chat prompt of ``turn`` (past pages from ``history_pages`` when given)."""
         pages = list(history_pages) + [""] * (len(turn.history) - len(history_pages))
         history = list(zip(pages, turn.history, strict=True))
-        valid = expand_valid_actions(turn.goal, turn.valid_actions)
+        valid = expand_valid_actions(turn.goal, turn.valid_actions, page=turn.page)
         return render_prompt(build_messages(turn.goal, turn.page, valid, history,
                                             self.config.window, self.config.max_page_chars),
                              self.tokenizer)
 
     def candidates(self, turn: Turn) -> list[str]:
         """The concrete valid actions of ``turn``."""
-        return expand_valid_actions(turn.goal, turn.valid_actions)
+        return expand_valid_actions(turn.goal, turn.valid_actions, page=turn.page)
 
     def _batch(self, prompts: Sequence[str], actions: Sequence[str]
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -178,3 +178,29 @@ def test_real_minilm_embeds_meaning():
     assert torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.2
     assert math.isclose(float(enc(["spicy keto trail mix"])[0] @ e[2]), 1.0, abs_tol=1e-5)
+
+
+def test_free_text_placeholders_become_page_spans():
+    from rlft.wrappers.valid_actions import propose_spans
+
+    page = "[button] Wiki home [button_]\nFecis Bellows was invented in 1921 by Cournaend Gedaer."
+    goal = "When was Fecis Bellows invented?"
+    assert propose_spans(page, goal) == ["Wiki", "1921", "Cournaend Gedaer"]
+    out = expand_valid_actions(goal, ["answer[...]", "abstain"], ["fecis bellows"], page[30:])
+    assert out == ["answer[fecis bellows]", "answer[1921]", "answer[Cournaend Gedaer]",
+                   "abstain"]
+
+
+def test_choice_policy_acts_in_the_research_env(tiny_encoder):
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16), sample=True,
+                          seed=0)
+    env = gym.make("rlft/Research-v0")
+    obs, info = env.reset(seed=0)
+    policy.reset()
+    for _ in range(6):
+        action = policy.act(obs, info)
+        assert "[...]" not in action
+        obs, _, term, trunc, info = env.step(action)
+        if term or trunc:
+            break
+    env.close()

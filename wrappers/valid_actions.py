@@ -59,14 +59,41 @@ def propose_queries(goal: str, limit: int = MAX_QUERIES) -> list[str]:
     return out[:limit] or ["item"]
 
 
+_SPAN = re.compile(r"\b(?:[A-Z][\w'-]+(?: (?:of |the )?[A-Z][\w'-]+)*|\d[\d,.]*)")
+_MARKER = re.compile(r"\[(?:clicked )?button_?\]|\[search box\]")
+
+
+def propose_spans(page: str, goal: str, limit: int = 8) -> list[str]:
+    """Short salient spans of ``page`` (capitalised phrases and numbers not in the goal), in
+    page order: the candidates for free-text commands such as ``answer[...]``."""
+    goal_low = goal.lower()
+    out: list[str] = []
+    for m in (m for line in _MARKER.sub(" ", page).splitlines() for m in _SPAN.finditer(line)):
+        span = m.group(0).strip(" ,.")
+        if span and span.lower() not in goal_low and span not in out:
+            out.append(span)
+            if len(out) == limit:
+                break
+    return out
+
+
 def expand_valid_actions(goal: str, valid_actions: Sequence[str],
-                         queries: Sequence[str] | None = None) -> list[str]:
-    """``valid_actions`` with the search placeholder replaced by concrete ``search[q]`` actions
-    (``queries``, default :func:`propose_queries` of ``goal``)."""
+                         queries: Sequence[str] | None = None, page: str = "") -> list[str]:
+    """``valid_actions`` made concrete: the search placeholder becomes ``search[q]`` for the
+    ``queries`` (default :func:`propose_queries` of ``goal``); another ``cmd[...]``
+    placeholder (``find``, ``quote``, ``answer``, ...) becomes ``cmd[x]`` for the two best
+    queries and the salient spans of ``page`` (:func:`propose_spans`)."""
+    queries = list(queries or propose_queries(goal))
+    spans: list[str] | None = None
     out: list[str] = []
     for a in valid_actions:
         if a == SEARCH_PLACEHOLDER:
-            out.extend(f"search[{q}]" for q in (queries or propose_queries(goal)))
+            out.extend(f"search[{q}]" for q in queries)
+        elif a.endswith("[...]"):
+            if spans is None:
+                spans = propose_spans(page, goal)
+            cmd = a[: -len("[...]")]
+            out.extend(f"{cmd}[{x}]" for x in dict.fromkeys(queries[:2] + spans))
         else:
             out.append(a)
     return out
