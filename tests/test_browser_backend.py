@@ -292,3 +292,34 @@ def test_async_vector_env_runs_one_browser_per_worker_and_leaves_none():
     assert "Total results" in obs["page"]
     parent.close()
     assert chromium_pids() == []
+
+
+class RelativeSite(Site):
+    """Pages whose links are relative: they must resolve against the current page's URL."""
+
+    home_url = "/dir/a"
+
+    def get(self, url: str) -> str:
+        links = ('<a href="b">Sibling</a> <a href="../up/c">Up</a> <a href="?page=2">Query</a> '
+                 '<a href="/dir/a">Start</a> <form action="find"><input name="q"></form>')
+        return page_html(url, f"<p>at {url}</p>{links}")
+
+
+def test_relative_links_and_forms_resolve_like_the_text_backend():
+    site = RelativeSite()
+    text, browser = LinkEnv(site), LinkEnv(site, backend="browser")
+    urls = []
+    for env in (text, browser):
+        env.reset(seed=0)
+        trail = [env.unwrapped._backend.url]
+        for label in ("Sibling", "Up", "Query", "Sibling", "Start", "Query"):
+            obs, r, term, trunc, info = env.step(f"click[{label}]")
+            trail.append((info["url"], obs["page"].splitlines()[0]))
+        env.unwrapped._backend.search("two words")
+        trail.append(env.unwrapped._backend.url)
+        urls.append(trail)
+        env.close()
+    assert urls[1] == urls[0]
+    assert urls[0][1:4] == [("/dir/b", "at /dir/b"), ("/up/c", "at /up/c"),
+                            ("/up/c?page=2", "at /up/c?page=2")]
+    assert urls[0][-1] == "/dir/find?q=two+words"

@@ -29,6 +29,7 @@ import io
 import os
 import signal
 import threading
+import time
 from importlib import resources
 from typing import Any
 
@@ -52,6 +53,43 @@ _ISOLATION_ARGS = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",)
 _PAGE_SCRIPT = resources.files("rlft.envs.web").joinpath("browser_page.js").read_text("utf-8")
 
 
+class _Watchdog:
+    """A daemon thread that calls ``on_expiry`` once an armed deadline has passed.
+
+    Arming and disarming only set a number (no lock, no thread start, no wake-up), so it can
+    guard every step; the thread looks at the deadline every ``poll_s`` seconds.
+    """
+
+    def __init__(self, on_expiry: Any, poll_s: float = 0.25):
+        self._on_expiry = on_expiry
+        self._poll_s = poll_s
+        self._deadline: float | None = None
+        self._fired = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float) -> None:
+        """Fire about ``seconds`` from now unless :meth:`disarm` comes first."""
+        self._fired = False
+        self._deadline = time.monotonic() + seconds
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="rlft-browser-watchdog")
+            self._thread.start()
+
+    def disarm(self) -> bool:
+        """Cancel the deadline; True if it had already fired."""
+        self._deadline = None
+        return self._fired
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._poll_s)
+            deadline = self._deadline
+            if deadline is not None and time.monotonic() > deadline:
+                self._deadline, self._fired = None, True
+                self._on_expiry()
+
+
 class _SharedBrowser:
     """The process's one Playwright driver and Chromium, reference-counted by backends."""
 
@@ -63,6 +101,7 @@ class _SharedBrowser:
         self.playwright: Any = None
         self.browser: Any = None
         self.users = 0
+        self.watchdog = _Watchdog(self.kill)
 
     def _own(self) -> None:
         # A forked child (async vector env worker) must not touch its parent's driver.
@@ -195,11 +234,12 @@ class BrowserBackend:
         timeout_s: seconds a page may take to load before :class:`BackendError` is raised.
     """
 
-    observation_modes = ("text", "html", "axtree", "screenshot")
-
     def __init__(self, site: Site, *, viewport: tuple[int, int] = DEFAULT_VIEWPORT,
                  timeout_s: float = DEFAULT_TIMEOUT_S):
-        width, height = (int(v) for v in viewport)
+        try:
+            width, height = (int(v) for v in viewport)
+        except (TypeError, ValueError):
+            width = height = 0
         if not (16 <= width <= 4096 and 16 <= height <= 4096):
             raise ValueError(f"viewport must be (width, height) in [16, 4096]; got {viewport!r}")
         if not timeout_s > 0:
@@ -250,24 +290,19 @@ class BrowserBackend:
             raise BackendError("the browser failed earlier in this episode; call reset()")
         # The page times its own loads out; a page whose scripts hang cannot, so a watchdog
         # kills the browser (the next reset relaunches it) if the page stops answering.
-        hung = threading.Event()
-        watchdog = threading.Timer(self.timeout_s + WATCHDOG_GRACE_S,
-                                   lambda: (hung.set(), _SHARED.kill()))
-        watchdog.daemon = True
-        watchdog.start()
+        _SHARED.watchdog.arm(self.timeout_s + WATCHDOG_GRACE_S)
         try:
             result = self._tab.evaluate(
                 "([k, a, t]) => window.__rlft.act(k, a, t)", [kind, arg, self.timeout_s * 1000]
             )
         except Exception as e:
             self._broken = True
-            if hung.is_set():
+            if _SHARED.watchdog.disarm():
                 raise BackendError(f"the page stopped responding for {self.timeout_s:g} s; the "
                                    "browser was killed and reset() relaunches it") from e
             raise BackendError(f"the browser failed ({type(e).__name__}: {_first_line(e)}); "
                                "reset() relaunches it") from e
-        finally:
-            watchdog.cancel()
+        _SHARED.watchdog.disarm()
         if result.get("missing"):
             raise ActionError(f"{kind} found nothing to act on in the browser page")
         if result.get("timeout"):
