@@ -372,7 +372,8 @@ class BrowserBackend:
         if self._tab is None or self._broken:
             return np.zeros((height, width, 3), dtype=np.uint8)
         try:
-            png = self._tab.screenshot(type="png")
+            # caret="initial": no style injection to hide carets (no input keeps focus)
+            png = self._tab.screenshot(type="png", caret="initial")
         except Exception:
             self._broken = True
             return np.zeros((height, width, 3), dtype=np.uint8)
