@@ -16,6 +16,8 @@ _LAZY = {
     "ChoicePolicy": "rlft.agents.choice_policy",
     "ChoicePolicyConfig": "rlft.agents.choice_policy",
     "Turn": "rlft.agents.choice_policy",
+    "ClipPolicy": "rlft.agents.clip_policy",
+    "ClipPolicyConfig": "rlft.agents.clip_policy",
     "LMPolicy": "rlft.agents.lm_policy",
     "LMPolicyConfig": "rlft.agents.lm_policy",
     "TextEncoder": "rlft.agents.text_encoder",

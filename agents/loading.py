@@ -16,9 +16,10 @@ def load_policy(directory: str | Path, **kwargs: Any) -> Any:
     """Load a trained policy saved with ``save_pretrained`` (its kind is read from the
     checkpoint's ``rlft_policy.json``)."""
     from rlft.agents.choice_policy import ChoicePolicy, read_policy_meta
+    from rlft.agents.clip_policy import ClipPolicy
     from rlft.agents.lm_policy import LMPolicy
 
-    kinds = {"choice": ChoicePolicy, "lm": LMPolicy}
+    kinds = {"choice": ChoicePolicy, "lm": LMPolicy, "clip": ClipPolicy}
     meta = read_policy_meta(directory)
     kind = meta.get("policy")
     if kind not in kinds:
@@ -29,13 +30,18 @@ def load_policy(directory: str | Path, **kwargs: Any) -> Any:
 
 def check_pairing(policy: Any, env: gym.Env) -> None:
     """Raise a ValueError saying what to do when ``policy`` cannot act in ``env``."""
-    if getattr(policy, "policy_type", None) in ("choice", "lm"):
-        space = env.observation_space
-        if not isinstance(space, gym.spaces.Dict) or "page" not in space.spaces:
-            spec = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-            raise ValueError(f"a {policy.policy_type!r} policy acts in web envs (goal + page "
-                             f"text) but {spec} is not one; evaluate it on a web env such as "
-                             f"rlft/Shop-v0, or use a policy trained for {spec}")
+    kind = getattr(policy, "policy_type", None)
+    space = env.observation_space
+    keys = set(space.spaces) if isinstance(space, gym.spaces.Dict) else set()
+    spec = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    if kind in ("choice", "lm") and "page" not in keys:
+        raise ValueError(f"a {kind!r} policy acts in web envs (goal + page text) but {spec} is "
+                         f"not one; evaluate it on a web env such as rlft/Shop-v0, or use a "
+                         f"policy trained for {spec} (tabletop: the clip policy)")
+    if kind == "clip" and "color" not in keys:
+        raise ValueError(f"a 'clip' policy acts in tabletop envs (heightmap + goal) but {spec} "
+                         f"is not one; evaluate it on e.g. rlft/PutBlockInBowl-v0, or use the "
+                         f"choice or lm policy for web envs")
 
 
 def make_agent(spec: str, env: gym.Env, seed: int = 0) -> Agent:

@@ -89,3 +89,40 @@ def make_tiny_llama(directory: str | Path, chat_template: bool = False, hidden: 
     LlamaForCausalLM(config).save_pretrained(directory)
     fast.save_pretrained(directory)
     return Path(directory)
+
+
+def make_tiny_clip(directory: str | Path, captions: tuple[str, ...] = ()) -> Path:
+    """Save a tiny CLIP (2-layer 32-wide towers, 32 x 32 images) with a word-level tokenizer
+    trained here on ``captions`` (default: colour / shape / object words of the tabletop)."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
+
+    words = captions or tuple(
+        f"put the {c} {o} in a {d} bowl" for c in ("red", "green", "blue", "yellow", "brown",
+                                                  "gray", "cyan", "orange", "purple", "pink",
+                                                  "white")
+        for o in ("block", "blocks", "duck", "mug") for d in ("red", "green", "blue"))
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(words, trainers.WordLevelTrainer(
+        special_tokens=["<pad>", "<unk>", "<bos>", "<eos>"]))
+    bos, eos = tok.token_to_id("<bos>"), tok.token_to_id("<eos>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", special_tokens=[("<bos>", bos), ("<eos>", eos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   bos_token="<bos>", eos_token="<eos>")
+    config = CLIPConfig(
+        text_config={"vocab_size": len(fast), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "max_position_embeddings": 32, "eos_token_id": eos, "bos_token_id": bos,
+                     "pad_token_id": fast.pad_token_id},
+        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32,
+                       "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2},
+        projection_dim=32)
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return Path(directory)

@@ -22,10 +22,11 @@ class ImitateArgs:
     """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs."""
     env: str = "rlft/Shop-v0"
     """Environment id the demos come from (its val split is used for validation)."""
-    policy: Literal["choice", "lm"] = "choice"
-    """Policy kind: choice (text encoder + heads, BC) or lm (causal LM, SFT on action tokens)."""
+    policy: Literal["choice", "lm", "clip"] = "choice"
+    """Policy kind: choice (text encoder + heads, BC), lm (causal LM, SFT on action tokens) or
+    clip (CLIP towers + pick/place heatmaps, BC; tabletop envs)."""
     model: str | None = None
-    """For --policy lm: the HF causal LM name or local path."""
+    """For --policy lm: the HF causal LM; for --policy clip: the HF CLIP model (name or path)."""
     encoder: str = DEFAULT_ENCODER
     """Text encoder: HF name or local path (default: the bundled all-MiniLM-L6-v2)."""
     max_demos: int | None = None

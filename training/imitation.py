@@ -86,21 +86,89 @@ def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0) -> list[
     return examples
 
 
-def check_web_env(env_id: str, policy: str) -> None:
-    """Raise a ValueError that says what to do when ``policy`` cannot act in ``env_id``."""
+def check_env_kind(env_id: str, policy: str) -> tuple[int, int] | None:
+    """Raise a ValueError that says what to do when ``policy`` cannot act in ``env_id``;
+    returns the heightmap size of a tabletop env (None for web envs)."""
     env = gym.make(env_id)
     try:
         space = env.observation_space
-        if not isinstance(space, gym.spaces.Dict) or "page" not in space.spaces:
+        keys = set(space.spaces) if isinstance(space, gym.spaces.Dict) else set()
+        if policy in ("choice", "lm") and "page" not in keys:
             raise ValueError(f"the {policy!r} policy acts in web envs (goal + page text); "
-                             f"{env_id} is not one — use a web env such as rlft/Shop-v0, or a "
-                             f"policy made for this env")
+                             f"{env_id} is not one — use a web env such as rlft/Shop-v0, or "
+                             f"--policy clip for tabletop envs")
+        if policy == "clip":
+            if "color" not in keys:
+                raise ValueError(f"the 'clip' policy acts in tabletop envs; {env_id} is not "
+                                 f"one — use e.g. rlft/PutBlockInBowl-v0, or --policy choice "
+                                 f"for web envs")
+            return tuple(space.spaces["color"].shape[:2])
+        return None
     finally:
         env.close()
 
 
-def make_policy(args: ImitateArgs) -> Any:
+@dataclass
+class ImageExample:
+    """One tabletop imitation example: goal, heightmap and the expert's action."""
+
+    goal: str
+    color: np.ndarray
+    depth: np.ndarray
+    action: np.ndarray
+
+
+def tabletop_demo_examples(episodes: Sequence[Sequence[dict[str, Any]]], directory: Path
+                           ) -> list[ImageExample]:
+    """Examples from recorded tabletop episodes (heightmaps read from their npz files)."""
+    out, cache = [], {}
+    for ep in episodes:
+        for rec in ep:
+            ref = rec.get("arrays")
+            if ref is None:
+                raise ValueError("these demos have no image observations: the clip policy "
+                                 "imitates tabletop demos (rlft collect --env "
+                                 "rlft/PutBlockInBowl-v0)")
+            if ref["file"] not in cache:
+                with np.load(directory / ref["file"]) as z:
+                    cache = {ref["file"]: {k: z[k] for k in z.files}}
+            arrays = cache[ref["file"]]
+            out.append(ImageExample(rec["goal"], arrays["color"][ref["index"]["color"]],
+                                    arrays["depth"][ref["index"]["depth"]],
+                                    np.asarray(rec["action"], dtype=np.float32)))
+    return out
+
+
+def tabletop_expert_examples(env_id: str, split: str, episodes: int, seed: int = 0
+                             ) -> list[ImageExample]:
+    """Examples from fresh expert episodes of a tabletop env (not written to disk)."""
+    env = gym.make(env_id, split=split)
+    expert = env.unwrapped.expert()
+    out: list[ImageExample] = []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=seed + i)
+            expert.reset()
+            while True:
+                action = np.asarray(expert.act(obs, info), dtype=np.float32)
+                out.append(ImageExample(obs["goal"], obs["color"], obs["depth"], action))
+                obs, _, term, trunc, info = env.step(action)
+                if term or trunc:
+                    break
+    finally:
+        env.close()
+    return out
+
+
+def make_policy(args: ImitateArgs, heightmap: tuple[int, int] | None = None) -> Any:
     """A fresh policy of the kind ``args.policy`` names."""
+    if args.policy == "clip":
+        from rlft.agents.clip_policy import ClipPolicy, ClipPolicyConfig
+
+        if args.model is None:
+            raise ValueError("--policy clip needs --model NAME_OR_PATH (an HF CLIP model)")
+        return ClipPolicy(ClipPolicyConfig(clip=args.model, heightmap=heightmap or (160, 320)),
+                          seed=args.seed)
     if args.policy == "lm":
         from rlft.agents.lm_policy import LMPolicy, LMPolicyConfig
 
@@ -114,6 +182,10 @@ def make_policy(args: ImitateArgs) -> Any:
 def _prepare(policy: Any, examples: list[Example]) -> tuple[list[Any], Any]:
     """(inputs, targets) for :func:`_loss`: featurised turns and candidate indices for the
     choice policy; prompts and the target candidate's text for the LM policy."""
+    if getattr(policy, "policy_type", None) == "clip":
+        targets = torch.tensor([policy.action_to_indices(e.action) for e in examples],
+                               dtype=torch.long).view(-1, 2)
+        return list(examples), targets
     if isinstance(policy, ChoicePolicy):
         feats = [policy.featurize(e.turn) for e in examples]
         targets = torch.tensor([policy.target_index(f.candidates, e.action)
@@ -128,6 +200,12 @@ def _prepare(policy: Any, examples: list[Example]) -> tuple[list[Any], Any]:
 
 
 def _loss(policy: Any, inputs: Sequence[Any], targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if getattr(policy, "policy_type", None) == "clip":
+        out = policy([e.goal for e in inputs], np.stack([e.color for e in inputs]),
+                     np.stack([e.depth for e in inputs]))
+        loss = -out.log_prob(targets[:, 0], targets[:, 1]).mean()
+        acc = ((out.pick.argmax(-1) == targets[:, 0]) & (out.place.argmax(-1) == targets[:, 1]))
+        return loss, acc.float().mean()
     if isinstance(policy, ChoicePolicy):
         return policy.bc_loss(inputs, targets)
     return policy.sft_loss(inputs, targets)
@@ -167,7 +245,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     t_start = time.perf_counter()
-    check_web_env(args.env, args.policy)
+    heightmap = check_env_kind(args.env, args.policy)
     meta, episodes = load_demos(args.demos, args.max_demos)
     if meta.get("env_id") not in (None, args.env):
         raise ValueError(f"the demos in {args.demos} were recorded on {meta['env_id']}, not "
@@ -178,10 +256,14 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
 
-    policy = make_policy(args)
-    train_pairs = demo_turns(episodes)
-    val_pairs = expert_turns(args.env, "val", args.val_episodes, seed=args.seed) \
-        if args.val_episodes > 0 else []
+    policy = make_policy(args, heightmap)
+    if args.policy == "clip":
+        train_pairs: list[Any] = tabletop_demo_examples(episodes, Path(args.demos))
+        val_pairs: list[Any] = tabletop_expert_examples(
+            args.env, "val", args.val_episodes, seed=args.seed)
+    else:
+        train_pairs = demo_turns(episodes)
+        val_pairs = expert_turns(args.env, "val", args.val_episodes, seed=args.seed)
     train_feats, train_targets = _prepare(policy, train_pairs)
     val_feats, val_targets = _prepare(policy, val_pairs)
 
