@@ -8,8 +8,12 @@
 * **Acting.** Actions are DOM interactions in the page: ``click`` clicks the first link or
   button whose label matches, ``search`` types into the page's search box and submits its form.
   A small injected script (``browser_page.js``) turns the resulting link/form navigation into a
-  same-origin fetch plus an in-place document swap (and a history entry), so a step costs one
-  round trip instead of a full page load. It waits on the fetch, never on a fixed sleep.
+  same-origin fetch plus an in-place document swap (it keeps the page URL itself and resolves
+  links against it), so a step costs one Playwright round trip instead of a full page load.
+  It waits on the fetch, never on a fixed sleep. Events are dispatched by DOM methods
+  (``element.click()``, ``form.requestSubmit()``), not by synthesised mouse or keyboard input.
+* **Faults.** The page times out its own fetches (``timeout_s``); a watchdog kills the browser
+  if a page's scripts hang for ``timeout_s + 2`` s.
 * **Observing.** The live DOM is serialised and rendered with the one
   :func:`~rlft.envs.web.render.render_html`, so the ``text`` observation and the valid actions
   equal the text backend's; ``axtree`` is ``locator("body").aria_snapshot()`` and
