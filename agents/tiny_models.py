@@ -91,9 +91,10 @@ def make_tiny_llama(directory: str | Path, chat_template: bool = False, hidden: 
     return Path(directory)
 
 
-def make_tiny_clip(directory: str | Path, captions: tuple[str, ...] = ()) -> Path:
-    """Save a tiny CLIP (2-layer 32-wide towers, 32 x 32 images) with a word-level tokenizer
-    trained here on ``captions`` (default: colour / shape / object words of the tabletop)."""
+def make_tiny_clip(directory: str | Path, captions: tuple[str, ...] = (), hidden: int = 32,
+                   layers: int = 2, image_size: int = 32, patch_size: int = 8) -> Path:
+    """Save a small CLIP (``layers`` x ``hidden`` towers, ``image_size`` images) with a
+    word-level tokenizer trained here on ``captions`` (default: tabletop goal words)."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
@@ -114,14 +115,15 @@ def make_tiny_clip(directory: str | Path, captions: tuple[str, ...] = ()) -> Pat
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
                                    bos_token="<bos>", eos_token="<eos>")
     config = CLIPConfig(
-        text_config={"vocab_size": len(fast), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 2, "num_attention_heads": 2,
+        text_config={"vocab_size": len(fast), "hidden_size": hidden,
+                     "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+                     "num_attention_heads": 2,
                      "max_position_embeddings": 32, "eos_token_id": eos, "bos_token_id": bos,
                      "pad_token_id": fast.pad_token_id},
-        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32,
-                       "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2},
-        projection_dim=32)
+        vision_config={"image_size": image_size, "patch_size": patch_size,
+                       "hidden_size": hidden, "intermediate_size": 2 * hidden,
+                       "num_hidden_layers": layers, "num_attention_heads": 2},
+        projection_dim=hidden)
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(directory)
     fast.save_pretrained(directory)

@@ -89,3 +89,22 @@ def test_imitation_on_tabletop_demos_lowers_val_loss(tmp_path, tiny_clip):
     obs, _ = env.reset(seed=5)
     assert env.action_space.contains(policy.act(obs, {}))
     env.close()
+
+
+def test_pretrain_clip_cli_learns_captions_and_feeds_the_policy(tmp_path, capsys):
+    import json
+
+    from rlft.training.cli import main
+
+    out = tmp_path / "clip"
+    main(["pretrain-clip", "--out", str(out), "--scenes", "3", "--eval-scenes", "1",
+          "--steps", "25", "--hidden", "32", "--batch-size", "16"])
+    assert "CLIP saved" in capsys.readouterr().out
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert summary["last_loss"] < summary["first_loss"]
+    assert summary["retrieval_train"] > 3 * summary["chance"]
+    policy = ClipPolicy(ClipPolicyConfig(clip=str(out)))
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(policy.act(obs, {}))
+    env.close()

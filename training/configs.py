@@ -73,3 +73,35 @@ class BenchmarkArgs:
     """Output prefix: writes OUT.md, OUT.json and OUT.png (none when omitted)."""
     note: str = ""
     """A line added under the markdown table (e.g. how the agents were trained)."""
+
+
+@dataclass
+class PretrainClipArgs:
+    """Pretrain a small CLIP on tabletop renders (``rlft pretrain-clip``)."""
+
+    out: Path = Path("runs/clip")
+    """Output directory (a CLIP saved with save_pretrained, plus its tokenizer)."""
+    scenes: int = 100
+    """Scenes per task of the train split (each object in a scene gives one crop)."""
+    eval_scenes: int = 10
+    """Held-out scenes per task for the retrieval check (test and unseen splits)."""
+    crop: int = 32
+    """Crop size around each object, in heightmap pixels (3.125 mm each by default)."""
+    image_size: int = 32
+    """CLIP vision input size (crops are resized to it)."""
+    patch_size: int = 8
+    """Vision transformer patch size."""
+    hidden: int = 64
+    """Width of both towers and of the joint embedding."""
+    layers: int = 2
+    """Transformer layers per tower."""
+    steps: int = 600
+    """Optimiser steps."""
+    batch_size: int = 48
+    """Crops per step (one per caption)."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+    augment: bool = True
+    """Random flips and 90-degree rotations of the crops (top-down views have no up)."""
+    seed: int = 0
+    """Seed of scenes and training."""
