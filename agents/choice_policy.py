@@ -207,9 +207,18 @@ class ChoicePolicy(nn.Module):
         feats = [t if isinstance(t, TurnFeatures) else self.featurize(t) for t in turns]
         sizes = [len(f.candidates) for f in feats]
         enc = self.encoder
-        cand = enc([t for f in feats for t in f.candidate_texts]).to(self.device)
-        goals = enc([f.goal for f in feats]).to(self.device)
-        hist_all = enc([t for f in feats for t in f.history_texts]).to(self.device)
+        if enc.frozen:  # embeddings are constants: keep them on the features for the epochs
+            for f in feats:
+                if "emb" not in f.extra:
+                    f.extra["emb"] = (enc(f.candidate_texts), enc([f.goal])[0],
+                                      enc(f.history_texts))
+            cand = torch.cat([f.extra["emb"][0] for f in feats]).to(self.device)
+            goals = torch.stack([f.extra["emb"][1] for f in feats]).to(self.device)
+            hist_all = torch.cat([f.extra["emb"][2] for f in feats]).to(self.device)
+        else:
+            cand = enc([t for f in feats for t in f.candidate_texts]).to(self.device)
+            goals = enc([f.goal for f in feats]).to(self.device)
+            hist_all = enc([t for f in feats for t in f.history_texts]).to(self.device)
         B, K, d = len(feats), max(sizes), enc.dim
         c = torch.zeros(B, K, d, device=self.device)
         x = torch.zeros(B, K, NUM_FEATURES, device=self.device)

@@ -34,7 +34,7 @@ class Args:
 
     demos: int = 500
     """Expert demo episodes (train split)."""
-    epochs: int = 15
+    epochs: int = 10
     """Behaviour-cloning epochs of the choice policy."""
     lm_demos: int = 300
     """Demo episodes the tiny LM is fine-tuned on."""

@@ -31,7 +31,7 @@ class ImitateArgs:
     """Text encoder: HF name or local path (default: the bundled all-MiniLM-L6-v2)."""
     max_demos: int | None = None
     """Use at most this many demo episodes (default: all)."""
-    epochs: int = 15
+    epochs: int = 10
     """Passes over the demos (the epoch with the lowest val loss is kept)."""
     batch_size: int = 64
     """Turns per gradient step."""
