@@ -90,6 +90,8 @@ class TextEncoder(nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings ``[len(texts), dim]`` (cached and without grad while frozen)."""
         texts = list(texts)
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.model.device)
         if not self.frozen:
             return self._encode(texts)
         missing = sorted({t for t in texts if t not in self._cache}, key=len)
@@ -98,6 +100,4 @@ class TextEncoder(nn.Module):
                 chunk = missing[i : i + self.batch_size]
                 for t, e in zip(chunk, self._encode(chunk), strict=True):
                     self._cache[t] = e.clone()
-        if not texts:
-            return torch.zeros(0, self.dim)
         return torch.stack([self._cache[t] for t in texts])

@@ -204,3 +204,16 @@ def test_choice_policy_acts_in_the_research_env(tiny_encoder):
         if term or trunc:
             break
     env.close()
+
+
+def test_lora_encoder_acts_from_the_first_step_and_gets_gradients(tiny_encoder, shop_turns):
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, lora_r=2))
+    env = gym.make("rlft/Shop-v0")
+    obs, info = env.reset(seed=2)
+    assert policy.act(obs, info).startswith("search[")  # empty history, unfrozen encoder
+    env.close()
+    loss, _ = policy.bc_loss(shop_turns[:3], torch.zeros(3, dtype=torch.long))
+    loss.backward()
+    lora_b = [p for n, p in policy.encoder.model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.grad is not None for p in lora_b)
+    assert any(float(p.grad.abs().sum()) > 0 for p in lora_b)  # B starts at 0; its grad does not
