@@ -113,7 +113,8 @@ def collect(env: str = "rlft/Shop-v0", episodes: int = 500, out: Path = Path("ru
 
 
 def imitate(args: Annotated[ImitateArgs, tyro.conf.arg(name="")]) -> None:
-    """Behaviour-clone a policy from demos; the best epoch (val loss) is saved in --out."""
+    """Imitate demos: BC (choice, clip) or SFT on action tokens (lm); the best epoch by val
+    loss is saved in --out, checkpoint.pt makes a rerun resume."""
     from rlft.training.imitation import imitate as run_imitation
 
     summary = run_imitation(args)
