@@ -283,6 +283,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         torch.set_rng_state(ckpt["torch_rng"])
         random.setstate(ckpt["py_rng"])
         start_epoch, best_val, history = ckpt["epoch"] + 1, ckpt["best_val"], ckpt["history"]
+        t_start -= ckpt.get("elapsed", 0.0)  # count the interrupted run's time too
 
     writer = SummaryWriter(str(out / "tb"))
     policy.train()
@@ -323,7 +324,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
                                    if not _frozen_key(policy, k)}, "optim": optim.state_dict(),
                         "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                         "py_rng": random.getstate(), "epoch": epoch, "best_val": best_val,
-                        "history": history}, ckpt_path)
+                        "history": history, "elapsed": time.perf_counter() - t_start},
+                       ckpt_path)
             bar.update(task, completed=epoch + 1,
                        description=f"imitate loss {row['train_loss']:.3f} "
                                    f"val {row.get('val_loss', float('nan')):.3f}")
