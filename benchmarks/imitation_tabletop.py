@@ -33,7 +33,7 @@ class Args:
 
     demos: int = 100
     """Expert demo episodes (train split, seen colours)."""
-    epochs: int = 20
+    epochs: int = 60
     """Behaviour-cloning epochs."""
     clip_steps: int = 600
     """pretrain-clip optimiser steps."""
@@ -55,7 +55,7 @@ def main(args: Args) -> None:
         collect(ENV, args.demos, demos, seed=args.seed)
     if not (il / "summary.json").exists():
         imitate(ImitateArgs(demos=demos, out=il, env=ENV, policy="clip", model=str(clip),
-                            epochs=args.epochs, batch_size=16, lr=1e-3, val_episodes=10,
+                            epochs=args.epochs, batch_size=16, lr=2e-3, val_episodes=10,
                             seed=args.seed))
     il_summary = json.loads((il / "summary.json").read_text())
     rows = []
