@@ -149,3 +149,12 @@ def test_lm_sft_lowers_val_loss_and_saves(tmp_path, demos, tmp_path_factory):
 def test_lm_policy_needs_a_model(tmp_path, demos):
     with pytest.raises(ValueError, match="--model"):
         imitate(ImitateArgs(demos=demos, out=tmp_path, policy="lm"))
+
+
+def test_bar_chart_tolerates_wilson_rounding(tmp_path):
+    from rlft.training.agent_benchmark import bar_chart
+
+    row = {"env": "e", "name": "expert", "success": 1.0, "success_ci": (0.9, 0.9999999999)}
+    bar_chart([row, {**row, "name": "random", "success": 0.0, "success_ci": (1e-17, 0.1)}],
+              tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000

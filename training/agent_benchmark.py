@@ -111,8 +111,9 @@ def bar_chart(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 if r["env"] == env and r["name"] == agent:
                     xs.append(j + i * width)
                     ys.append(r["success"])
-                    lo.append(r["success"] - r["success_ci"][0])
-                    hi.append(r["success_ci"][1] - r["success"])
+                    # Wilson bounds at 0 or 1 can miss the estimate by rounding: clip at 0
+                    lo.append(max(0.0, r["success"] - r["success_ci"][0]))
+                    hi.append(max(0.0, r["success_ci"][1] - r["success"]))
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=agent)
     ax.set_xticks(np.arange(len(envs)) + width * (len(agents) - 1) / 2, envs)
     ax.set_ylabel("success (95% CI)")
