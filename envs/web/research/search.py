@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from functools import lru_cache
 
-import bm25s
-import numpy as np
-from bm25s.tokenization import Tokenizer
-
+from rlft.envs.web.bm25 import BM25Index
 from rlft.envs.web.research.corpus import DEFAULT_SIZE, Corpus, Entity, build_corpus
 
 #: How many results a search shows (WebGPT's Bing results list).
@@ -18,47 +14,18 @@ _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_END = re.compile(r"(?<=\.) ")
 
 
-class WikiSearch:
-    """Ranks the wiki's pages for a free-text query with BM25 (``bm25s``).
-
-    Rankings are deterministic (ties broken by page order) and memoised per query.
+class WikiSearch(BM25Index):
+    """Ranks the wiki's pages for a free-text query (a :class:`BM25Index` over title, aliases
+    and prose).
 
     Args:
-        corpus: the pages to index (title, aliases and prose).
+        corpus: the pages to index; results are indices into ``corpus.entities``.
         cache_size: how many distinct queries' rankings to keep.
     """
 
     def __init__(self, corpus: Corpus, cache_size: int = 8192):
         self.corpus = corpus
-        self._tokenizer = Tokenizer(stopwords="en")
-        tokens = self._tokenizer.tokenize([e.search_text() for e in corpus.entities],
-                                          return_as="tuple", show_progress=False)
-        self._bm25 = bm25s.BM25()
-        self._bm25.index(tokens, show_progress=False)
-        self._cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
-        self._cache_size = cache_size
-
-    def search(self, query: str, k: int = MAX_RESULTS) -> tuple[int, ...]:
-        """Indices of the best ``k`` pages for ``query``, best first; pages sharing no query
-        term are left out."""
-        key = " ".join(query.lower().split())
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit[:k]
-        ids = self._tokenizer.tokenize([key], update_vocab=False, return_as="ids",
-                                       show_progress=False)[0]
-        result: tuple[int, ...] = ()
-        if ids:
-            scores = self._bm25.get_scores(ids)
-            n = min(MAX_RESULTS, len(scores))
-            top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-            order = np.lexsort((top, -scores[top]))
-            result = tuple(int(top[i]) for i in order if scores[top[i]] > 0)
-        self._cache[key] = result
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return result[:k]
+        super().__init__([e.search_text() for e in corpus.entities], MAX_RESULTS, cache_size)
 
 
 def snippet(entity: Entity, query: str, limit: int = 160) -> str:
