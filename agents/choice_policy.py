@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlft.agents.rl import ActionEval, RLStep
 from rlft.agents.text_encoder import DEFAULT_ENCODER, TextEncoder
 from rlft.wrappers.valid_actions import (
     action_label,
@@ -258,6 +259,35 @@ class ChoicePolicy(nn.Module):
         loss = nn.functional.cross_entropy(out.logits, targets)
         acc = (out.logits.argmax(-1) == targets).float().mean()
         return loss, acc
+
+    # -- reinforcement learning (rlft.agents.rl.RLPolicy) ---------------------------------
+    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[str]
+                    ) -> TurnFeatures:
+        """The turn's candidates and features (frozen-encoder embeddings are cached on them)."""
+        return self.featurize(Turn.from_env(obs, info, history))
+
+    @torch.no_grad()
+    def rl_act(self, features: Sequence[TurnFeatures], generator: torch.Generator) -> RLStep:
+        """Sample a candidate per turn; the action kept for training is its index."""
+        out = self(features)
+        logp = out.log_probs().cpu()
+        idx = torch.multinomial(logp.exp(), 1, generator=generator)
+        taken = logp.gather(1, idx)
+        return RLStep([out.candidates[i][int(k)] for i, k in enumerate(idx[:, 0])],
+                      idx[:, 0].tolist(), taken, torch.ones_like(taken), out.values.cpu())
+
+    def rl_evaluate(self, features: Sequence[TurnFeatures], actions: Sequence[int]
+                    ) -> ActionEval:
+        """Log-probability of each taken candidate index, with the full distribution."""
+        out = self(features)
+        logp = out.log_probs()
+        idx = torch.as_tensor(list(actions), dtype=torch.long, device=logp.device).view(-1, 1)
+        taken = logp.gather(1, idx)
+        return ActionEval(taken, torch.ones_like(taken), out.entropy(), out.values, logp)
+
+    def rl_values(self, features: Sequence[TurnFeatures]) -> torch.Tensor:
+        """Value estimates ``[B]``."""
+        return self(features).values
 
     @staticmethod
     def target_index(candidates: Sequence[str], action: str) -> int:

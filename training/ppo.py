@@ -113,15 +113,40 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     return adv, adv + values
 
 
-def _turn(policy_mod, obs: dict, info: dict, history: list[str]):
-    from rlft.agents.choice_policy import Turn
+def _split_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Per-env info dicts from a vector env's batched infos (the ``_key`` masks dropped)."""
+    keys = [k for k in infos if not k.startswith("_") and k not in ("final_obs", "final_info")]
+    return [{k: infos[k][i] for k in keys} for i in range(n)]
 
-    return policy_mod.featurize(Turn.from_env(obs, info, history))
+
+def _split_obs(obs: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    return [{k: v[i] for k, v in obs.items()} for i in range(n)]
 
 
-def _unbatch(obs: dict, infos: dict, i: int) -> tuple[dict, dict]:
-    return ({k: obs[k][i] for k in obs},
-            {"valid_actions": list(infos["valid_actions"][i])})
+def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
+    """Seed of the envs' reset at ``update``: a function of the update, so a resumed run
+    restarts the episodes an uninterrupted one starts at the same checkpoint."""
+    return args.seed + 1000 * rank + 100_003 * update
+
+
+def load_rl_policy(path: str | Path, env_id: str) -> Any:
+    """A saved policy that implements :class:`rlft.agents.rl.RLPolicy` and can act in ``env_id``,
+    with errors that say what to do."""
+    from rlft.agents.loading import check_pairing, load_policy
+    from rlft.agents.rl import RLPolicy
+
+    policy = load_policy(path)
+    if not isinstance(policy, RLPolicy):
+        raise ValueError(f"the {policy.policy_type!r} policy at {path} cannot be trained with "
+                         f"PPO (it lacks the rl_* methods of rlft.agents.rl.RLPolicy)")
+    probe = gym.make(env_id)
+    try:
+        check_pairing(policy, probe)
+    finally:
+        probe.close()
+    if not any(p.requires_grad for p in policy.parameters()):
+        raise ValueError(f"the policy at {path} has no trainable weights")
+    return policy
 
 
 # -- the runner -----------------------------------------------------------------------------
@@ -129,153 +154,161 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     """Run PPO as configured; returns the final summary (also written to ``out/summary.json``)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.utils import gather_object
     from gymnasium.vector import AutoresetMode
     from torch.utils.tensorboard import SummaryWriter
 
-    from rlft.agents.choice_policy import ChoicePolicy, read_policy_meta
+    from rlft.agents.rl import masked_mean, reference_weights, stack_parts
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(args.out)
     ckpt_dir = out / "checkpoint"
-    read_policy_meta(args.policy, expect="choice")
 
     seed = args.seed + 1000 * rank
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    policy = ChoicePolicy.from_pretrained(args.policy)
-    policy.train()
+    policy = load_rl_policy(args.policy, args.env).to(accelerator.device)
+    # Dropout off in rollouts and updates alike, so the first epoch's ratio is exactly 1.
+    policy.eval()
     trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
     reference = {n: p.detach().clone() for n, p in trainable.items()}
     optimizer = torch.optim.Adam(trainable.values(), lr=args.learning_rate, eps=1e-5)
-    model, optimizer = accelerator.prepare(policy, optimizer)
     sampler = torch.Generator().manual_seed(seed)
 
     start_update, global_step = 0, 0
-    env_seed = seed
     history: list[dict[str, float]] = []  # per update: the learning curve
+    episodes: dict[str, list[float]] = {"return": [], "success": [], "score": []}
     if args.resume and (ckpt_dir / "state.pt").exists():
         state = torch.load(ckpt_dir / "state.pt", weights_only=False)
-        policy.load_state_dict(state["model"])
+        if len(state["rng"]) != world:
+            raise ValueError(f"{ckpt_dir} was written by {len(state['rng'])} processes; resume "
+                             f"it with as many (this run has {world})")
+        policy.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         reference = state["reference"]
-        start_update, global_step, env_seed = state["update"], state["global_step"], state["env_seed"]
-        sampler.set_state(state["sampler"])
-        history = state["history"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        start_update, global_step = state["update"], state["global_step"]
+        history, episodes = state["history"], state["episodes"][rank]
+        rng = state["rng"][rank]
+        sampler.set_state(rng["sampler"])
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
 
     envs = gym.make_vec(args.env, num_envs=args.num_envs, vectorization_mode=args.vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                         split=args.split, reward_mode=args.reward_mode)
-    obs, infos = envs.reset(seed=env_seed)
-    histories: list[list[str]] = [[] for _ in range(args.num_envs)]
+    N, T = args.num_envs, args.num_steps
     writer = SummaryWriter(str(out / "tb")) if accelerator.is_main_process else None
     if writer is not None:
         writer.add_text("args", json.dumps(asdict(args), indent=2))
-
-    N, T = args.num_envs, args.num_steps
-    ep_returns, ep_success, ep_score = [], [], []
-    running = np.zeros(N)
     bar = None
     if args.progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=args.updates, initial=start_update, desc="ppo", unit="update")
-    t_start = time.perf_counter()
+    t_start, steps_at_start = time.perf_counter(), global_step
+    next_obs = None
 
     for update in range(start_update, args.updates):
+        if next_obs is None or (args.checkpoint_every and update % args.checkpoint_every == 0):
+            # (Re)start every episode at checkpoint boundaries: what a resumed run does too.
+            obs, infos = envs.reset(seed=_env_seed(args, rank, update))
+            next_obs = _split_obs(obs, N), _split_infos(infos, N)
+            histories: list[list[Any]] = [[] for _ in range(N)]
+            running = np.zeros(N)
         if args.anneal_lr:
             for g in optimizer.param_groups:
                 g["lr"] = args.learning_rate * (1.0 - update / args.updates)
-        # ---- rollout -------------------------------------------------------------------
-        feats = [[None] * N for _ in range(T)]
-        actions = torch.zeros(T, N, dtype=torch.long)
-        logprobs, values = torch.zeros(T, N), torch.zeros(T, N)
-        rewards, dones = torch.zeros(T, N), torch.zeros(T, N)
-        policy.eval()
+
+        # ---- rollout: T turns in each of N envs ----------------------------------------
+        feats: list[Any] = []          # time-major: turn t of env i is at t * N + i
+        actions: list[Any] = []
+        logprobs: list[torch.Tensor] = []  # per turn: log-probs of the action's parts
+        values, rewards, dones = torch.zeros(T, N), torch.zeros(T, N), torch.zeros(T, N)
         for t in range(T):
-            turn_feats = [_turn(policy, *_unbatch(obs, infos, i), histories[i]) for i in range(N)]
+            obs_list, info_list = next_obs
+            turn = [policy.rl_features(obs_list[i], info_list[i], histories[i]) for i in range(N)]
             with torch.no_grad():
-                o = policy(turn_feats)
-                dist = o.log_probs().exp()
-                idx = torch.multinomial(dist, 1, generator=sampler).squeeze(1)
-                lp = o.log_probs().gather(1, idx.view(-1, 1)).squeeze(1)
-            chosen = [o.candidates[i][int(idx[i])] for i in range(N)]
-            obs, reward, term, trunc, infos = envs.step(chosen)
+                step = policy.rl_act(turn, sampler)
+            obs, reward, term, trunc, infos = envs.step(step.env_actions)
             global_step += N * world
             reward_t = torch.as_tensor(reward, dtype=torch.float32)
             for i in range(N):
-                histories[i].append(chosen[i])
+                histories[i].append(step.env_actions[i])
                 running[i] += reward[i]
                 if trunc[i] and not term[i]:  # bootstrap the cut-off episode's value
-                    fo = infos["final_obs"][i]
-                    fi = {"valid_actions": list(infos["final_info"]["valid_actions"][i])}
-                    if fi["valid_actions"]:
-                        with torch.no_grad():
-                            v = policy([_turn(policy, fo, fi, histories[i])]).values[0]
-                        reward_t[i] += args.gamma * float(v)
+                    final_obs = infos["final_obs"][i]
+                    final_info = _split_infos(infos["final_info"], N)[i]
+                    with torch.no_grad():
+                        v = policy.rl_values([policy.rl_features(final_obs, final_info,
+                                                                 histories[i])])
+                    reward_t[i] += args.gamma * float(v[0])
                 if term[i] or trunc[i]:
                     fin = infos["final_info"]
-                    ep_returns.append(running[i])
-                    ep_success.append(float(fin["success"][i]))
-                    ep_score.append(float(fin["score"][i]))
+                    episodes["return"].append(float(running[i]))
+                    episodes["success"].append(float(fin["success"][i]))
+                    episodes["score"].append(float(fin["score"][i]))
+                    for k in episodes:
+                        del episodes[k][:-1000]
                     running[i] = 0.0
                     histories[i] = []
-            feats[t] = turn_feats
-            actions[t], logprobs[t], values[t] = idx, lp, o.values
-            rewards[t], dones[t] = reward_t, torch.as_tensor(term | trunc, dtype=torch.float32)
+            feats.extend(turn)
+            actions.extend(step.actions)
+            logprobs.extend(step.log_probs[i][step.mask[i] > 0].cpu() for i in range(N))
+            values[t] = step.values.cpu()
+            rewards[t] = reward_t
+            dones[t] = torch.as_tensor(term | trunc, dtype=torch.float32)
+            next_obs = _split_obs(obs, N), _split_infos(infos, N)
         with torch.no_grad():
-            nf = [_turn(policy, *_unbatch(obs, infos, i), histories[i]) for i in range(N)]
-            next_value = policy(nf).values
+            last = [policy.rl_features(next_obs[0][i], next_obs[1][i], histories[i])
+                    for i in range(N)]
+            next_value = policy.rl_values(last).cpu()
         advantages, returns = compute_gae(rewards, values, dones, next_value, dones[-1],
                                           args.gamma, args.gae_lambda)
 
-        # ---- optimisation --------------------------------------------------------------
-        policy.train()
-        b_feats = [f for row in feats for f in row]
-        b_act, b_logp = actions.reshape(-1), logprobs.reshape(-1)
+        # ---- optimisation: clipped surrogate per action part ---------------------------
         b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
-        order = np.arange(len(b_feats))
+        order = np.arange(len(feats))
         clipfracs, stats = [], {}
         for _epoch in range(args.update_epochs):
             np.random.shuffle(order)
             for s in range(0, len(order), args.minibatch_size):
                 mb = order[s : s + args.minibatch_size]
-                mb_feats = [b_feats[j] for j in mb]
-                out_mb = model(mb_feats)
-                logp_all = out_mb.log_probs()
-                new_logp = logp_all.gather(1, b_act[mb].view(-1, 1)).squeeze(1)
-                logratio = new_logp - b_logp[mb]
+                mb_feats, mb_actions = [feats[j] for j in mb], [actions[j] for j in mb]
+                ev = policy.rl_evaluate(mb_feats, mb_actions)
+                old, _ = stack_parts([logprobs[j] for j in mb], width=ev.log_probs.shape[1])
+                logratio = ev.log_probs - old.to(ev.log_probs.device)
                 ratio = logratio.exp()
                 with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
-                adv = b_adv[mb]
+                    approx_kl = masked_mean((ratio - 1) - logratio, ev.mask)
+                    clipfracs.append(masked_mean(
+                        ((ratio - 1.0).abs() > args.clip_coef).float(), ev.mask).item())
+                adv = b_adv[mb].to(ratio.device)
                 if args.norm_adv and len(mb) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(-adv * ratio,
-                                    -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
-                v = out_mb.values
+                adv = adv.unsqueeze(1)  # the turn's advantage for each of its parts
+                pg_loss = masked_mean(torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)),
+                    ev.mask)
+                v, ret, val = ev.values, b_ret[mb].to(ev.values.device), b_val[mb].to(ev.values.device)
                 if args.clip_vloss:
-                    v_clipped = b_val[mb] + (v - b_val[mb]).clamp(-args.clip_coef, args.clip_coef)
-                    v_loss = 0.5 * torch.max((v - b_ret[mb]) ** 2,
-                                             (v_clipped - b_ret[mb]) ** 2).mean()
+                    v_clipped = val + (v - val).clamp(-args.clip_coef, args.clip_coef)
+                    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
                 else:
-                    v_loss = 0.5 * ((v - b_ret[mb]) ** 2).mean()
-                entropy = out_mb.entropy().mean()
-                with torch.no_grad():
-                    ref_logp = torch.func.functional_call(policy, reference, (mb_feats,)).log_probs()
-                p = logp_all.exp()
-                finite = torch.isfinite(logp_all)
-                kl = (p * torch.where(finite, logp_all - ref_logp, torch.zeros_like(p))).sum(-1).mean()
+                    v_loss = 0.5 * ((v - ret) ** 2).mean()
+                entropy = ev.entropy.mean()
+                with torch.no_grad(), reference_weights(policy, reference):
+                    ref = policy.rl_evaluate(mb_feats, mb_actions)
+                kl = ev.kl(ref)  # logged even when kl_coef is 0
                 loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + args.kl_coef * kl
                 optimizer.zero_grad()
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(list(trainable.values()), args.max_grad_norm)
+                loss.backward()
+                if world > 1:
+                    _average_gradients(accelerator, list(trainable.values()))
+                torch.nn.utils.clip_grad_norm_(list(trainable.values()), args.max_grad_norm)
                 optimizer.step()
                 stats = {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(),
                          "entropy": entropy.item(), "kl_ref": kl.item(),
@@ -285,45 +318,62 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         var_y = b_ret.var()
         explained = float("nan") if var_y == 0 else float(1 - (b_ret - b_val).var() / var_y)
         recent = slice(-max(1, 4 * N), None)
+        mine = {k: v[recent] for k, v in episodes.items()}
+        everyone = gather_object([mine]) if world > 1 else [mine]
+        recent_eps = {k: [x for part in everyone for x in part[k]] for k in mine}
+        elapsed = max(1e-9, time.perf_counter() - t_start)
         if writer is not None:
             for k, v in stats.items():
                 writer.add_scalar(f"losses/{k}", v, global_step)
             writer.add_scalar("losses/clipfrac", float(np.mean(clipfracs)), global_step)
             writer.add_scalar("losses/explained_variance", explained, global_step)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            writer.add_scalar("charts/samples_per_s",
-                              global_step / max(1e-9, time.perf_counter() - t_start), global_step)
-            if ep_returns:
-                writer.add_scalar("charts/episodic_return", float(np.mean(ep_returns[recent])), global_step)
-                writer.add_scalar("charts/success", float(np.mean(ep_success[recent])), global_step)
-                writer.add_scalar("charts/score", float(np.mean(ep_score[recent])), global_step)
-        if ep_success:
+            writer.add_scalar("charts/samples_per_s", (global_step - steps_at_start) / elapsed,
+                              global_step)
+            if recent_eps["success"]:
+                writer.add_scalar("charts/episodic_return", float(np.mean(recent_eps["return"])),
+                                  global_step)
+                writer.add_scalar("charts/success", float(np.mean(recent_eps["success"])),
+                                  global_step)
+                writer.add_scalar("charts/score", float(np.mean(recent_eps["score"])), global_step)
+        if recent_eps["success"]:
             history.append({"update": update + 1, "global_step": global_step,
-                            "success": float(np.mean(ep_success[recent])),
-                            "score": float(np.mean(ep_score[recent]))})
+                            "success": float(np.mean(recent_eps["success"])),
+                            "score": float(np.mean(recent_eps["score"])),
+                            "kl_ref": stats.get("kl_ref", 0.0)})
         if bar is not None:
             bar.update(1)
-            if ep_success:
-                bar.set_postfix(success=f"{np.mean(ep_success[recent]):.2f}",
+            if recent_eps["success"]:
+                bar.set_postfix(success=f"{np.mean(recent_eps['success']):.2f}",
                                 kl=f"{stats.get('kl_ref', 0):.3f}")
-        env_seed += 1
-        if (accelerator.is_main_process and args.checkpoint_every
-                and (update + 1) % args.checkpoint_every == 0):
-            _save_checkpoint(ckpt_dir, policy, optimizer, reference, update + 1, global_step,
-                             env_seed, sampler, history)
+        if args.checkpoint_every and (update + 1) % args.checkpoint_every == 0:
+            rng = {"sampler": sampler.get_state(), "torch": torch.get_rng_state(),
+                   "numpy": np.random.get_state(), "python": random.getstate()}
+            per_rank = gather_object([(rng, episodes)]) if world > 1 else [(rng, episodes)]
+            if accelerator.is_main_process:
+                _save_checkpoint(ckpt_dir, {
+                    "model": {k: v for k, v in policy.state_dict().items() if k in trainable},
+                    "optimizer": optimizer.state_dict(), "reference": reference,
+                    "update": update + 1, "global_step": global_step, "history": history,
+                    "rng": [r for r, _ in per_rank], "episodes": [e for _, e in per_rank]})
+            accelerator.wait_for_everyone()
     envs.close()
     if bar is not None:
         bar.close()
 
-    summary: dict[str, Any] = {"updates": args.updates, "global_step": global_step,
-                               "train_success_last": float(np.mean(ep_success[-4 * N:])) if ep_success else None,
-                               "history": history}
+    checksum = float(sum(p.detach().double().sum() for p in trainable.values()))
+    checksums = gather_object([checksum]) if world > 1 else [checksum]
+    summary: dict[str, Any] = {
+        "updates": args.updates, "global_step": global_step, "processes": world,
+        "weights_in_sync": bool(np.allclose(checksums, checksums[0], rtol=1e-6, atol=1e-6)),
+        "samples_per_s": (global_step - steps_at_start) / max(1e-9, time.perf_counter() - t_start),
+        "train_success_last": history[-1]["success"] if history else None,
+        "history": history}
     if accelerator.is_main_process:
         policy.save_pretrained(out / "policy")
         if args.eval_episodes:
             from rlft.training.evaluate import evaluate
 
-            policy.eval()
             policy.sample = False
             env = gym.make(args.env, split="test", reward_mode=args.reward_mode)
             res = evaluate(env, policy, args.eval_episodes, seed=10_000, name="il+rl")
@@ -336,25 +386,34 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     return summary
 
 
-def _save_checkpoint(directory: Path, policy, optimizer, reference, update: int, global_step: int,
-                     env_seed: int, sampler: torch.Generator, history: list) -> None:
+def _average_gradients(accelerator: Any, params: list[torch.Tensor]) -> None:
+    """All-reduce (mean) the gradients of ``params`` across processes in one flat tensor, as
+    cleanrl's multi-GPU PPO does; a parameter without a gradient contributes zeros."""
+    import torch
+
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                      for p in params])
+    flat = accelerator.reduce(flat, reduction="mean")
+    i = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[i : i + n].view_as(p).clone()
+        i += n
+
+
+def _save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
     """Write the resumable state atomically: to a temporary folder, then rename over the old."""
     import torch
 
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save({"model": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                "reference": reference, "update": update, "global_step": global_step,
-                "env_seed": env_seed, "sampler": sampler.get_state(), "history": history,
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate()}, tmp / "state.pt")
+    torch.save(state, tmp / "state.pt")
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         os.replace(directory, old)
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
-
 
 if __name__ == "__main__":
     import tyro

@@ -1,0 +1,130 @@
+"""What a trainable policy offers the PPO runner: one protocol for every policy kind.
+
+A turn's action is made of ``L`` scored parts: one for a choice over valid actions (``L = 1``),
+one for a CLIP pick-and-place (the joint pick and place probability), one per generated token
+for an LM. The runner clips each part's probability ratio and weights it with the turn's
+advantage, averaging over the parts that ``mask`` marks (prompt and observation tokens carry no
+loss). So choice, CLIP and LM policies share one PPO loop (:mod:`rlft.training.ppo`):
+
+* ``rl_features(obs, info, history)`` prepares one env's turn (kept in the rollout buffer and
+  scored again in every epoch, so cache frozen-encoder outputs on it);
+* ``rl_act(features, generator)`` samples actions for a batch of turns: an :class:`RLStep`;
+* ``rl_evaluate(features, actions)`` scores taken actions with gradients: an :class:`ActionEval`;
+* ``rl_values(features)`` the value estimate alone (bootstrapping cut-off episodes).
+
+The KL penalty to the imitation checkpoint needs no second model: :func:`reference_weights`
+swaps the trainable tensors (heads, LoRA adapters) for copies taken before RL and swaps back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RLStep:
+    """Sampled actions of a batch of turns.
+
+    ``env_actions`` go to ``env.step``; ``actions`` is what :meth:`RLPolicy.rl_evaluate` takes
+    back (indices, token ids, ...: one entry per turn); ``log_probs`` and ``mask`` are
+    ``[B, L]`` (per scored part, left-aligned: a turn's parts come first, then padding),
+    ``values`` ``[B]``.
+    """
+
+    env_actions: list[Any]
+    actions: list[Any]
+    log_probs: torch.Tensor
+    mask: torch.Tensor
+    values: torch.Tensor
+
+
+@dataclass
+class ActionEval:
+    """Scores of taken actions under the current weights (with gradients).
+
+    ``log_probs`` and ``mask`` ``[B, L]``, ``entropy`` and ``values`` ``[B]``. ``dist_log_probs``
+    optionally holds the full log-distribution of each turn (``[B, K]``, ``-inf`` on padding) so
+    that :meth:`kl` is exact instead of estimated from the taken actions.
+    """
+
+    log_probs: torch.Tensor
+    mask: torch.Tensor
+    entropy: torch.Tensor
+    values: torch.Tensor
+    dist_log_probs: torch.Tensor | None = None
+
+    def kl(self, reference: ActionEval) -> torch.Tensor:
+        """Mean KL(policy || reference) per turn: exact over the full distribution when both
+        have it, else the k3 estimator (Schulman) over the taken action's parts."""
+        if self.dist_log_probs is not None and reference.dist_log_probs is not None:
+            lp, ref = self.dist_log_probs, reference.dist_log_probs
+            finite = torch.isfinite(lp)
+            diff = torch.where(finite, lp - ref, torch.zeros_like(lp))
+            return (lp.exp() * diff).sum(-1).mean()
+        log_ratio = (reference.log_probs - self.log_probs).clamp(-20, 20)
+        k3 = log_ratio.exp() - 1 - log_ratio
+        return masked_mean(k3, self.mask)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the positions where ``mask`` is 1 (0 when there are none)."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+@runtime_checkable
+class RLPolicy(Protocol):
+    """A policy the PPO runner can fine-tune (see the module docstring)."""
+
+    policy_type: str
+
+    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[Any]
+                    ) -> Any:
+        """One environment's turn, prepared for scoring."""
+
+    def rl_act(self, features: Sequence[Any], generator: torch.Generator) -> RLStep:
+        """Sample one action per turn (no gradients)."""
+
+    def rl_evaluate(self, features: Sequence[Any], actions: Sequence[Any]) -> ActionEval:
+        """Log-probabilities, entropy and values of taken actions (with gradients)."""
+
+    def rl_values(self, features: Sequence[Any]) -> torch.Tensor:
+        """Value estimates ``[B]``."""
+
+
+@contextmanager
+def reference_weights(module: nn.Module, reference: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily give ``module``'s parameters named in ``reference`` those values.
+
+    With the trainable tensors of an imitation checkpoint as ``reference`` this evaluates the
+    frozen imitation policy in place: the frozen encoder or base model is shared, and for a LoRA
+    adapter added fresh for RL it is the same as disabling the adapter.
+    """
+    params = dict(module.named_parameters())
+    saved = {name: params[name].data for name in reference}
+    try:
+        for name, value in reference.items():
+            params[name].data = value
+        yield
+    finally:
+        for name, value in saved.items():
+            params[name].data = value
+
+
+def stack_parts(rows: Sequence[torch.Tensor], width: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-d per-turn tensors of part scores into ``([B, L] values, [B, L] mask)``
+    (``L`` = ``width``, or the longest row)."""
+    L = max(1, width or max((len(r) for r in rows), default=1))
+    out = torch.zeros(len(rows), L)
+    mask = torch.zeros(len(rows), L)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r[:L]
+        mask[i, : len(r)] = 1.0
+    return out, mask
