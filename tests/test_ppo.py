@@ -97,3 +97,61 @@ def test_resume_continues_from_the_checkpoint(init_policy, tmp_path):
     assert state["update"] == 2 and state["global_step"] == 2 * 4 * 4
     summary = train_ppo(PPOArgs(updates=4, resume=True, **common))
     assert summary["global_step"] == 4 * 4 * 4
+
+
+def test_resumed_run_reproduces_the_uninterrupted_one(init_policy, tmp_path):
+    from safetensors.torch import load_file
+
+    common = dict(env="rlft-test/Doors-v0", policy=init_policy, num_envs=4, num_steps=3,
+                  learning_rate=1e-3, eval_episodes=0, progress=False, checkpoint_every=2,
+                  anneal_lr=False)
+    train_ppo(PPOArgs(out=str(tmp_path / "straight"), updates=4, **common))
+    train_ppo(PPOArgs(out=str(tmp_path / "resumed"), updates=2, **common))
+    train_ppo(PPOArgs(out=str(tmp_path / "resumed"), updates=4, resume=True, **common))
+    a = load_file(str(tmp_path / "straight" / "policy" / "head.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "policy" / "head.safetensors"))
+    init = load_file(str(tmp_path / "straight" / "policy" / "head.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert not all(torch.equal(init[k], load_file(f"{init_policy}/head.safetensors")[k])
+                   for k in init)
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())["history"]
+    resumed = json.loads((tmp_path / "resumed" / "summary.json").read_text())["history"]
+    assert straight == resumed
+
+
+def test_two_processes_with_accelerate_keep_weights_in_sync(init_policy, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
+    # accelerate's multi-process launcher (torchrun); `--cpu` alone would start one process.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "rlft.training.ppo", "--env", "ppo_toy_env:rlft-test/Doors-v0",
+           "--policy", init_policy, "--out", str(tmp_path), "--num-envs", "4",
+           "--num-steps", "4", "--updates", "3", "--minibatch-size", "8",
+           "--eval-episodes", "0", "--no-progress", "--checkpoint-every", "0"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["processes"] == 2
+    assert summary["global_step"] == 2 * 4 * 4 * 3
+    assert summary["weights_in_sync"] is True
+
+
+def test_train_ppo_cli_errors_say_what_to_do(init_policy, tmp_path, capsys):
+    from rlft.training.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "ppo", "--policy", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "rlft imitate" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "ppo", "--env", "rlft/PutBlockInBowl-v0", "--policy", init_policy,
+              "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "web envs" in err and "Traceback" not in err

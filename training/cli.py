@@ -6,7 +6,8 @@
     rlft collect --env rlft/Shop-v0 --episodes 500 --out runs/demos
     rlft imitate --policy choice --env rlft/Shop-v0 --demos runs/demos --out runs/il-shop
     rlft benchmark --agents random expert runs/il-shop --envs rlft/Shop-v0
-    rlft demo                          the main job on embedded defaults
+    rlft train ppo --env rlft/Shop-v0 --policy runs/il-shop --out runs/ppo-shop
+    rlft demo --out runs/demo          the main job: demos -> imitation -> PPO -> table
     rlft setup-browser                 install a Chromium for the browser backend
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -63,27 +63,6 @@ def evaluate(env: str = "rlft/Shop-v0", agent: str = "expert",
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps([r.to_dict() for r in results], indent=2))
-
-
-@dataclass
-class DemoArgs:
-    """The main job on embedded defaults."""
-
-    env: str = "rlft/Shop-v0"
-    """Environment id."""
-    episodes: int = 100
-    """Episodes per agent on the test split."""
-    seed: int = 0
-    """Seed of the first episode."""
-
-
-def demo(args: Annotated[DemoArgs, tyro.conf.arg(name="")]) -> None:
-    """Run the expert and a random agent on the test split and print a results table."""
-    from rlft.training.benchmark import evaluate_baselines, print_table
-
-    results = evaluate_baselines(args.env, ["random", "expert"], episodes=args.episodes,
-                                 split="test", seed=args.seed)
-    print_table(results, title=f"{args.env}: test split, {args.episodes} episodes per agent")
 
 
 def setup_browser() -> None:
@@ -138,8 +117,9 @@ def train(algorithm: tyro.conf.Positional[Literal["ppo"]],
               f"-> {args.out}/policy")
 
 
-def main_job(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:
-    """Demos -> imitation -> PPO -> evaluation table (random / IL / IL+RL / expert)."""
+def demo(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:
+    """The main job: expert demos -> imitation -> PPO -> a random / IL / IL+RL / expert table
+    on the test split (what `make demo` runs, on these embedded defaults)."""
     from rlft.training.main_job import run_main_job
 
     run_main_job(args)
@@ -172,7 +152,6 @@ COMMANDS = {
     "benchmark": benchmark,
     "pretrain-clip": pretrain_clip,
     "train": train,
-    "main-job": main_job,
     "demo": demo,
     "setup-browser": setup_browser,
 }

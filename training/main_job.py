@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 
 import rlft.envs  # noqa: F401  (registers the ids)
+from rlft.agents.defaults import DEFAULT_ENCODER
 
 
 @dataclass
@@ -30,6 +31,8 @@ class MainJobArgs:
     """Web environment id."""
     out: str = "runs/demo"
     """Run directory (demos/, il/, ppo/, results.md, results.json, learning_curve.png)."""
+    encoder: str = DEFAULT_ENCODER
+    """Text encoder of the choice policy: HF name or local path (default: the bundled MiniLM)."""
     demos: int = 20
     """Expert demo episodes for imitation."""
     il_epochs: int = 15
@@ -66,7 +69,7 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
         collect(args.env, args.demos, demos, split="train", seed=args.seed)
     print(f"[2/4] imitation ({args.il_epochs} epochs) -> {il_dir}")
     imitate(ImitateArgs(demos=demos, out=il_dir, env=args.env, epochs=args.il_epochs,
-                        seed=args.seed))
+                        encoder=args.encoder, seed=args.seed))
     print(f"[3/4] PPO fine-tuning ({args.ppo_updates} updates) -> {ppo_dir}")
     ppo = train_ppo(PPOArgs(env=args.env, policy=str(il_dir), out=str(ppo_dir),
                             updates=args.ppo_updates, num_envs=args.ppo_envs,

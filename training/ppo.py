@@ -1,15 +1,18 @@
-"""PPO over multi-turn episodes for choice policies, read top to bottom like cleanrl's ``ppo.py``.
+"""PPO over multi-turn episodes for every policy kind, read top to bottom like cleanrl's ``ppo.py``.
 
     rlft train ppo --env rlft/Shop-v0 --policy runs/il-shop --out runs/ppo-shop
 
-One turn is one PPO step: the policy scores the turn's candidate actions (a softmax over the
-valid actions), the env returns the turn's reward, GAE runs over turns. The loss is the clipped
-surrogate on the taken action's probability ratio, a clipped value loss, an entropy bonus and a
-KL penalty to the frozen imitation checkpoint. The reference is the checkpoint's own trainable
-weights applied with ``torch.func.functional_call``: the (frozen, shared) encoder is never copied.
+One turn is one PPO step. The policy (any :class:`rlft.agents.rl.RLPolicy`: choice, CLIP, LM)
+samples the turn's action, the env returns the turn's reward, GAE runs over turns. An action is
+made of scored parts (one for a choice, one per token for an LM); the loss is the clipped
+surrogate on each part's probability ratio weighted by the turn's advantage, a clipped value
+loss, an entropy bonus and a KL penalty to the frozen imitation checkpoint. The reference is the
+checkpoint's own trainable tensors swapped in place (``reference_weights``): the frozen encoder
+or base model is shared, never copied.
 
-Built on ``accelerate``: ``accelerate launch -m rlft.training.ppo ...`` runs one rollout worker
-per process with gradients averaged across them.
+Built on ``accelerate``: ``accelerate launch --multi_gpu --num_processes 2 -m rlft.training.ppo
+...`` (on GPUs or, with gloo, on CPUs) runs one rollout worker per process with gradients
+averaged across them.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class PPOArgs:
-    """PPO fine-tuning of an imitation-tuned choice policy."""
+    """PPO fine-tuning of an imitation-tuned policy (choice, CLIP or LM)."""
 
     env: str = "rlft/Shop-v0"
-    """Environment id (a web env with ``info["valid_actions"]``)."""
+    """Environment id (a web env for choice and LM policies, a tabletop env for CLIP)."""
     policy: str = "runs/il-shop"
     """Checkpoint directory of the policy to fine-tune (``rlft imitate`` writes one)."""
     out: str = "runs/ppo-shop"
