@@ -13,13 +13,23 @@ For training, :meth:`LMPolicy.token_log_probs` returns per-token log-probabiliti
 a mask that is 1 on action tokens only (prompt and observation tokens are masked out), plus a
 value estimate read from the last prompt token's hidden state. :meth:`LMPolicy.sft_loss` is the
 SFT loss on action tokens only. LoRA adapters (peft) when ``lora_r > 0``, else full fine-tuning.
+Logits are computed only where an action token is predicted (the LM head is applied to those
+hidden states), so long prompts and large vocabularies cost no ``[T, V]`` logits.
+
+PPO (:class:`rlft.agents.rl.RLPolicy`): a turn's scored parts are the action's tokens (EOS
+included), with prompt and observation tokens masked out; constrained decoding samples a candidate
+from the softmax of candidate sequence log-probs, free decoding samples tokens. For RL on a fully
+fine-tuned checkpoint :meth:`LMPolicy.add_rl_adapter` adds a fresh LoRA adapter over the frozen
+weights, so the PPO reference (the trainable tensors before RL) is the adapter, never a second
+copy of the model.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +37,7 @@ import torch
 from torch import nn
 
 from rlft.agents.choice_policy import CONFIG_NAME, Turn, read_policy_meta
+from rlft.agents.rl import ActionEval, RLStep, stack_parts
 from rlft.wrappers.chat import build_messages, render_prompt
 from rlft.wrappers.valid_actions import expand_valid_actions
 
@@ -61,8 +72,9 @@ class LMPolicyConfig:
 class TokenOutput:
     """Per-token results over (prompt + action) sequences, shifted to predict token t+1.
 
-    ``log_probs``, ``entropy`` and ``mask`` are ``[B, T-1]``; ``mask`` is 1 on action tokens only.
-    ``values`` is ``[B]``.
+    ``log_probs``, ``entropy`` and ``mask`` are ``[B, T-1]``; ``mask`` is 1 on action tokens only
+    (``log_probs`` and ``entropy`` are computed there only and are 0 elsewhere). ``values`` is
+    ``[B]``.
     """
 
     log_probs: torch.Tensor
@@ -73,6 +85,26 @@ class TokenOutput:
     def sequence_log_probs(self) -> torch.Tensor:
         """Log-probability of each whole action ``[B]``."""
         return (self.log_probs * self.mask).sum(-1)
+
+
+@dataclass
+class LMTurn:
+    """One turn prepared for PPO: the prompt's token ids (already cut to ``max_prompt_tokens``)
+    and, for constrained decoding, the candidates with their token ids (EOS included)."""
+
+    prompt_ids: tuple[int, ...]
+    candidates: tuple[str, ...] = ()
+    candidate_ids: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
+
+
+@dataclass
+class _Scores:
+    """Action-token scores left-aligned to ``[B, L]`` (L = the longest action) and values."""
+
+    log_probs: torch.Tensor
+    entropy: torch.Tensor
+    mask: torch.Tensor
+    values: torch.Tensor
 
 
 class LMPolicy(nn.Module):
@@ -101,15 +133,11 @@ class LMPolicy(nn.Module):
 
             model = PeftModel.from_pretrained(model, str(_adapter), is_trainable=True)
         elif config.lora_r > 0:
-            from peft import LoraConfig, get_peft_model
-
-            target: Any = config.lora_target
-            if target != "all-linear":
-                target = [t.strip() for t in target.split(",") if t.strip()]
-            model = get_peft_model(model, LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=target,
-                lora_dropout=0.0, task_type="CAUSAL_LM"))
+            model = self._with_lora(model)
         self.model = model
+        self.base_path = config.model
+        """Where the base weights were loaded from."""
+        self._base_in_checkpoint = False  # an RL adapter over fully fine-tuned weights
         hidden = int(getattr(model.config, "hidden_size", 0) or model.config.n_embd)
         self.value_head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.value_head.weight)
@@ -137,85 +165,218 @@ class LMPolicy(nn.Module):
         """The concrete valid actions of ``turn``."""
         return expand_valid_actions(turn.goal, turn.valid_actions, page=turn.page)
 
+    def _ids(self, text: str, limit: int, keep_end: bool = False) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[-limit:] if keep_end else ids[:limit]
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of ``prompt`` (the oldest cut to keep ``max_prompt_tokens``)."""
+        return self._ids(prompt, self.config.max_prompt_tokens, keep_end=True)
+
+    def action_ids(self, action: str) -> list[int]:
+        """Token ids of ``action`` (at most ``max_action_tokens``) followed by EOS."""
+        eos = self.tokenizer.eos_token_id
+        return self._ids(action, self.config.max_action_tokens) + ([eos] if eos is not None
+                                                                   else [])
+
     def _batch(self, prompts: Sequence[str], actions: Sequence[str]
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        tok, eos = self.tokenizer, self.tokenizer.eos_token_id
-        rows, masks, last_prompt = [], [], []
-        for p, a in zip(prompts, actions, strict=True):
-            p_ids = tok(p, add_special_tokens=False)["input_ids"][-self.config.max_prompt_tokens:]
-            a_ids = tok(a, add_special_tokens=False)["input_ids"][: self.config.max_action_tokens]
-            a_ids = a_ids + ([eos] if eos is not None else [])
-            rows.append(p_ids + a_ids)
-            masks.append([0] * len(p_ids) + [1] * len(a_ids))
-            last_prompt.append(len(p_ids) - 1)
+        return self._batch_ids([self.prompt_ids(p) for p in prompts],
+                               [self.action_ids(a) for a in actions])
+
+    def _batch_ids(self, prompt_ids: Sequence[Sequence[int]], action_ids: Sequence[Sequence[int]]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ``(ids, attention, action mask, last prompt position)``."""
+        rows = [list(p) + list(a) for p, a in zip(prompt_ids, action_ids, strict=True)]
         T = max(len(r) for r in rows)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(rows), T), pad, dtype=torch.long)
         attn = torch.zeros(len(rows), T, dtype=torch.long)
         amask = torch.zeros(len(rows), T)
-        for i, (r, m) in enumerate(zip(rows, masks, strict=True)):
+        for i, (r, p) in enumerate(zip(rows, prompt_ids, strict=True)):
             ids[i, : len(r)] = torch.tensor(r)
             attn[i, : len(r)] = 1
-            amask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+            amask[i, len(p) : len(r)] = 1.0
         dev = self.device
-        return ids.to(dev), attn.to(dev), amask.to(dev), torch.tensor(last_prompt, device=dev)
+        last_prompt = torch.tensor([len(p) - 1 for p in prompt_ids], device=dev)
+        return ids.to(dev), attn.to(dev), amask.to(dev), last_prompt
 
     def action_mask(self, prompts: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
         """``[B, T]`` mask over (prompt + action + eos) tokens: 1 on action tokens only."""
         return self._batch(prompts, actions)[2]
 
     # -- scoring -------------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, attn: torch.Tensor, amask: torch.Tensor,
+                 last_prompt: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward pass: ``(target, log_probs [N], entropy [N], values [B])`` where
+        ``target`` ``[B, T-1]`` marks the N positions whose next token is an action token. The
+        LM head runs on those hidden states only."""
+        out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=True,
+                         logits_to_keep=1)
+        hidden = out.hidden_states[-1]
+        target = amask[:, 1:] > 0
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][target]).float()
+        logp_all = torch.log_softmax(logits, dim=-1)
+        logp = logp_all.gather(-1, ids[:, 1:][target].unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        values = self.value_head(hidden[torch.arange(len(ids)), last_prompt].float()).squeeze(-1)
+        return target, logp, entropy, values
+
     def token_log_probs(self, prompts: Sequence[str], actions: Sequence[str]) -> TokenOutput:
         """Per-token log-probs, entropies and the action mask, plus values (see TokenOutput)."""
         ids, attn, amask, last_prompt = self._batch(prompts, actions)
-        out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=True)
-        logits = out.logits[:, :-1].float()
-        logp_all = torch.log_softmax(logits, dim=-1)
-        logp = logp_all.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        hidden = out.hidden_states[-1]
-        values = self.value_head(hidden[torch.arange(len(ids)), last_prompt].float()).squeeze(-1)
-        return TokenOutput(logp, entropy, amask[:, 1:], values)
+        target, logp, entropy, values = self._forward(ids, attn, amask, last_prompt)
+        full_logp = torch.zeros(target.shape, device=logp.device, dtype=logp.dtype)
+        full_ent = torch.zeros_like(full_logp)
+        full_logp[target], full_ent[target] = logp, entropy
+        return TokenOutput(full_logp, full_ent, target.float(), values)
+
+    def _action_scores(self, prompt_ids: Sequence[Sequence[int]],
+                       action_ids: Sequence[Sequence[int]]) -> _Scores:
+        """Scores of each action's tokens, left-aligned ``[B, L]`` (L = longest action)."""
+        ids, attn, amask, last_prompt = self._batch_ids(prompt_ids, action_ids)
+        target, logp, entropy, values = self._forward(ids, attn, amask, last_prompt)
+        lengths = target.sum(-1)
+        L = max(1, int(lengths.max()))
+        mask = (torch.arange(L, device=ids.device) < lengths.unsqueeze(1))
+        # Action tokens are contiguous in each row, so row-major order is each turn's parts.
+        out_logp = torch.zeros(mask.shape, device=logp.device, dtype=logp.dtype)
+        out_ent = torch.zeros_like(out_logp)
+        out_logp[mask], out_ent[mask] = logp, entropy
+        return _Scores(out_logp, out_ent, mask.float(), values)
 
     def sft_loss(self, prompts: Sequence[str], actions: Sequence[str]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean negative log-likelihood of the action tokens (prompt tokens carry no loss) and
         the accuracy of greedy next-token prediction on them."""
         ids, attn, amask, _ = self._batch(prompts, actions)
-        logits = self.model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-        labels = ids[:, 1:].masked_fill(amask[:, 1:] == 0, -100)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                           labels.reshape(-1), ignore_index=-100)
-        keep = labels != -100
-        acc = (logits.argmax(-1)[keep] == labels[keep]).float().mean()
+        out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=True,
+                         logits_to_keep=1)
+        target = amask[:, 1:] > 0
+        logits = self.model.get_output_embeddings()(out.hidden_states[-1][:, :-1][target])
+        labels = ids[:, 1:][target]
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        acc = (logits.argmax(-1) == labels).float().mean()
         return loss, acc
 
     def score_candidates(self, prompt: str, candidates: Sequence[str]) -> torch.Tensor:
         """Log-probability of each candidate action after ``prompt`` ``[K]``."""
-        return self.token_log_probs([prompt] * len(candidates), list(candidates)
-                                    ).sequence_log_probs()
+        p = self.prompt_ids(prompt)
+        s = self._action_scores([p] * len(candidates), [self.action_ids(c) for c in candidates])
+        return (s.log_probs * s.mask).sum(-1)
 
     @torch.no_grad()
     def generate_action(self, prompt: str) -> str:
         """Free decoding (greedy or sampled) of one action, cut at EOS or a newline."""
+        return self._decode(self._generate(self.prompt_ids(prompt),
+                                           self.generator if self.sample else None)[0])
+
+    def _generate(self, prompt_ids: Sequence[int], generator: torch.Generator | None
+                  ) -> tuple[list[int], list[float]]:
+        """Token ids of one action (greedy when ``generator`` is None, else sampled), ending
+        with EOS unless cut by a newline or ``max_action_tokens``, and their log-probs."""
         tok = self.tokenizer
-        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        ids = ids[:, -self.config.max_prompt_tokens:].to(self.device)
+        ids = torch.tensor([list(prompt_ids)], device=self.device)
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
         new: list[int] = []
+        logps: list[float] = []
         for _ in range(self.config.max_action_tokens):
-            logits = self.model(input_ids=ids).logits[0, -1].float()
-            if self.sample:
-                nxt = int(torch.multinomial(torch.softmax(logits, -1).cpu(), 1,
-                                            generator=self.generator))
+            logp = torch.log_softmax(out.logits[0, -1].float(), -1)
+            if generator is not None:
+                nxt = int(torch.multinomial(logp.exp().cpu(), 1, generator=generator))
             else:
-                nxt = int(logits.argmax())
-            if nxt == tok.eos_token_id:
-                break
+                nxt = int(logp.argmax())
             new.append(nxt)
-            if "\n" in tok.decode(new):
+            logps.append(float(logp[nxt]))
+            if nxt == tok.eos_token_id or "\n" in tok.decode(new):
                 break
-            ids = torch.cat([ids, torch.tensor([[nxt]], device=self.device)], dim=1)
-        return tok.decode(new, skip_special_tokens=True).split("\n")[0].strip()
+            out = self.model(input_ids=torch.tensor([[nxt]], device=self.device),
+                             past_key_values=out.past_key_values, use_cache=True)
+        return new, logps
+
+    def _decode(self, action_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(action_ids), skip_special_tokens=True
+                                     ).split("\n")[0].strip()
+
+    # -- reinforcement learning (rlft.agents.rl.RLPolicy) ---------------------------------
+    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[str]
+                    ) -> LMTurn:
+        """The turn's chat prompt as token ids (past pages are not in ``history``, so past
+        turns show their actions only) and, when constrained, the candidates' token ids."""
+        turn = Turn.from_env(obs, info, history)
+        prompt = self.prompt_ids(self.prompt(turn))
+        if not self.config.constrained:
+            return LMTurn(tuple(prompt))
+        cands = self.candidates(turn)
+        return LMTurn(tuple(prompt), tuple(cands), tuple(tuple(self.action_ids(c))
+                                                         for c in cands))
+
+    @torch.no_grad()
+    def rl_act(self, features: Sequence[LMTurn], generator: torch.Generator) -> RLStep:
+        """Sample one action per turn: constrained, a candidate from the softmax of candidate
+        sequence log-probs; else tokens by generation. The action kept for training is its
+        token ids (EOS included); its parts are those tokens' log-probs."""
+        env_actions, actions, rows, values = [], [], [], []
+        for f in features:
+            if f.candidates:
+                s = self._action_scores([f.prompt_ids] * len(f.candidates), f.candidate_ids)
+                seq = (s.log_probs * s.mask).sum(-1)
+                k = int(torch.multinomial(torch.softmax(seq, -1).cpu(), 1, generator=generator))
+                env_actions.append(f.candidates[k])
+                actions.append(f.candidate_ids[k])
+                rows.append(s.log_probs[k][s.mask[k] > 0].cpu())
+                values.append(float(s.values[k]))
+            else:
+                ids, logps = self._generate(f.prompt_ids, generator)
+                env_actions.append(self._decode(ids))
+                actions.append(tuple(ids))
+                rows.append(torch.tensor(logps))
+                values.append(float(self.rl_values([f])[0]))
+        log_probs, mask = stack_parts(rows)
+        return RLStep(env_actions, actions, log_probs, mask, torch.tensor(values))
+
+    def rl_evaluate(self, features: Sequence[LMTurn], actions: Sequence[Sequence[int]]
+                    ) -> ActionEval:
+        """Per-token log-probs of the taken actions' tokens ``[B, L]`` (prompt tokens masked
+        out), mean token entropy over them and values, with gradients."""
+        s = self._action_scores([f.prompt_ids for f in features], actions)
+        entropy = (s.entropy * s.mask).sum(-1) / s.mask.sum(-1).clamp(min=1.0)
+        return ActionEval(s.log_probs, s.mask, entropy, s.values)
+
+    def rl_values(self, features: Sequence[LMTurn]) -> torch.Tensor:
+        """Value estimates ``[B]`` from the last prompt token's hidden state."""
+        ids, attn, _, last_prompt = self._batch_ids([f.prompt_ids for f in features],
+                                                    [[] for _ in features])
+        out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=True,
+                         logits_to_keep=1)
+        hidden = out.hidden_states[-1][torch.arange(len(ids)), last_prompt]
+        return self.value_head(hidden.float()).squeeze(-1)
+
+    def add_rl_adapter(self, lora_r: int) -> None:
+        """Give a fully fine-tuned policy (``lora_r == 0``) a fresh LoRA adapter of rank
+        ``lora_r`` over its now frozen weights (no-op when it has an adapter already), so RL
+        trains and keeps as reference only the adapter and the value head."""
+        if self.config.lora_r > 0:
+            return
+        if lora_r <= 0:
+            raise ValueError("this LM policy was fully fine-tuned (no LoRA adapter); PPO trains "
+                             "a LoRA adapter on it: pass --lora-r 8 (or any rank > 0)")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.config.lora_r = lora_r
+        self.model = self._with_lora(self.model)
+        self._base_in_checkpoint = True
+
+    def _with_lora(self, model: Any) -> Any:
+        from peft import LoraConfig, get_peft_model
+
+        target: Any = self.config.lora_target
+        if target != "all-linear":
+            target = [t.strip() for t in target.split(",") if t.strip()]
+        return get_peft_model(model, LoraConfig(
+            r=self.config.lora_r, lora_alpha=self.config.lora_alpha, target_modules=target,
+            lora_dropout=0.0, task_type="CAUSAL_LM"))
 
     # -- agent protocol ------------------------------------------------------------------
     def reset(self) -> None:
@@ -251,13 +412,18 @@ class LMPolicy(nn.Module):
     # -- persistence ---------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``rlft_policy.json``, the LoRA adapter (``adapter/``) or the full model
-        (``model/``), the tokenizer and the value head."""
+        (``model/``), the tokenizer and the value head. An adapter added by
+        :meth:`add_rl_adapter` is saved with its frozen fine-tuned base (``model/``, copied)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"policy": self.policy_type, "config": asdict(self.config),
                 "base_model": self.config.model, "adapter": self.config.lora_r > 0}
+        if self._base_in_checkpoint:
+            meta["base"] = "model"
+            if Path(self.base_path).resolve() != (directory / "model").resolve():
+                shutil.copytree(self.base_path, directory / "model", dirs_exist_ok=True)
         (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
         sub = "adapter" if self.config.lora_r > 0 else "model"
         self.model.save_pretrained(str(directory / sub))
@@ -275,7 +441,12 @@ class LMPolicy(nn.Module):
         directory = Path(directory)
         meta = read_policy_meta(directory, expect=cls.policy_type)
         config = LMPolicyConfig(**meta["config"])
-        if meta.get("adapter"):
+        if meta.get("adapter") and meta.get("base") == "model":  # RL adapter on a full FT
+            local = LMPolicyConfig(**{**meta["config"], "model": str(directory / "model")})
+            policy = cls(local, _adapter=directory / "adapter", **kwargs)
+            policy.config = config
+            policy._base_in_checkpoint = True
+        elif meta.get("adapter"):
             policy = cls(config, _adapter=directory / "adapter", **kwargs)
         else:
             local = LMPolicyConfig(**{**meta["config"], "model": str(directory / "model")})

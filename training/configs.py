@@ -44,6 +44,10 @@ class ImitateArgs:
     lora_r: int = 0
     """LoRA rank. choice: on the encoder (0: frozen encoder with cached embeddings, the fast
     default). lm: on the LM (0: full fine-tuning)."""
+    lm_window: int = 2
+    """For --policy lm: past (page, action) turns in the prompt."""
+    lm_max_page_chars: int = 1000
+    """For --policy lm: characters of the current page in the prompt."""
     val_episodes: int = 50
     """Expert episodes of the val split used for validation loss/accuracy (0: none)."""
     eval_episodes: int = 0

@@ -174,7 +174,9 @@ def make_policy(args: ImitateArgs, heightmap: tuple[int, int] | None = None) -> 
 
         if args.model is None:
             raise ValueError("--policy lm needs --model NAME_OR_PATH (an HF causal LM)")
-        return LMPolicy(LMPolicyConfig(model=args.model, lora_r=args.lora_r), seed=args.seed)
+        return LMPolicy(LMPolicyConfig(model=args.model, lora_r=args.lora_r,
+                                       window=args.lm_window,
+                                       max_page_chars=args.lm_max_page_chars), seed=args.seed)
     return ChoicePolicy(ChoicePolicyConfig(encoder=args.encoder, hidden=args.hidden,
                                            lora_r=args.lora_r), seed=args.seed)
 
@@ -183,9 +185,7 @@ def _prepare(policy: Any, examples: list[Example]) -> tuple[list[Any], Any]:
     """(inputs, targets) for :func:`_loss`: featurised turns and candidate indices for the
     choice policy; prompts and the target candidate's text for the LM policy."""
     if getattr(policy, "policy_type", None) == "clip":
-        targets = torch.tensor([policy.action_to_indices(e.action) for e in examples],
-                               dtype=torch.long).view(-1, 2)
-        return list(examples), targets
+        return list(examples), [e.action for e in examples]
     if isinstance(policy, ChoicePolicy):
         feats = [policy.featurize(e.turn) for e in examples]
         targets = torch.tensor([policy.target_index(f.candidates, e.action)
@@ -201,11 +201,8 @@ def _prepare(policy: Any, examples: list[Example]) -> tuple[list[Any], Any]:
 
 def _loss(policy: Any, inputs: Sequence[Any], targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if getattr(policy, "policy_type", None) == "clip":
-        out = policy([e.goal for e in inputs], np.stack([e.color for e in inputs]),
-                     np.stack([e.depth for e in inputs]))
-        loss = -out.log_prob(targets[:, 0], targets[:, 1]).mean()
-        acc = ((out.pick.argmax(-1) == targets[:, 0]) & (out.place.argmax(-1) == targets[:, 1]))
-        return loss, acc.float().mean()
+        return policy.bc_loss([e.goal for e in inputs], [e.color for e in inputs],
+                              [e.depth for e in inputs], targets)
     if isinstance(policy, ChoicePolicy):
         return policy.bc_loss(inputs, targets)
     return policy.sft_loss(inputs, targets)

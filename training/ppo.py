@@ -93,6 +93,10 @@ class PPOArgs:
     """Test-split episodes of the final evaluation (0: skip)."""
     progress: bool = True
     """Show a progress bar."""
+    lora_r: int = 8
+    """LoRA rank of the adapter added for RL to a policy imitated without one (an LM policy
+    with all weights fine-tuned): its weights stay frozen and only the adapter (and value head)
+    train, so the KL reference is the adapter's copy, not the model's. Unused otherwise."""
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
@@ -132,9 +136,10 @@ def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
     return args.seed + 1000 * rank + 100_003 * update
 
 
-def load_rl_policy(path: str | Path, env_id: str) -> Any:
+def load_rl_policy(path: str | Path, env_id: str, lora_r: int = 8) -> Any:
     """A saved policy that implements :class:`rlft.agents.rl.RLPolicy` and can act in ``env_id``,
-    with errors that say what to do."""
+    with errors that say what to do. A policy with an ``add_rl_adapter(lora_r)`` hook gets
+    the chance to add a LoRA adapter (see ``PPOArgs.lora_r``)."""
     from rlft.agents.loading import check_pairing, load_policy
     from rlft.agents.rl import RLPolicy
 
@@ -147,6 +152,8 @@ def load_rl_policy(path: str | Path, env_id: str) -> Any:
         check_pairing(policy, probe)
     finally:
         probe.close()
+    if hasattr(policy, "add_rl_adapter"):
+        policy.add_rl_adapter(lora_r)
     if not any(p.requires_grad for p in policy.parameters()):
         raise ValueError(f"the policy at {path} has no trainable weights")
     return policy
@@ -173,7 +180,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    policy = load_rl_policy(args.policy, args.env).to(accelerator.device)
+    policy = load_rl_policy(args.policy, args.env, args.lora_r).to(accelerator.device)
     # Dropout off in rollouts and updates alike, so the first epoch's ratio is exactly 1.
     policy.eval()
     trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
