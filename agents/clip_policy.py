@@ -2,10 +2,23 @@
 
 The goal goes through a CLIP text tower; the top-down RGB heightmap through the CLIP vision
 tower (its patch grid) and, at a finer resolution, a small trainable fully-convolutional
-network over RGB-D. The goal embedding gates (multiplies) the dense features, and 1x1 heads
-read a pick heatmap ``[h, w]`` and a place heatmap with ``rotations`` discrete angles
-``[R, h, w]``. The action distribution is the product of a softmax over pick pixels and one over
-(rotation, place pixel); pixels map back to table metres through the env's workspace.
+network over RGB-D. Text conditioning: for each of pick and place, an attention-pooled mix of
+the text tower's token states (a learned score per token, so the pick reads the block's words
+and the place the bowl's; the sentence embedding blurs which colour is which, and a head over it
+memorises the colour pairs seen in training). These gate (multiply) the dense features, and small heads read a pick heatmap
+``[h, w]`` and a place heatmap with ``rotations`` discrete angles ``[R, h, w]``. The action
+distribution is the product of a softmax over pick pixels and one over (rotation, place pixel);
+pixels map back to table metres through the env's workspace.
+
+Behaviour cloning (:meth:`ClipPolicy.bc_loss`) uses CLIPort-like soft targets (a Gaussian of
+``target_sigma`` cells around the demonstrated pixel) and augments each example with random
+flips and shifts of the heightmap, the action transformed to match.
+
+PPO (:mod:`rlft.training.ppo`, the :class:`rlft.agents.rl.RLPolicy` methods): a turn's action
+is the pair (pick index, place index), scored as two parts (pick, place), each clipped with the
+turn's advantage; the KL to the imitation checkpoint uses the k3 estimator (the policy is a
+product of two categoricals, not one ``[B, K]`` distribution). :class:`ClipTurn` keeps the
+downsampled RGB-D and the frozen vision-tower grid, so PPO epochs only run the trainable part.
 
 Simplifications against CLIPort: the place map is not conditioned on a crop around the pick;
 the CLIP towers are frozen (goal embeddings cached) and only the FCN, projections and heads are
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +39,7 @@ import torch
 from torch import nn
 
 from rlft.agents.choice_policy import CONFIG_NAME, HEAD_NAME, read_policy_meta
+from rlft.agents.rl import ActionEval, RLStep
 
 
 @dataclass
@@ -45,6 +60,23 @@ class ClipPolicyConfig:
     """Workspace x range (rows), metres."""
     y_range: tuple[float, float] = (-0.5, 0.5)
     """Workspace y range (columns), metres."""
+    target_sigma: float = 1.0
+    """BC: standard deviation (heatmap cells) of the Gaussian pick and place targets (0: the
+    demonstrated pixel alone)."""
+    augment: bool = True
+    """BC: random row/column flips and shifts of the heightmap (action transformed to match)."""
+    max_shift: int = 2
+    """BC: largest random shift, in heatmap cells."""
+
+
+@dataclass
+class ClipTurn:
+    """One observation prepared for scoring: the goal, the downsampled RGB-D ``[4, h, w]`` and
+    the frozen CLIP vision grid ``[D, g, g]`` (so PPO epochs do not run the towers again)."""
+
+    goal: str
+    small: torch.Tensor
+    vision: torch.Tensor
 
 
 @dataclass
@@ -88,13 +120,15 @@ class ClipPolicy(nn.Module):
         self.clip = CLIPModel.from_pretrained(config.clip).eval().requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(config.clip)
         c = config.channels
-        text_dim = int(self.clip.config.projection_dim)
         vis_dim = int(self.clip.config.vision_config.hidden_size)
         self.fcn = nn.Sequential(
             nn.Conv2d(4, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
             nn.Conv2d(c, c, 3, padding=1))
+        tok_dim = int(self.clip.config.text_config.hidden_size)
         self.vis_proj = nn.Conv2d(vis_dim, c, 1)
-        self.text_proj = nn.Linear(text_dim, 2 * c)
+        self.token_score = nn.Linear(tok_dim, 2)  # per token: (pick, place) attention logits
+        self.text_pick = nn.Linear(tok_dim, c)
+        self.text_place = nn.Linear(tok_dim, c)
         self.pick_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
                                        nn.Conv2d(c, 1, 1))
         self.place_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
@@ -102,7 +136,7 @@ class ClipPolicy(nn.Module):
         self.value_head = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, 1))
         self.sample = sample
         self.generator = torch.Generator().manual_seed(int(seed or 0))
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -114,16 +148,33 @@ class ClipPolicy(nn.Module):
     @torch.no_grad()
     def embed_goals(self, goals: list[str]) -> torch.Tensor:
         """CLIP text embeddings of ``goals`` (cached) [B, projection_dim]."""
+        return torch.stack([e for e, _ in self._goal_features(goals)])
+
+    @torch.no_grad()
+    def _goal_features(self, goals: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per goal (cached): the normalised sentence embedding and the token states [T, D]."""
         missing = sorted({g for g in goals if g not in self._text_cache})
         if missing:
             batch = self.tokenizer(missing, padding=True, truncation=True, return_tensors="pt")
-            feats = self.clip.get_text_features(input_ids=batch["input_ids"],
-                                                attention_mask=batch["attention_mask"])
-            if not isinstance(feats, torch.Tensor):  # transformers 5 may return an output
-                feats = feats.pooler_output
-            for g, f in zip(missing, nn.functional.normalize(feats, dim=-1), strict=True):
-                self._text_cache[g] = f
-        return torch.stack([self._text_cache[g] for g in goals])
+            out = self.clip.text_model(input_ids=batch["input_ids"],
+                                       attention_mask=batch["attention_mask"])
+            feats = nn.functional.normalize(self.clip.text_projection(out.pooler_output), dim=-1)
+            for i, g in enumerate(missing):
+                n = int(batch["attention_mask"][i].sum())
+                self._text_cache[g] = (feats[i], out.last_hidden_state[i, :n].clone())
+        return [self._text_cache[g] for g in goals]
+
+    def _text_gates(self, goals: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pick and place gates [B, C] from attention-pooled token states (not the sentence
+        embedding: a linear read of it memorises the train split's colour pairs instead of
+        composing them; measured on val/test goals)."""
+        feats = self._goal_features(goals)
+        tokens = nn.utils.rnn.pad_sequence([t for _, t in feats], batch_first=True)
+        lengths = torch.tensor([len(t) for _, t in feats])
+        pad = torch.arange(tokens.shape[1])[None, :] >= lengths[:, None]
+        scores = self.token_score(tokens).masked_fill(pad[:, :, None], float("-inf"))
+        pooled = torch.einsum("btk,btd->bkd", scores.softmax(1), tokens)  # [B, 2, D]
+        return self.text_pick(pooled[:, 0]), self.text_place(pooled[:, 1])
 
     @torch.no_grad()
     def _vision_grid(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -150,16 +201,23 @@ class ClipPolicy(nn.Module):
     def forward(self, goals: list[str], color: Any, depth: Any) -> HeatmapOutput:
         """Pick and place logits and values for a batch of observations."""
         rgb, small = self._images(color, depth)
+        return self.heads(goals, small, self._vision_grid(rgb))
+
+    def heads(self, goals: list[str], small: torch.Tensor, vision: torch.Tensor
+              ) -> HeatmapOutput:
+        """The trainable part: heatmaps and values from the downsampled RGB-D ``[B, 4, h, w]``
+        and the frozen vision grid ``[B, D, g, g]``."""
         h, w = small.shape[-2:]
         feats = self.fcn(small)
-        vis = self.vis_proj(self._vision_grid(rgb))
+        vis = self.vis_proj(vision)
         feats = feats + nn.functional.interpolate(vis, size=(h, w), mode="bilinear",
                                                   align_corners=False)
-        gate_pick, gate_place = self.text_proj(self.embed_goals(goals)).chunk(2, dim=-1)
-        pick = self.pick_head(feats * gate_pick[:, :, None, None]).flatten(1)
-        place = self.place_head(feats * gate_place[:, :, None, None]).flatten(1)
-        pooled = torch.cat([(feats * gate_pick[:, :, None, None]).mean((2, 3)),
-                            (feats * gate_place[:, :, None, None]).mean((2, 3))], dim=-1)
+        gate_pick, gate_place = self._text_gates(goals)
+        pick_feats = feats * gate_pick[:, :, None, None]
+        place_feats = feats * gate_place[:, :, None, None]
+        pick = self.pick_head(pick_feats).flatten(1)
+        place = self.place_head(place_feats).flatten(1)
+        pooled = torch.cat([pick_feats.mean((2, 3)), place_feats.mean((2, 3))], dim=-1)
         return HeatmapOutput(pick, place, self.value_head(pooled).squeeze(-1))
 
     # -- actions <-> indices -------------------------------------------------------------
@@ -199,6 +257,137 @@ class ClipPolicy(nn.Module):
         pick = torch.tensor([i for i, _ in idx])
         place = torch.tensor([j for _, j in idx])
         return out.log_prob(pick, place), out.entropy(), out.values
+
+    # -- behaviour cloning ---------------------------------------------------------------
+    def augment(self, color: np.ndarray, depth: np.ndarray, action: np.ndarray,
+                generator: torch.Generator | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A random flip (rows, columns) and shift (up to ``max_shift`` heatmap cells, edges
+        repeated) of one heightmap, with the table-space ``action`` moved to match.
+
+        Flips mirror the workspace about its centre lines (a mirror turns a rotation by
+        ``theta`` into one by ``-theta``); shifts are whole heatmap cells, so the target pixel
+        moves exactly with the image.
+        """
+        def draw(n: int) -> int:
+            return int(torch.randint(n, (1,), generator=generator))
+
+        a = np.asarray(action, dtype=np.float64).copy()
+        (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
+        H, W = color.shape[:2]
+        flips = 0
+        if draw(2):
+            color, depth = color[::-1], depth[::-1]
+            a[[0, 2]] = x0 + x1 - a[[0, 2]]
+            flips += 1
+        if draw(2):
+            color, depth = color[:, ::-1], depth[:, ::-1]
+            a[[1, 3]] = y0 + y1 - a[[1, 3]]
+            flips += 1
+        if flips == 1:
+            a[4] = -a[4]
+        k, d = self.config.max_shift, self.config.downsample
+        dr, dc = (draw(2 * k + 1) - k) * d, (draw(2 * k + 1) - k) * d
+        if dr or dc:
+            def shift(img: np.ndarray) -> np.ndarray:
+                pad = [(max(dr, 0), max(-dr, 0)), (max(dc, 0), max(-dc, 0))]
+                padded = np.pad(img, pad + [(0, 0)] * (img.ndim - 2), mode="edge")
+                return padded[max(-dr, 0): max(-dr, 0) + H, max(-dc, 0): max(-dc, 0) + W]
+
+            color, depth = shift(color), shift(depth)
+            a[[0, 2]] += dr * (x1 - x0) / H
+            a[[1, 3]] += dc * (y1 - y0) / W
+            a[:4] = np.clip(a[:4], [x0, y0, x0, y0], [x1 - 1e-6, y1 - 1e-6, x1 - 1e-6, y1 - 1e-6])
+        a[4] = (a[4] + math.pi) % (2 * math.pi) - math.pi
+        return np.ascontiguousarray(color), np.ascontiguousarray(depth), a.astype(np.float32)
+
+    def soft_targets(self, pick: torch.Tensor, place: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target distributions ``[B, h*w]`` and ``[B, R*h*w]``: a Gaussian of ``target_sigma``
+        cells around each index (the place's rotation kept exact); one-hot when sigma is 0."""
+        h, w = self.grid
+        R, sigma = self.config.rotations, self.config.target_sigma
+        rows = torch.arange(h, dtype=torch.float32)[:, None]
+        cols = torch.arange(w, dtype=torch.float32)[None, :]
+
+        def blob(cell: torch.Tensor) -> torch.Tensor:
+            r, c = (cell // w).float(), (cell % w).float()
+            if sigma <= 0:
+                return nn.functional.one_hot(cell, h * w).float()
+            d2 = (rows[None] - r[:, None, None]) ** 2 + (cols[None] - c[:, None, None]) ** 2
+            g = torch.exp(-d2 / (2 * sigma**2)).flatten(1)
+            return g / g.sum(-1, keepdim=True)
+
+        pick_t = blob(pick)
+        rot, cell = place // (h * w), place % (h * w)
+        place_t = nn.functional.one_hot(rot, R).float()[:, :, None] * blob(cell)[:, None, :]
+        return pick_t, place_t.flatten(1)
+
+    def bc_loss(self, goals: list[str], colors: Sequence[np.ndarray],
+                depths: Sequence[np.ndarray], actions: Sequence[np.ndarray]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Behaviour-cloning loss (cross-entropy against :meth:`soft_targets`) and accuracy (both
+        argmaxes on the demonstrated pixels) of table-space ``actions``; augmented by
+        :meth:`augment` in training mode when ``config.augment``."""
+        colors, depths, actions = list(colors), list(depths), list(actions)
+        if self.training and self.config.augment:
+            for i in range(len(actions)):
+                colors[i], depths[i], actions[i] = self.augment(colors[i], depths[i], actions[i])
+        idx = torch.tensor([self.action_to_indices(a) for a in actions], dtype=torch.long)
+        out = self(goals, np.stack(colors), np.stack(depths))
+        pick_t, place_t = self.soft_targets(idx[:, 0], idx[:, 1])
+        loss = -(pick_t * torch.log_softmax(out.pick, -1)).sum(-1) - (
+            place_t * torch.log_softmax(out.place, -1)).sum(-1)
+        acc = (out.pick.argmax(-1) == idx[:, 0]) & (out.place.argmax(-1) == idx[:, 1])
+        return loss.mean(), acc.float().mean()
+
+    # -- PPO (rlft.agents.rl.RLPolicy) ---------------------------------------------------
+    @torch.no_grad()
+    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[Any]
+                    ) -> ClipTurn:
+        """The goal, downsampled RGB-D and frozen vision grid of one observation (the policy is
+        Markov in them: ``info`` and ``history`` are not used)."""
+        del info, history
+        rgb, small = self._images(obs["color"], obs["depth"])
+        return ClipTurn(str(obs["goal"]), small[0], self._vision_grid(rgb)[0])
+
+    def _rl_heads(self, features: Sequence[ClipTurn]) -> HeatmapOutput:
+        return self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
+                          torch.stack([f.vision for f in features]))
+
+    @staticmethod
+    def _part_log_probs(out: HeatmapOutput, actions: torch.Tensor) -> torch.Tensor:
+        """``[B, 2]`` log-probabilities of (pick index, place index) pairs ``actions [B, 2]``."""
+        pick = torch.log_softmax(out.pick, -1).gather(1, actions[:, :1])
+        place = torch.log_softmax(out.place, -1).gather(1, actions[:, 1:])
+        return torch.cat([pick, place], dim=1)
+
+    @torch.no_grad()
+    def rl_act(self, features: Sequence[ClipTurn], generator: torch.Generator) -> RLStep:
+        """Sample a pick pixel and a (rotation, place pixel) per turn: two scored parts; the
+        action kept for training is the index pair, the env gets table metres."""
+        out = self._rl_heads(features)
+        pick = torch.multinomial(out.pick.softmax(-1).cpu(), 1, generator=generator)
+        place = torch.multinomial(out.place.softmax(-1).cpu(), 1, generator=generator)
+        idx = torch.cat([pick, place], dim=1)
+        logp = self._part_log_probs(out, idx.to(out.pick.device)).cpu()
+        pairs = [(int(p), int(q)) for p, q in idx.tolist()]
+        return RLStep([self.indices_to_action(p, q) for p, q in pairs], pairs, logp,
+                      torch.ones_like(logp), out.values.cpu())
+
+    def rl_evaluate(self, features: Sequence[ClipTurn], actions: Sequence[tuple[int, int]]
+                    ) -> ActionEval:
+        """Log-probabilities ``[B, 2]`` (pick, place) of taken index pairs, the joint entropy
+        and values; no ``dist_log_probs`` (a product of two categoricals: k3 KL estimate)."""
+        out = self._rl_heads(features)
+        idx = torch.as_tensor([list(a) for a in actions], dtype=torch.long,
+                              device=out.pick.device).view(-1, 2)
+        logp = self._part_log_probs(out, idx)
+        return ActionEval(logp, torch.ones_like(logp), out.entropy(), out.values)
+
+    def rl_values(self, features: Sequence[ClipTurn]) -> torch.Tensor:
+        """Value estimates ``[B]``."""
+        return self._rl_heads(features).values
 
     # -- agent protocol ------------------------------------------------------------------
     def reset(self) -> None:
@@ -246,5 +435,10 @@ class ClipPolicy(nn.Module):
         for k in ("heightmap", "x_range", "y_range"):
             cfg[k] = tuple(cfg[k])
         policy = cls(ClipPolicyConfig(**cfg), **kwargs)
-        policy.load_state_dict(load_file(str(directory / HEAD_NAME)), strict=False)
+        missing, unexpected = policy.load_state_dict(load_file(str(directory / HEAD_NAME)),
+                                                     strict=False)
+        bad = [k for k in missing if not k.startswith("clip.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"{directory / HEAD_NAME} does not fit this ClipPolicy (written by "
+                             f"an older version?): {bad[:5]}; train it again with rlft imitate")
         return policy.eval()

@@ -108,3 +108,102 @@ def test_pretrain_clip_cli_learns_captions_and_feeds_the_policy(tmp_path, capsys
     obs, _ = env.reset(seed=0)
     assert env.action_space.contains(policy.act(obs, {}))
     env.close()
+
+
+def test_augment_moves_the_action_with_the_heightmap(tiny_clip, scene):
+    obs, action = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, max_shift=2))
+    gen = torch.Generator().manual_seed(3)
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    ws = env.unwrapped.workspace
+    env.close()
+    r0, c0 = ws.table_to_pixel(float(action[0]), float(action[1]))
+    before = obs["color"][int(r0), int(c0)]
+    for _ in range(8):
+        color, depth, a = policy.augment(obs["color"], obs["depth"], action, gen)
+        assert color.shape == obs["color"].shape and depth.shape == obs["depth"].shape
+        r, c = ws.table_to_pixel(float(a[0]), float(a[1]))
+        # the picked pixel shows the same block colour after the transform
+        assert np.array_equal(color[int(r), int(c)], before)
+        assert abs(depth[int(r), int(c)] - obs["depth"][int(r0), int(c0)]) < 1e-6
+
+
+def test_soft_targets_peak_on_the_demonstrated_pixel(tiny_clip):
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, rotations=4, target_sigma=1.0))
+    h, w = policy.grid
+    pick, place = torch.tensor([5 * w + 7]), torch.tensor([2 * h * w + 10 * w + 3])
+    pt, qt = policy.soft_targets(pick, place)
+    assert torch.isclose(pt.sum(), torch.tensor(1.0)) and int(pt.argmax()) == int(pick)
+    assert int(qt.argmax()) == int(place) and float(qt[0, : 2 * h * w].sum()) == 0.0
+    assert 0.1 < float(pt.max()) < 0.3  # a sigma-1 Gaussian spreads over neighbours
+    hard, _ = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, target_sigma=0.0)).soft_targets(
+        pick, place)
+    assert float(hard[0, int(pick)]) == 1.0
+
+
+def test_rl_evaluate_scores_what_rl_act_sampled(tiny_clip):
+    from rlft.agents.rl import RLPolicy
+
+    torch.manual_seed(0)
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    assert isinstance(policy, RLPolicy)
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    feats = []
+    for s in range(3):
+        obs, info = env.reset(seed=s)
+        feats.append(policy.rl_features(obs, info, []))
+    step = policy.rl_act(feats, torch.Generator().manual_seed(0))
+    assert step.log_probs.shape == (3, 2) and step.mask.sum() == 6
+    for a in step.env_actions:
+        assert env.action_space.contains(a)
+    env.close()
+    ev = policy.rl_evaluate(feats, step.actions)
+    torch.testing.assert_close(ev.log_probs.detach(), step.log_probs)
+    torch.testing.assert_close(ev.values.detach(), step.values)
+    torch.testing.assert_close(policy.rl_values(feats).detach(), step.values)
+    assert ev.dist_log_probs is None and ev.log_probs.requires_grad
+    # the cached features score like a fresh forward pass over the observation
+    with torch.no_grad():
+        out = policy([obs["goal"]], obs["color"], obs["depth"])
+    p, q = step.actions[2]
+    torch.testing.assert_close(out.log_prob(torch.tensor([p]), torch.tensor([q])),
+                               step.log_probs[2:].sum(1, keepdim=True).view(1))
+
+
+def test_ppo_smoke_run_on_tabletop(tmp_path, tiny_clip):
+    import json
+
+    from safetensors.torch import load_file
+
+    from rlft.agents.rl import reference_weights
+    from rlft.training.ppo import PPOArgs, train_ppo
+
+    torch.manual_seed(0)
+    start = tmp_path / "start"
+    ClipPolicy(ClipPolicyConfig(clip=tiny_clip, channels=8, rotations=2)).save_pretrained(start)
+    summary = train_ppo(PPOArgs(env="rlft/PutBlockInBowl-v0", policy=str(start),
+                                out=str(tmp_path / "ppo"), reward_mode="dense", num_envs=2,
+                                num_steps=2, updates=2, update_epochs=1, minibatch_size=4,
+                                learning_rate=1e-2, eval_episodes=0, progress=False,
+                                checkpoint_every=0))
+    assert summary["global_step"] == 2 * 2 * 2
+    assert json.loads((tmp_path / "ppo" / "summary.json").read_text())["updates"] == 2
+    before = load_file(str(start / "head.safetensors"))
+    after = load_file(str(tmp_path / "ppo" / "policy" / "head.safetensors"))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # with the checkpoint's weights swapped in, the trained policy scores like the checkpoint
+    trained, ref = load_policy(tmp_path / "ppo" / "policy"), load_policy(start)
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    obs, info = env.reset(seed=1)
+    env.close()
+    feats = [trained.rl_features(obs, info, [])]
+    with torch.no_grad():
+        want = ref.rl_values(feats)
+        moved = trained.rl_values(feats)
+        with reference_weights(trained, {k: v for k, v in before.items()}):
+            back = trained.rl_values(feats)
+            back_lp = trained._rl_heads(feats).pick
+    assert not torch.allclose(moved, want)
+    torch.testing.assert_close(back, want)
+    torch.testing.assert_close(back_lp, ref._rl_heads(feats).pick)
