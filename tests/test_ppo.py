@@ -155,3 +155,16 @@ def test_train_ppo_cli_errors_say_what_to_do(init_policy, tmp_path, capsys):
               "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert "web envs" in err and "Traceback" not in err
+
+
+def test_train_ppo_cli_ends_with_a_start_vs_ppo_table(init_policy, tmp_path, capsys):
+    from rlft.training.cli import main
+
+    main(["train", "ppo", "--env", "rlft-test/Doors-v0", "--policy", init_policy,
+          "--out", str(tmp_path), "--updates", "1", "--num-envs", "2", "--num-steps", "2",
+          "--eval-episodes", "3", "--no-progress"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["test_start"]["name"] == "start" and summary["test"]["name"] == "ppo"
+    assert summary["test"]["episodes"] == summary["test_start"]["episodes"] == 3
+    out = capsys.readouterr().out
+    assert "start" in out and "ppo" in out

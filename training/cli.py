@@ -112,9 +112,13 @@ def train(algorithm: tyro.conf.Positional[Literal["ppo"]],
 
     summary = train_ppo(args)
     if "test" in summary:
-        t = summary["test"]
-        print(f"test success {t['success']:.3f} {t['success_ci']}, score {t['score']:.3f} "
-              f"-> {args.out}/policy")
+        from rlft.training.benchmark import print_table
+        from rlft.training.evaluate import EvalResult
+
+        print_table([EvalResult(**summary[k]) for k in ("test_start", "test")],
+                    title=f"{args.env}: test split, {args.eval_episodes} episodes "
+                          f"(start = {args.policy})")
+    print(f"policy -> {args.out}/policy, logs -> {args.out}/tb")
 
 
 def demo(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:

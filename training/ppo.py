@@ -381,14 +381,16 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         "history": history}
     if accelerator.is_main_process:
         policy.save_pretrained(out / "policy")
-        if args.eval_episodes:
-            from rlft.training.evaluate import evaluate
+        if args.eval_episodes:  # the starting checkpoint and the result on the same goals
+            from dataclasses import replace
 
-            policy.sample = False
-            env = gym.make(args.env, split="test", reward_mode=args.reward_mode)
-            res = evaluate(env, policy, args.eval_episodes, seed=10_000, name="il+rl")
-            env.close()
-            summary["test"] = res.to_dict()
+            from rlft.training.benchmark import evaluate_baselines
+
+            results = evaluate_baselines(args.env, [args.policy, str(out / "policy")],
+                                         episodes=args.eval_episodes, split="test",
+                                         seed=10_000, reward_mode=args.reward_mode)
+            summary["test_start"] = replace(results[0], name="start").to_dict()
+            summary["test"] = replace(results[1], name="ppo").to_dict()
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
             writer.close()

@@ -1,0 +1,79 @@
+"""The main job (`rlft demo`) over several seeds: is IL+RL >= IL + 15 points on held-out goals?
+
+    python benchmarks/main_job.py [--seeds 0 1 2]
+
+Each seed runs the whole job on its embedded defaults (`MainJobArgs`: 20 expert demos ->
+imitation of the MiniLM ChoicePolicy -> PPO -> random / IL / IL+RL / expert on 200 test-split
+episodes each) in its own directory under --work, timing it end to end. Writes
+benchmarks/results/main_job.{md,json}: every seed's table, the mean IL -> IL+RL lift and the
+wall time per run (with the load average, since the machine is shared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tyro
+
+from rlft.training.evaluate import markdown_table
+from rlft.training.main_job import MainJobArgs, run_main_job
+
+RESULTS = Path(__file__).parent / "results" / "main_job"
+
+
+@dataclass
+class Args:
+    """Main-job benchmark over seeds."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds, one full run each."""
+    work: Path = Path("runs/bench-main-job")
+    """Run directories (cleared first, so every stage is timed)."""
+
+
+def main(args: Args) -> None:
+    """Run the job per seed and write the results."""
+    runs = []
+    for seed in args.seeds:
+        job = MainJobArgs(out=str(args.work / f"seed{seed}"), seed=seed)
+        shutil.rmtree(job.out, ignore_errors=True)
+        load_before = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        results = run_main_job(job)
+        wall = time.perf_counter() - t0
+        by_name = {r.name: r for r in results}
+        runs.append({"seed": seed, "wall_s": wall, "load_before": load_before,
+                     "load_after": os.getloadavg()[0],
+                     "results": [r.to_dict() for r in results],
+                     "lift": by_name["IL+RL"].success - by_name["IL"].success,
+                     "table": markdown_table(results)})
+    lifts = [r["lift"] for r in runs]
+    defaults = asdict(MainJobArgs())
+    lines = ["# Main job: imitation then PPO on rlft/Shop-v0", "",
+             "Produced by `python benchmarks/main_job.py` (each seed = one `rlft demo` run on "
+             f"its defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'out'})}).",
+             "", "Target: IL+RL success >= IL success + 15 points, within 20 minutes per run.",
+             "", "| seed | IL success | IL+RL success | lift (points) | wall time | load avg |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        res = {x["name"]: x for x in r["results"]}
+        lines.append(f"| {r['seed']} | {res['IL']['success']:.3f} | {res['IL+RL']['success']:.3f} "
+                     f"| {100 * r['lift']:+.1f} | {r['wall_s'] / 60:.1f} min "
+                     f"| {r['load_before']:.1f} -> {r['load_after']:.1f} |")
+    lines += ["", f"Mean lift: {100 * sum(lifts) / len(lifts):+.1f} points over "
+              f"{len(lifts)} seeds.", ""]
+    for r in runs:
+        lines += [f"## Seed {r['seed']}", "", r["table"], ""]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.with_suffix(".md").write_text("\n".join(lines))
+    RESULTS.with_suffix(".json").write_text(json.dumps(runs, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
