@@ -168,3 +168,18 @@ def test_train_ppo_cli_ends_with_a_start_vs_ppo_table(init_policy, tmp_path, cap
     assert summary["test"]["episodes"] == summary["test_start"]["episodes"] == 3
     out = capsys.readouterr().out
     assert "start" in out and "ppo" in out
+
+
+def test_async_vector_envs_give_the_same_rollouts_as_sync(init_policy, tmp_path):
+    common = dict(env="rlft-test/Doors-v0", policy=init_policy, num_envs=2, num_steps=3,
+                  updates=1, eval_episodes=0, progress=False, checkpoint_every=0)
+    a = train_ppo(PPOArgs(out=str(tmp_path / "sync"), vectorization="sync", **common))
+    b = train_ppo(PPOArgs(out=str(tmp_path / "async"), vectorization="async", **common))
+    assert a["global_step"] == b["global_step"] == 6
+    assert a["history"] and a["history"] == b["history"]
+    from safetensors.torch import load_file
+
+    wa = load_file(str(tmp_path / "sync" / "policy" / "head.safetensors"))
+    wb = load_file(str(tmp_path / "async" / "policy" / "head.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k])
