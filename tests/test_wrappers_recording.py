@@ -10,8 +10,9 @@ import rlft.envs  # noqa: F401
 from rlft.wrappers.episode_recorder import EpisodeRecorder
 
 
-def test_tabletop_episode_becomes_a_gif(tmp_path):
-    env = EpisodeRecorder(gym.make("rlft/PutBlockInBowl-v0"), tmp_path)
+@pytest.mark.parametrize("video_format", ["gif", "mp4"])
+def test_tabletop_episode_becomes_a_video(tmp_path, video_format):
+    env = EpisodeRecorder(gym.make("rlft/PutBlockInBowl-v0"), tmp_path, video_format=video_format)
     obs, info = env.reset(seed=0)
     expert = env.unwrapped.expert()
     steps = 0
@@ -21,8 +22,8 @@ def test_tabletop_episode_becomes_a_gif(tmp_path):
         if term or trunc:
             break
     env.close()
-    gif = tmp_path / "episode_000000.gif"
-    frames = imageio.mimread(gif)
+    video = tmp_path / f"episode_000000.{video_format}"
+    frames = imageio.mimread(video)
     assert len(frames) == steps + 1
     assert frames[0].shape[:2] == obs["color"].shape[:2]
 

@@ -4,7 +4,7 @@ browser episodes, text transcripts for text-backend web episodes.
 What is written per episode ``i`` into the directory:
 
 * image envs (an ``rgb_array`` render mode, or a ``color`` observation): ``episode_<i>.gif``
-  (or ``.mp4`` with ``video_format="mp4"``, which needs ``pip install imageio-ffmpeg``), one
+  (or ``.mp4`` with ``video_format="mp4"``, through the bundled ``imageio-ffmpeg``), one
   frame after reset and after every step;
 * web envs on the ``browser`` backend: ``episode_<i>/step_<t>.png`` screenshots of Chromium;
 * other web envs: ``episode_<i>.txt``, the goal, each page and each action.
