@@ -17,6 +17,11 @@ from rlft.agents.defaults import DEFAULT_ENCODER
 
 __all__ = ["DEFAULT_ENCODER", "TextEncoder", "resolve_encoder"]
 
+# Embeddings of unmodified pretrained encoders, shared by every TextEncoder of this process
+# with the same weights and max_length: imitation, PPO and evaluation in one job (rlft demo)
+# encode each distinct text once between them.
+_SHARED_CACHES: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+
 
 def resolve_encoder(name_or_path: str) -> str:
     """The bundled MiniLM's directory for ``DEFAULT_ENCODER``; anything else unchanged."""
@@ -37,7 +42,9 @@ class TextEncoder(nn.Module):
 
     While no parameter of the encoder requires grad, embeddings are memoised per text (the
     web pages repeat the same goals, buttons and products all the time), so acting and
-    behaviour cloning over a frozen encoder cost one encoder pass per distinct text.
+    behaviour cloning over a frozen encoder cost one encoder pass per distinct text. Encoders
+    loaded from the same pretrained weights share that memo within the process; one whose
+    weights change (adapters added, see :meth:`clear_cache`) gets a memo of its own.
 
     Args:
         name_or_path: HF model name or local directory (``DEFAULT_ENCODER`` = bundled MiniLM).
@@ -61,7 +68,9 @@ class TextEncoder(nn.Module):
         self.model.requires_grad_(False)
         self.max_length = max_length
         self.batch_size = batch_size
-        self._cache: dict[str, torch.Tensor] = {}
+        key = (str(Path(path).expanduser().resolve()) if Path(path).expanduser().exists()
+               else path, int(max_length))
+        self._cache: dict[str, torch.Tensor] = _SHARED_CACHES.setdefault(key, {})
 
     @property
     def dim(self) -> int:
@@ -74,8 +83,9 @@ class TextEncoder(nn.Module):
         return not any(p.requires_grad for p in self.model.parameters())
 
     def clear_cache(self) -> None:
-        """Forget memoised embeddings (call after changing the encoder's weights)."""
-        self._cache.clear()
+        """Forget memoised embeddings and stop sharing them with encoders of the pretrained
+        weights (call after changing this encoder's weights, e.g. adding LoRA adapters)."""
+        self._cache = {}
 
     def _encode(self, texts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,

@@ -217,3 +217,24 @@ def test_lora_encoder_acts_from_the_first_step_and_gets_gradients(tiny_encoder, 
     lora_b = [p for n, p in policy.encoder.model.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.grad is not None for p in lora_b)
     assert any(float(p.grad.abs().sum()) > 0 for p in lora_b)  # B starts at 0; its grad does not
+
+
+def test_frozen_encoders_share_embeddings_but_adapted_ones_do_not(tiny_encoder, tmp_path):
+    from rlft.agents.text_encoder import TextEncoder
+
+    a, b = TextEncoder(tiny_encoder), TextEncoder(tiny_encoder)
+    first = a(["click[buy now]"])
+    assert "click[buy now]" in b._cache  # encoded once for both
+    torch.testing.assert_close(b(["click[buy now]"]), first)
+    # A policy whose LoRA adapter was trained (B != 0) keeps its own memo.
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, lora_r=2))
+    with torch.no_grad():
+        for n, p in policy.encoder.model.named_parameters():
+            if "lora_B" in n:
+                p.fill_(0.5)
+    policy.save_pretrained(tmp_path)
+    loaded = ChoicePolicy.from_pretrained(tmp_path)
+    assert loaded.encoder.frozen and loaded.encoder._cache is not a._cache
+    adapted = loaded.encoder(["click[buy now]"])
+    assert not torch.allclose(adapted, first)
+    torch.testing.assert_close(a(["click[buy now]"]), first)
