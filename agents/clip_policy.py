@@ -5,7 +5,10 @@ tower (its patch grid) and, at a finer resolution, a small trainable fully-convo
 network over RGB-D. Text conditioning: for each of pick and place, an attention-pooled mix of
 the text tower's token states (a learned score per token, so the pick reads the block's words
 and the place the bowl's; the sentence embedding blurs which colour is which, and a head over it
-memorises the colour pairs seen in training). These gate (multiply) the dense features, and small heads read a pick heatmap
+memorises the colour pairs seen in training). One projection turns both pooled vectors into
+gates, so a colour word learned as a bowl colour also selects blocks of that colour: test goals
+pair colours unseen together in training, and separate projections confused green with gray and
+yellow blocks there. These gate (multiply) the dense features, and small heads read a pick heatmap
 ``[h, w]`` and a place heatmap with ``rotations`` discrete angles ``[R, h, w]``. The action
 distribution is the product of a softmax over pick pixels and one over (rotation, place pixel);
 pixels map back to table metres through the env's workspace.
@@ -127,8 +130,7 @@ class ClipPolicy(nn.Module):
         tok_dim = int(self.clip.config.text_config.hidden_size)
         self.vis_proj = nn.Conv2d(vis_dim, c, 1)
         self.token_score = nn.Linear(tok_dim, 2)  # per token: (pick, place) attention logits
-        self.text_pick = nn.Linear(tok_dim, c)
-        self.text_place = nn.Linear(tok_dim, c)
+        self.text_gate = nn.Linear(tok_dim, c)  # shared: a colour learned on bowls helps blocks
         self.pick_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
                                        nn.Conv2d(c, 1, 1))
         self.place_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
@@ -174,7 +176,8 @@ class ClipPolicy(nn.Module):
         pad = torch.arange(tokens.shape[1])[None, :] >= lengths[:, None]
         scores = self.token_score(tokens).masked_fill(pad[:, :, None], float("-inf"))
         pooled = torch.einsum("btk,btd->bkd", scores.softmax(1), tokens)  # [B, 2, D]
-        return self.text_pick(pooled[:, 0]), self.text_place(pooled[:, 1])
+        gates = self.text_gate(pooled)
+        return gates[:, 0], gates[:, 1]
 
     @torch.no_grad()
     def _vision_grid(self, rgb: torch.Tensor) -> torch.Tensor:

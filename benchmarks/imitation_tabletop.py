@@ -33,10 +33,12 @@ class Args:
 
     demos: int = 100
     """Expert demo episodes (train split, seen colours)."""
-    epochs: int = 60
+    epochs: int = 40
     """Behaviour-cloning epochs."""
     clip_steps: int = 600
     """pretrain-clip optimiser steps."""
+    val_episodes: int = 30
+    """Expert val-split episodes whose loss picks the best epoch."""
     episodes: int = 50
     """Episodes per agent and split."""
     work: Path = Path("runs/bench-tabletop")
@@ -55,8 +57,8 @@ def main(args: Args) -> None:
         collect(ENV, args.demos, demos, seed=args.seed)
     if not (il / "summary.json").exists():
         imitate(ImitateArgs(demos=demos, out=il, env=ENV, policy="clip", model=str(clip),
-                            epochs=args.epochs, batch_size=16, lr=2e-3, val_episodes=10,
-                            seed=args.seed))
+                            epochs=args.epochs, batch_size=16, lr=2e-3,
+                            val_episodes=args.val_episodes, seed=args.seed))
     il_summary = json.loads((il / "summary.json").read_text())
     rows = []
     for split in ("test", "unseen"):
