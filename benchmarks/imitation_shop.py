@@ -1,7 +1,7 @@
 """Imitation on rlft/Shop-v0: the MiniLM ChoicePolicy and a tiny from-scratch LM, trained from
 expert demos, against random and expert agents on the test split.
 
-    python benchmarks/imitation_shop.py [--demos 500] [--episodes 100] [--only-lm]
+    python benchmarks/imitation_shop.py [--demos 500] [--episodes 500] [--only-lm]
 
 Stages (each skipped when its output exists under --work): collect demos, behaviour-clone the
 ChoicePolicy (frozen MiniLM + heads), SFT a tiny Llama (built from a config, tokenizer trained
@@ -39,8 +39,8 @@ class Args:
     """Behaviour-cloning epochs of the choice policy."""
     lm_demos: int = 500
     """Demo episodes the tiny LM is fine-tuned on."""
-    lm_epochs: int = 4
-    """SFT epochs of the tiny LM."""
+    lm_epochs: int = 12
+    """SFT epochs of the tiny LM (the epoch with the lowest val loss is kept)."""
     lm_hidden: int = 64
     """Width of the tiny Llama."""
     lm_layers: int = 2
@@ -51,9 +51,9 @@ class Args:
     """Past turns in the LM's prompt (the Shop page shows the state: chosen options are marked)."""
     lm_max_page_chars: int = 700
     """Page characters in the LM's prompt."""
-    episodes: int = 100
-    """Test-split episodes per agent."""
-    lm_episodes: int = 100
+    episodes: int = 500
+    """Test-split episodes per agent (enough to separate random's ~1% success)."""
+    lm_episodes: int = 500
     """Test-split episodes of the LM agent (its constrained decoding scores every candidate
     with a forward pass, so it acts slowly on a CPU)."""
     threads: int = 1
