@@ -38,7 +38,11 @@ class Args:
     clip_steps: int = 600
     """pretrain-clip optimiser steps."""
     val_episodes: int = 30
-    """Expert val-split episodes whose loss picks the best epoch."""
+    """Expert val-split episodes for validation loss/accuracy."""
+    select_episodes: int = 20
+    """Greedy val-split rollouts whose success picks the saved epoch (ImitateArgs.select_by)."""
+    select_every: int = 5
+    """Epochs between those rollouts (and after the last)."""
     episodes: int = 50
     """Episodes per agent and split."""
     work: Path = Path("runs/bench-tabletop")
@@ -58,7 +62,9 @@ def main(args: Args) -> None:
     if not (il / "summary.json").exists():
         imitate(ImitateArgs(demos=demos, out=il, env=ENV, policy="clip", model=str(clip),
                             epochs=args.epochs, batch_size=16, lr=2e-3,
-                            val_episodes=args.val_episodes, seed=args.seed))
+                            val_episodes=args.val_episodes, select_by="val_success",
+                            select_episodes=args.select_episodes,
+                            select_every=args.select_every, seed=args.seed))
     il_summary = json.loads((il / "summary.json").read_text())
     rows = []
     for split in ("test", "unseen"):
@@ -75,7 +81,10 @@ def main(args: Args) -> None:
         f"zero-shot caption retrieval seen {clip_summary['retrieval_test_seen']:.2f} / unseen "
         f"{clip_summary['retrieval_unseen']:.2f}, chance {clip_summary['chance']:.3f}), "
         f"behaviour-cloned on {il_summary['demo_episodes']} expert demos "
-        f"({il_summary['train_turns']} steps) in {il_summary['train_seconds']:.0f} s. "
+        f"({il_summary['train_turns']} steps) in {il_summary['train_seconds']:.0f} s, "
+        f"{len(il_summary['history'])} epochs; saved epoch {il_summary['best_epoch']} by the "
+        f"success of {args.select_episodes} greedy val rollouts every {args.select_every} "
+        f"epochs (val success {il_summary['best_val_success']:.2f}). "
         f"Produced by `python benchmarks/imitation_tabletop.py`.")
     write_results(rows, RESULTS, note=note)
     print(markdown(rows, note))

@@ -120,7 +120,7 @@ def test_augment_moves_the_action_with_the_heightmap(tiny_clip, scene):
     r0, c0 = ws.table_to_pixel(float(action[0]), float(action[1]))
     before = obs["color"][int(r0), int(c0)]
     for _ in range(8):
-        color, depth, a = policy.augment(obs["color"], obs["depth"], action, gen)
+        color, depth, a, _ = policy.augment(obs["color"], obs["depth"], action, gen)
         assert color.shape == obs["color"].shape and depth.shape == obs["depth"].shape
         r, c = ws.table_to_pixel(float(a[0]), float(a[1]))
         # the picked pixel shows the same block colour after the transform
@@ -207,3 +207,82 @@ def test_ppo_smoke_run_on_tabletop(tmp_path, tiny_clip):
     assert not torch.allclose(moved, want)
     torch.testing.assert_close(back, want)
     torch.testing.assert_close(back_lp, ref._rl_heads(feats).pick)
+
+
+def test_goal_phrases_split_templated_goals_and_fall_back_to_the_whole_goal():
+    from rlft.agents.clip_policy import goal_phrases
+
+    assert goal_phrases("put the green blocks in a brown bowl") == ("a green block",
+                                                                     "a brown bowl")
+    assert goal_phrases("Put  the red blocks in a blue bowl") == ("a red block", "a blue bowl")
+    assert goal_phrases("put all the gray blocks in the pink zone") == ("a gray block",
+                                                                        "a pink zone")
+    assert goal_phrases("stack the blocks") == ("stack the blocks", "stack the blocks")
+
+
+def test_grounding_maps_score_cells_by_phrase_similarity(tiny_clip, scene):
+    obs, _ = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    _, _, grid = policy._images(obs["color"], obs["depth"])
+    assert grid.shape[-2:] == policy.grid
+    assert torch.allclose(grid.norm(dim=1), torch.ones(1, *policy.grid), atol=1e-4)
+    goal = "put the red blocks in a blue bowl"
+    ground = policy.grounding([goal], grid)
+    text = policy.embed_texts(["a red block", "a blue bowl"])
+    scale = float(policy.clip.logit_scale.exp())
+    r, c = 7, 11
+    assert torch.allclose(ground[0, :, r, c], scale * text @ grid[0, :, r, c], atol=1e-5)
+    # without the phrase split both maps read the whole goal
+    whole = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, phrases=False)).eval()
+    g2 = whole.grounding([goal], grid)
+    assert torch.allclose(g2[0, 0], g2[0, 1])
+
+
+def test_augment_moves_the_embedding_grid_with_the_action(tiny_clip, scene):
+    obs, action = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, max_shift=2))
+    h, w = policy.grid
+    # a grid that names its own cell, so where a value lands shows how the grid moved
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                torch.arange(w, dtype=torch.float32), indexing="ij")
+    grid = torch.stack([rows, cols])
+    pick0, _ = policy.action_to_indices(action)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(8):
+        _, _, a, g = policy.augment(obs["color"], obs["depth"], action, gen, grid=grid)
+        pick, _ = policy.action_to_indices(a)
+        r, c = divmod(pick, w)
+        assert (int(g[0, r, c]), int(g[1, r, c])) == divmod(pick0, w)
+
+
+def test_selection_key_prefers_success_then_score_then_loss():
+    from rlft.training.imitation import selection_key
+
+    rows = [{"train_loss": 1.0, "val_loss": 0.5},
+            {"train_loss": 1.0, "val_loss": 0.9, "val_success": 0.4, "val_score": 0.5},
+            {"train_loss": 1.0, "val_loss": 0.7, "val_success": 0.6, "val_score": 0.6},
+            {"train_loss": 1.0, "val_loss": 0.6, "val_success": 0.6, "val_score": 0.6}]
+    keys = [selection_key(r, "val_success") for r in rows]
+    assert keys[0] is None
+    assert min(k for k in keys if k is not None) == keys[3]
+    assert min(selection_key(r, "val_loss") for r in rows) == (0.5,)
+
+
+def test_imitation_selects_the_epoch_by_rollout_success(tmp_path, tiny_clip):
+    from rlft.training.imitation import rollout_success
+
+    demos = tmp_path / "demos"
+    collect("rlft/PutBlockInBowl-v0", 3, demos)
+    summary = imitate(ImitateArgs(demos=demos, out=tmp_path / "il", env="rlft/PutBlockInBowl-v0",
+                                  policy="clip", model=tiny_clip, epochs=3, batch_size=4,
+                                  lr=3e-3, val_episodes=1, select_by="val_success",
+                                  select_episodes=2, select_every=2))
+    hist = summary["history"]
+    checked = [r for r in hist if "val_success" in r]
+    assert [r["epoch"] for r in checked] == [1, 2]  # every 2 epochs and the last
+    best = min(checked, key=lambda r: (-r["val_success"], -r["val_score"], r["val_loss"]))
+    assert summary["best_epoch"] == best["epoch"]
+    # the saved policy is that epoch's: its rollouts on the same episodes score the same
+    again = rollout_success(load_policy(tmp_path / "il"), "rlft/PutBlockInBowl-v0", 2,
+                            seed=10_000)
+    assert again == {"success": best["val_success"], "score": best["val_score"]}

@@ -8,7 +8,8 @@ proposed query closest to the expert's). Choice policy: cross-entropy over the c
 LM policy (``--policy lm --model PATH``): SFT, the negative log-likelihood of the target
 action's tokens after the chat prompt, with the prompt tokens masked out of the loss.
 Validation runs on expert turns from the env's ``val`` split (fresh goals) every epoch; the
-best epoch by validation loss is saved with ``save_pretrained``. ``checkpoint.pt`` (heads,
+best epoch is saved with ``save_pretrained``: by validation loss, or (``select_by
+val_success``) by the success of greedy rollouts on val-split episodes every few epochs. ``checkpoint.pt`` (heads,
 optimizer, epoch, RNG) is written every epoch, so an interrupted run resumes where it stopped.
 TensorBoard logs go to ``OUT/tb``.
 """
@@ -270,7 +271,12 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, s / (
             args.epochs * steps_per_epoch)))))
-    start_epoch, best_val, history = 0, float("inf"), []
+    if args.select_by not in ("val_loss", "val_success"):
+        raise ValueError(f"select_by must be 'val_loss' or 'val_success', got {args.select_by!r}")
+    if args.select_by == "val_success" and (args.select_episodes < 1 or args.select_every < 1):
+        raise ValueError("--select-by val_success needs --select-episodes >= 1 and "
+                         "--select-every >= 1")
+    start_epoch, best_val, history = 0, None, []
     ckpt_path = out / CHECKPOINT
     if args.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=False)
@@ -280,6 +286,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         torch.set_rng_state(ckpt["torch_rng"])
         random.setstate(ckpt["py_rng"])
         start_epoch, best_val, history = ckpt["epoch"] + 1, ckpt["best_val"], ckpt["history"]
+        if isinstance(best_val, float):  # written before select_by: a val loss
+            best_val = (best_val,)
         t_start -= ckpt.get("elapsed", 0.0)  # count the interrupted run's time too
 
     writer = SummaryWriter(str(out / "tb"))
@@ -312,10 +320,17 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
             for k, v in row.items():
                 if k != "epoch":
                     writer.add_scalar(f"imitate/{k}", v, epoch)
+            if args.select_by == "val_success" and (
+                    (epoch + 1) % args.select_every == 0 or epoch + 1 == args.epochs):
+                roll = rollout_success(policy, args.env, args.select_episodes,
+                                       seed=args.seed + 10_000)
+                row["val_success"], row["val_score"] = roll["success"], roll["score"]
+                writer.add_scalar("imitate/val_success", row["val_success"], epoch)
             history.append(row)
-            metric = row.get("val_loss", row["train_loss"])
-            if metric < best_val:
+            metric = selection_key(row, args.select_by)
+            if metric is not None and (best_val is None or metric < best_val):
                 best_val = metric
+                row["saved"] = True
                 policy.save_pretrained(out)
             torch.save({"policy": {k: v for k, v in policy.state_dict().items()
                                    if not _frozen_key(policy, k)}, "optim": optim.state_dict(),
@@ -327,10 +342,13 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
                        description=f"imitate loss {row['train_loss']:.3f} "
                                    f"val {row.get('val_loss', float('nan')):.3f}")
     writer.flush()
+    best = next((r for r in reversed(history) if r.get("saved")), None)
     summary: dict[str, Any] = {
         "env_id": args.env, "policy": args.policy, "demo_episodes": len(episodes),
         "train_turns": len(train_feats), "val_turns": len(val_feats),
-        "best_val_loss": best_val, "history": history,
+        "select_by": args.select_by, "best_epoch": best["epoch"] if best else None,
+        "best_val_loss": best.get("val_loss", best["train_loss"]) if best else None,
+        "best_val_success": best.get("val_success") if best else None, "history": history,
         "train_seconds": time.perf_counter() - t_start,
         "optimise_seconds": time.perf_counter() - t_train, "args": _jsonable(asdict(args)),
     }
@@ -347,6 +365,35 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     writer.close()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def selection_key(row: dict[str, Any], select_by: str) -> tuple[float, ...] | None:
+    """Sort key of an epoch's history row (lower is better; None: not a candidate): val loss
+    (train loss without validation), or for ``val_success`` (success, score, -val loss) negated,
+    only on epochs with rollouts."""
+    loss = row.get("val_loss", row["train_loss"])
+    if select_by == "val_loss":
+        return (loss,)
+    if "val_success" not in row:
+        return None
+    return (-row["val_success"], -row["val_score"], loss)
+
+
+@torch.no_grad()
+def rollout_success(policy: Any, env_id: str, episodes: int, seed: int = 0) -> dict[str, float]:
+    """Greedy rollouts of ``policy`` (eval mode) on ``episodes`` val-split episodes seeded
+    ``seed, seed + 1, ...``: mean success and score."""
+    from rlft.training.evaluate import evaluate
+
+    was = policy.training
+    policy.eval()
+    env = gym.make(env_id, split="val")
+    try:
+        res = evaluate(env, policy, episodes, seed=seed, name="select").to_dict()
+    finally:
+        env.close()
+        policy.train(was)
+    return {"success": float(res["success"]), "score": float(res["score"])}
 
 
 def _frozen_key(policy: Any, key: str) -> bool:
