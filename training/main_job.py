@@ -101,22 +101,28 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
 
 
 def plot_learning_curve(history: list[dict[str, float]], results: list[Any], path: Path) -> None:
-    """PPO's training success per update, with the test-split levels of every agent."""
+    """PPO's training success per update (sampled actions; raw and a 5-update moving average),
+    with the test-split levels of every agent (greedy actions)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     if history:
-        ax.plot([h["global_step"] for h in history], [h["success"] for h in history],
-                label="PPO train success (recent episodes)")
+        x = np.array([h["global_step"] for h in history])
+        y = np.array([h["success"] for h in history])
+        ax.plot(x, y, color="tab:blue", alpha=0.3, label="PPO train success (recent episodes)")
+        k = min(5, len(y))
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        ax.plot(x[k - 1 :], smooth, color="tab:blue", label=f"  moving average ({k} updates)")
     for r, style in zip(results, ("k:", "b--", "g-.", "r:"), strict=False):
         ax.axhline(r.success, linestyle=style[1:], color=style[0], label=f"{r.name} (test)")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
