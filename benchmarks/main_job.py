@@ -20,6 +20,7 @@ from pathlib import Path
 
 import tyro
 
+from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
 from rlft.training.evaluate import markdown_table
 from rlft.training.main_job import MainJobArgs, run_main_job
 

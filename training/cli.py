@@ -16,6 +16,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
+# made MiniLM encoding 2x slower (11.8 s -> 5.4 s for 400 texts at load 4). Read when torch
+# loads, which the commands do lazily, after this line.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 from typing import Annotated, Literal
 

@@ -37,7 +37,7 @@ class MainJobArgs:
     """Expert demo episodes for imitation."""
     il_epochs: int = 15
     """Imitation epochs."""
-    ppo_updates: int = 30
+    ppo_updates: int = 60
     """PPO updates."""
     ppo_envs: int = 4
     """Parallel environments in PPO."""
