@@ -55,7 +55,7 @@ class PPOArgs:
     """Gymnasium vector env mode."""
     num_steps: int = 32
     """Turns per environment per rollout."""
-    updates: int = 20
+    updates: int = 60
     """Rollout + optimisation rounds."""
     learning_rate: float = 3e-4
     """Adam learning rate (linearly annealed to 0 when ``anneal_lr``)."""
@@ -77,7 +77,7 @@ class PPOArgs:
     """Value loss weight."""
     ent_coef: float = 0.01
     """Entropy bonus weight."""
-    kl_coef: float = 0.05
+    kl_coef: float = 0.02
     """Weight of KL(policy || imitation checkpoint)."""
     max_grad_norm: float = 0.5
     """Gradient norm clip."""
