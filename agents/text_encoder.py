@@ -104,7 +104,9 @@ class TextEncoder(nn.Module):
             return torch.zeros(0, self.dim, device=self.model.device)
         if not self.frozen:
             return self._encode(texts)
-        missing = sorted({t for t in texts if t not in self._cache}, key=len)
+        # Length-sorted batches pad little; ties by text, so batches (and the float sums in
+        # them) do not depend on the per-process hash seed of set iteration.
+        missing = sorted({t for t in texts if t not in self._cache}, key=lambda t: (len(t), t))
         with torch.inference_mode():
             for i in range(0, len(missing), self.batch_size):
                 chunk = missing[i : i + self.batch_size]

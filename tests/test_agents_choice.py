@@ -238,3 +238,20 @@ def test_frozen_encoders_share_embeddings_but_adapted_ones_do_not(tiny_encoder, 
     adapted = loaded.encoder(["click[buy now]"])
     assert not torch.allclose(adapted, first)
     torch.testing.assert_close(a(["click[buy now]"]), first)
+
+
+def test_encoder_batches_do_not_depend_on_set_order(tiny_encoder):
+    """Texts are batched in (length, text) order, not the per-process hash order of a set:
+    padding inside a batch changes MiniLM's float sums slightly, and the batches used to
+    differ between processes, so imitation did not reproduce across runs."""
+    from rlft.agents.text_encoder import TextEncoder
+
+    enc = TextEncoder(tiny_encoder, batch_size=3)
+    batches = []
+    real = enc._encode
+    enc._encode = lambda texts: (batches.append(list(texts)), real(texts))[1]
+    texts = [f"click[{w}]" for w in ("pear", "kiwi", "plum", "lime", "date", "fig", "yam")]
+    enc(texts)
+    flat = [t for b in batches for t in b]
+    assert flat == sorted(texts, key=lambda t: (len(t), t))
+    assert [len(b) for b in batches] == [3, 3, 1]

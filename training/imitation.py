@@ -229,7 +229,7 @@ def _validate(policy: Any, feats: list[Any], targets: Any, batch_size: int
 
 def _warm_cache(policy: ChoicePolicy, feats: Sequence[TurnFeatures], bar: Any) -> None:
     texts = sorted({t for f in feats for t in [f.goal, *f.candidate_texts, *f.history_texts]},
-                   key=len)
+                   key=lambda t: (len(t), t))  # not the hash seed's order: reproducible batches
     task = bar.add_task("encode texts", total=len(texts))
     step = policy.encoder.batch_size * 4
     for i in range(0, len(texts), step):
