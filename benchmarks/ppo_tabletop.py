@@ -6,11 +6,11 @@ unseen colours.
     python benchmarks/ppo_tabletop.py                       # strong start: that IL checkpoint
     python benchmarks/ppo_tabletop.py --il-demos 5 --il-epochs 1 --ppo.updates 24  # weak start
 
-Two sections, each written under its own key: ``strong`` starts from the checkpoint of
+Sections, one per command (a rerun of the same command replaces its own): ``strong`` starts from the checkpoint of
 ``benchmarks/imitation_tabletop.py`` (100 demos, no headroom on seen colours); ``weak`` (with
 ``--il-demos``) first behaviour-clones its own deliberately weak start from the first N of the
-same demos on the same local CLIP, like the main job's 20 Shop demos. Running one section keeps
-the other's figures. Writes benchmarks/results/ppo_tabletop.{md,json}: success and score with 95%
+same demos on the same local CLIP, like the main job's 20 Shop demos (pass --out to try other
+PPO settings from the same start). Writes benchmarks/results/ppo_tabletop.{md,json}: success and score with 95%
 intervals for IL and IL+RL on both splits, the PPO settings, its learning curve and wall times.
 """
 
@@ -86,20 +86,17 @@ def load_sections() -> dict[str, Any]:
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
-    if "sections" in data:
-        return data["sections"]
-    return {"strong": {**data, "command": "python benchmarks/ppo_tabletop.py"}}
+    if "sections" not in data:
+        data = {"sections": {"strong": {**data, "command": "python benchmarks/ppo_tabletop.py"}}}
+    return {s["command"]: {**s, "start": s.get("start", key)}
+            for key, s in data["sections"].items()}
 
 
 def render(sections: dict[str, Any]) -> str:
-    """The markdown of every section: title, exact command, table and note."""
-    parts = []
-    for key in ("weak", "strong"):
-        if key in sections:
-            s = sections[key]
-            parts.append(f"## {TITLES[key]}\n\n`{s['command']}`\n\n"
-                         + markdown(s["rows"], s["note"]))
-    return "\n".join(parts)
+    """The markdown of every section (weak starts first): title, exact command, table, note."""
+    order = sorted(sections.values(), key=lambda s: s["start"] == "strong")
+    return "\n".join(f"## {TITLES[s['start']]}\n\n`{s['command']}`\n\n"
+                     + markdown(s["rows"], s["note"]) for s in order)
 
 
 def main(args: Args) -> None:
@@ -153,7 +150,7 @@ def main(args: Args) -> None:
         f"it ran now) on a 2-core CPU shared with other jobs (load {os.getloadavg()[0]:.1f} at "
         f"the end). Produced by `{command}`.")
     sections = load_sections()
-    sections[key] = {"command": command, "rows": rows, "ppo_args": asdict(p),
+    sections[command] = {"command": command, "start": key, "rows": rows, "ppo_args": asdict(p),
                      "ppo_summary": summary, "il_summary": il_summary,
                      "benchmark_seconds": time.perf_counter() - t0, "note": note}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
