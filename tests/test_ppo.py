@@ -16,7 +16,7 @@ def test_gae_matches_hand_computation_and_stops_at_episode_ends():
     values = torch.tensor([[0.2], [0.4], [0.3]])
     dones = torch.tensor([[0.0], [1.0], [0.0]])
     g, lam = 0.9, 0.5
-    adv, ret = compute_gae(rewards, values, dones, torch.tensor([0.6]), dones[-1], g, lam)
+    adv, ret = compute_gae(rewards, values, dones, torch.tensor([0.6]), g, lam)
     d2 = 0.5 + g * 0.6 - 0.3
     d1 = 1.0 - 0.4                       # episode ended at t=1: no bootstrap
     d0 = 0.0 + g * 0.4 - 0.2

@@ -100,8 +100,8 @@ class PPOArgs:
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
-                next_value: torch.Tensor, next_done: torch.Tensor, gamma: float,
-                lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+                next_value: torch.Tensor, gamma: float, lam: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE over turns. ``dones[t]`` marks that the episode ended AT step t (so the value after
     it is not bootstrapped); truncations are bootstrapped by the caller folding
     ``gamma * V(final_obs)`` into the reward. Returns ``(advantages, returns)``."""
@@ -116,7 +116,6 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
         delta = rewards[t] + gamma * nv * nonterminal - values[t]
         last = delta + gamma * lam * nonterminal * last
         adv[t] = last
-    del next_done
     return adv, adv + values
 
 
@@ -246,14 +245,14 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             obs, reward, term, trunc, infos = envs.step(step.env_actions)
             global_step += N * world
             reward_t = torch.as_tensor(reward, dtype=torch.float32)
+            final_infos = _split_infos(infos["final_info"], N) if "final_info" in infos else None
             for i in range(N):
                 histories[i].append(step.env_actions[i])
                 running[i] += reward[i]
                 if trunc[i] and not term[i]:  # bootstrap the cut-off episode's value
                     final_obs = infos["final_obs"][i]
-                    final_info = _split_infos(infos["final_info"], N)[i]
                     with torch.no_grad():
-                        v = policy.rl_values([policy.rl_features(final_obs, final_info,
+                        v = policy.rl_values([policy.rl_features(final_obs, final_infos[i],
                                                                  histories[i])])
                     reward_t[i] += args.gamma * float(v[0])
                 if term[i] or trunc[i]:
@@ -276,8 +275,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             last = [policy.rl_features(next_obs[0][i], next_obs[1][i], histories[i])
                     for i in range(N)]
             next_value = policy.rl_values(last).cpu()
-        advantages, returns = compute_gae(rewards, values, dones, next_value, dones[-1],
-                                          args.gamma, args.gae_lambda)
+        advantages, returns = compute_gae(rewards, values, dones, next_value, args.gamma,
+                                          args.gae_lambda)
 
         # ---- optimisation: clipped surrogate per action part ---------------------------
         b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
