@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -64,26 +64,41 @@ def demo_turns(episodes: Sequence[Sequence[dict[str, Any]]]) -> list[Example]:
     return examples
 
 
-def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0) -> list[Example]:
-    """Examples from fresh expert episodes on ``split`` (not written to disk)."""
+def expert_steps(env_id: str, split: str, episodes: int, seed: int = 0
+                 ) -> Iterator[tuple[dict[str, Any], dict[str, Any], Any, bool]]:
+    """``(obs, info, expert action, first turn of its episode)`` for every turn of ``episodes``
+    fresh expert episodes on ``split`` (episode ``i`` reset with ``seed + i``); the env is
+    closed when the generator ends or is dropped."""
     env = gym.make(env_id, split=split)
     expert = env.unwrapped.expert()
-    examples: list[Example] = []
     try:
         for i in range(episodes):
             obs, info = env.reset(seed=seed + i)
-            history: list[str] = []
-            pages: list[str] = []
+            if hasattr(expert, "reset"):
+                expert.reset()
+            first = True
             while True:
                 action = expert.act(obs, info)
-                examples.append(Example(Turn.from_env(obs, info, history), action, tuple(pages)))
-                history.append(action)
-                pages.append(obs["page"])
+                yield obs, info, action, first
+                first = False
                 obs, _, term, trunc, info = env.step(action)
                 if term or trunc:
                     break
     finally:
         env.close()
+
+
+def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0) -> list[Example]:
+    """Examples from fresh expert episodes on ``split`` (not written to disk)."""
+    examples: list[Example] = []
+    history: list[str] = []
+    pages: list[str] = []
+    for obs, info, action, first in expert_steps(env_id, split, episodes, seed):
+        if first:
+            history, pages = [], []
+        examples.append(Example(Turn.from_env(obs, info, history), action, tuple(pages)))
+        history.append(action)
+        pages.append(obs["page"])
     return examples
 
 
@@ -143,22 +158,9 @@ def tabletop_demo_examples(episodes: Sequence[Sequence[dict[str, Any]]], directo
 def tabletop_expert_examples(env_id: str, split: str, episodes: int, seed: int = 0
                              ) -> list[ImageExample]:
     """Examples from fresh expert episodes of a tabletop env (not written to disk)."""
-    env = gym.make(env_id, split=split)
-    expert = env.unwrapped.expert()
-    out: list[ImageExample] = []
-    try:
-        for i in range(episodes):
-            obs, info = env.reset(seed=seed + i)
-            expert.reset()
-            while True:
-                action = np.asarray(expert.act(obs, info), dtype=np.float32)
-                out.append(ImageExample(obs["goal"], obs["color"], obs["depth"], action))
-                obs, _, term, trunc, info = env.step(action)
-                if term or trunc:
-                    break
-    finally:
-        env.close()
-    return out
+    return [ImageExample(obs["goal"], obs["color"], obs["depth"],
+                         np.asarray(action, dtype=np.float32))
+            for obs, _, action, _ in expert_steps(env_id, split, episodes, seed)]
 
 
 def make_policy(args: ImitateArgs, heightmap: tuple[int, int] | None = None) -> Any:
