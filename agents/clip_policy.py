@@ -14,7 +14,9 @@ on test goals 17/30 against 27/30 on train goals).
 
 The two maps (scaled by CLIP's temperature) join the RGB-D heightmap as input channels of a
 small trainable fully-convolutional network, and are also added to the logits with a learned
-weight each (so an untrained head already points at the phrase's object). Optionally
+weight each (so an untrained head already points at the phrase's object). The value head (PPO's
+critic) reads a trunk of its own over the same inputs, so that fitting a fresh critic does not
+move the imitation-trained features the heatmaps read. Optionally
 (``text_gates``) a shared projection of each phrase embedding gates (multiplies) the dense
 features for its head. Heads read a pick heatmap ``[h, w]`` and a place heatmap with
 ``rotations`` discrete angles ``[R, h, w]``. The action distribution is the product of a
@@ -174,6 +176,11 @@ class ClipPolicy(nn.Module):
                                        nn.Conv2d(c, 1, 1))
         self.place_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
                                         nn.Conv2d(c, config.rotations, 1))
+        # the critic has its own trunk: value learning starts from scratch in PPO and must
+        # not move the imitation-trained features the heatmaps read
+        self.value_fcn = nn.Sequential(
+            nn.Conv2d(6, c, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GELU())
         self.value_head = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, 1))
         self.sample = sample
         self.generator = torch.Generator().manual_seed(int(seed or 0))
@@ -275,7 +282,8 @@ class ClipPolicy(nn.Module):
         """The trainable part: heatmaps and values from the downsampled RGB-D ``[B, 4, h, w]``
         and the frozen embedding grid ``[B, P, h, w]``."""
         ground = self.grounding(goals, grid)
-        feats = self.fcn(torch.cat([small, ground], dim=1))
+        inputs = torch.cat([small, ground], dim=1)
+        feats = self.fcn(inputs)
         if self.config.text_gates:
             gates = self.text_gate(self.embed_goals(goals))  # [B, 2, C]
             pick_feats = feats * gates[:, 0, :, None, None]
@@ -284,7 +292,8 @@ class ClipPolicy(nn.Module):
             pick_feats = place_feats = feats
         pick = self.pick_head(pick_feats) + self.ground_weight[0] * ground[:, :1]
         place = self.place_head(place_feats) + self.ground_weight[1] * ground[:, 1:]
-        pooled = torch.cat([pick_feats.mean((2, 3)), place_feats.mean((2, 3))], dim=-1)
+        critic = self.value_fcn(inputs)
+        pooled = torch.cat([critic.mean((2, 3)), critic.amax((2, 3))], dim=-1)
         return HeatmapOutput(pick.flatten(1), place.flatten(1),
                              self.value_head(pooled).squeeze(-1))
 
@@ -519,7 +528,9 @@ class ClipPolicy(nn.Module):
         policy = cls(ClipPolicyConfig(**cfg), **kwargs)
         missing, unexpected = policy.load_state_dict(load_file(str(directory / HEAD_NAME)),
                                                      strict=False)
-        bad = [k for k in missing if not k.startswith("clip.")] + list(unexpected)
+        # checkpoints written before the critic had its own trunk: a fresh trunk (imitation
+        # never trains the critic)
+        bad = [k for k in missing if not k.startswith(("clip.", "value_fcn."))] + list(unexpected)
         if bad:
             raise ValueError(f"{directory / HEAD_NAME} does not fit this ClipPolicy (written by "
                              f"an older version?): {bad[:5]}; train it again with rlft imitate")

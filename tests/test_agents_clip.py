@@ -141,6 +141,30 @@ def test_soft_targets_peak_on_the_demonstrated_pixel(tiny_clip):
     assert float(hard[0, int(pick)]) == 1.0
 
 
+def test_critic_has_its_own_trunk(tiny_clip, scene, tmp_path):
+    """Fitting the fresh critic in PPO must not move what the heatmaps read; a checkpoint
+    written before the critic had its own trunk still loads (with a fresh trunk)."""
+    obs, _ = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip))
+    out = policy([obs["goal"]], obs["color"], obs["depth"])
+    (out.values - 1.0).square().sum().backward()
+    grads = {n: p.grad for n, p in policy.named_parameters() if p.requires_grad}
+    actor = [n for n in grads if not n.startswith(("value_fcn.", "value_head."))]
+    assert actor and all(grads[n] is None or not grads[n].any() for n in actor)
+    assert any(grads[n] is not None and grads[n].abs().sum() > 0 for n in grads
+               if n.startswith("value_fcn."))
+    policy.save_pretrained(tmp_path / "p")
+    from safetensors.torch import load_file, save_file
+
+    from rlft.agents.choice_policy import HEAD_NAME
+
+    weights = load_file(str(tmp_path / "p" / HEAD_NAME))
+    save_file({k: v for k, v in weights.items() if not k.startswith("value_fcn.")},
+              str(tmp_path / "p" / HEAD_NAME))
+    old = ClipPolicy.from_pretrained(tmp_path / "p")
+    torch.testing.assert_close(old.pick_head[0].weight, policy.pick_head[0].weight)
+
+
 def test_rl_evaluate_scores_what_rl_act_sampled(tiny_clip):
     from rlft.agents.rl import RLPolicy
 
