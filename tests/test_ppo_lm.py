@@ -210,3 +210,25 @@ def test_full_fine_tuned_policy_gets_a_fresh_adapter_saved_with_its_base(tiny_lm
         torch.testing.assert_close(loaded.rl_evaluate(feats, actions).log_probs, want)
     with pytest.raises(ValueError, match="LoRA"):
         load_rl_policy(tmp_path / "sft", "rlft/Shop-v0", lora_r=0)
+
+
+def test_two_processes_start_from_the_same_fresh_adapter(tiny_lm, tmp_path):
+    """A fully fine-tuned checkpoint gets a fresh LoRA adapter on every rank, each from its own
+    seed; the runner gives all ranks rank 0's, so the weights stay in sync."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _policy(tiny_lm, lora_r=0).save_pretrained(tmp_path / "sft")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+           "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "rlft.training.ppo", "--env", "rlft/Shop-v0", "--policy", str(tmp_path / "sft"),
+           "--out", str(tmp_path / "rl"), "--lora-r", "2", "--num-envs", "1", "--num-steps", "2",
+           "--updates", "1", "--minibatch-size", "2", "--eval-episodes", "0", "--no-progress",
+           "--checkpoint-every", "0"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "rl" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["weights_in_sync"] is True

@@ -183,6 +183,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     # Dropout off in rollouts and updates alike, so the first epoch's ratio is exactly 1.
     policy.eval()
     trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    if world > 1:  # freshly initialised weights (a new LoRA adapter, critic) differ per rank
+        _broadcast_weights(list(trainable.values()))
     reference = {n: p.detach().clone() for n, p in trainable.items()}
     optimizer = torch.optim.Adam(trainable.values(), lr=args.learning_rate, eps=1e-5)
     sampler = torch.Generator().manual_seed(seed)
@@ -410,6 +412,21 @@ def _average_gradients(accelerator: Any, params: list[torch.Tensor]) -> None:
         n = p.numel()
         p.grad = flat[i : i + n].view_as(p).clone()
         i += n
+
+
+def _broadcast_weights(params: list[torch.Tensor]) -> None:
+    """Give every process rank 0's values of ``params`` (in one flat tensor), as DDP does at
+    start: weights a policy initialises when it loads differ per rank (each has its seed)."""
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        flat = torch.cat([p.detach().flatten() for p in params])
+        dist.broadcast(flat, src=0)
+        i = 0
+        for p in params:
+            p.copy_(flat[i : i + p.numel()].view_as(p))
+            i += p.numel()
 
 
 def _save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
