@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rlft.agents.tiny_models import make_tiny_bert
 from rlft.training.cli import main
 
@@ -25,3 +27,13 @@ def test_demo_runs_demos_imitation_ppo_and_the_table(tmp_path, capsys):
         assert (out / path).is_file(), path
     assert "IL+RL" in (out / "results.md").read_text()
     assert "IL+RL" in capsys.readouterr().out
+
+    # a rerun with other settings into the same directory stops before touching it
+    before = (out / "il" / "rlft_policy.json").read_bytes()
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(out), "--encoder", str(encoder), "--demos", "5"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "demos=3 there, 5 now" in err and "--out" in err
+    assert (out / "il" / "rlft_policy.json").read_bytes() == before
+    assert json.loads((out / "job.json").read_text())["demos"] == 3

@@ -7,7 +7,9 @@
    95% intervals; write ``results.{md,json}`` and a learning-curve PNG beside the checkpoints.
 
 Every stage writes into ``--out`` and is skipped or resumed when its output exists, so an
-interrupted run continues where it stopped.
+interrupted run continues where it stopped. ``--out`` keeps the settings that made it
+(``job.json``): a run with other settings (more demos, another seed...) into the same directory
+stops with an error instead of reusing stages made for the old ones.
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     from rlft.training.ppo import PPOArgs, train_ppo
 
     out = Path(args.out)
+    reused = check_settings(out, args)
     demos, il_dir, ppo_dir = out / "demos", out / "il", out / "ppo"
+    if reused:
+        print(f"{out} holds a run with these settings: its finished stages are reused "
+              f"(delete {out} or pass --out to start afresh)")
     print(f"[1/4] collecting {args.demos} expert demos -> {demos}")
     if not (demos / TRAJECTORY_FILE).exists():
         collect(args.env, args.demos, demos, split="train", seed=args.seed)
@@ -98,6 +104,35 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     plot_learning_curve(ppo["history"], results, out / "learning_curve.png")
     print(f"wrote {out / 'results.md'} and {out / 'learning_curve.png'}")
     return results
+
+
+#: MainJobArgs fields that do not change what the stages write
+_NOT_STAGE_SETTINGS = ("out", "eval_episodes")
+SETTINGS_FILE = "job.json"
+
+
+def check_settings(out: Path, args: MainJobArgs) -> bool:
+    """Record ``args`` in ``out/job.json`` on a fresh run; on a rerun, raise a ValueError naming
+    the settings that differ from those ``out`` was made with. Returns True when ``out``
+    already held a run (so its finished stages are reused)."""
+    settings = {k: v for k, v in asdict(args).items() if k not in _NOT_STAGE_SETTINGS}
+    path = out / SETTINGS_FILE
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = [f"{k}={old.get(k)!r} there, {v!r} now" for k, v in settings.items()
+                if old.get(k) != v]
+        if diff:
+            raise ValueError(f"{out} holds a run made with other settings ({'; '.join(diff)}); "
+                             f"pass --out NEW_DIR, or delete {out} to redo it")
+        return True
+    stages = [out / d for d in ("demos", "il", "ppo") if (out / d).exists()]
+    if stages:
+        raise ValueError(f"{out} holds stages ({', '.join(str(s) for s in stages)}) but no "
+                         f"{SETTINGS_FILE} saying what made them; pass --out NEW_DIR, or delete "
+                         f"{out} to redo it")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
+    return False
 
 
 def plot_learning_curve(history: list[dict[str, float]], results: list[Any], path: Path) -> None:
