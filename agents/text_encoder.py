@@ -82,6 +82,15 @@ class TextEncoder(nn.Module):
         """True when no encoder parameter is trained (then embeddings are cached)."""
         return not any(p.requires_grad for p in self.model.parameters())
 
+    def train(self, mode: bool = True) -> TextEncoder:
+        """Set training mode; a frozen encoder stays in eval mode (no dropout), so its
+        memoised embeddings are the same whether they were first computed while a policy
+        trained its heads or while it acted."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
     def clear_cache(self) -> None:
         """Forget memoised embeddings and stop sharing them with encoders of the pretrained
         weights (call after changing this encoder's weights, e.g. adding LoRA adapters)."""

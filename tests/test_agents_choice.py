@@ -255,3 +255,18 @@ def test_encoder_batches_do_not_depend_on_set_order(tiny_encoder):
     flat = [t for b in batches for t in b]
     assert flat == sorted(texts, key=lambda t: (len(t), t))
     assert [len(b) for b in batches] == [3, 3, 1]
+
+
+def test_frozen_encoder_never_runs_dropout(tiny_encoder):
+    """A policy in training mode (behaviour cloning) must not memoise dropout-noised embeddings
+    of its frozen encoder: they were reused at evaluation in the same process, so a run's table
+    differed from a fresh evaluation of its own checkpoints."""
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16)).train()
+    enc = policy.encoder
+    assert enc.frozen and enc.model.config.hidden_dropout_prob > 0
+    assert policy.training and not enc.model.training
+    with torch.no_grad():
+        twice = enc._encode(["click[dropout check]"] * 2)
+    torch.testing.assert_close(twice[0], twice[1], rtol=0, atol=0)
+    lora = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, lora_r=2)).train()
+    assert not lora.encoder.frozen and lora.encoder.model.training  # adapters train with dropout
