@@ -152,6 +152,7 @@ class _SharedBrowser:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            _wait_exit([pid])  # SIGKILL is delivered asynchronously: return once it is gone
 
     def release(self) -> None:
         """One backend fewer; the last one ends the browser and the driver."""
@@ -165,6 +166,10 @@ class _SharedBrowser:
         self._own()
         browser, playwright = self.browser, self.playwright
         self.browser = self.playwright = None
+        try:
+            pids = chromium_pids() if browser is not None or playwright is not None else []
+        except OSError:  # no /proc: trust Playwright to end them
+            pids = []
         if browser is not None:
             try:
                 browser.close()
@@ -172,6 +177,13 @@ class _SharedBrowser:
                 pass
         if playwright is not None:
             playwright.stop()
+        # The browser's helper processes exit shortly after; wait, and end any that do not.
+        for pid in _wait_exit(pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _wait_exit(pids)
 
 
 _SHARED = _SharedBrowser()
@@ -216,6 +228,25 @@ def chromium_pids(root: int | None = None) -> list[int]:
             elif pid == root and names[child].startswith("node"):  # the Playwright driver
                 todo.append(child)
     return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (a zombie is dead, just not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_exit(pids: list[int], timeout_s: float = 5.0) -> list[int]:
+    """Wait up to ``timeout_s`` for ``pids`` to exit; returns those still running."""
+    deadline = time.monotonic() + timeout_s
+    left = [p for p in pids if _running(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in left if _running(p)]
+    return left
 
 
 def _browser_alive() -> bool:
