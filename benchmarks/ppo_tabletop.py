@@ -6,12 +6,13 @@ unseen colours.
     python benchmarks/ppo_tabletop.py                       # strong start: that IL checkpoint
     python benchmarks/ppo_tabletop.py --il-demos 5 --il-epochs 1 --ppo.updates 64  # weak start
 
-Sections, one per command (a rerun of the same command replaces its own): ``strong`` starts from the checkpoint of
-``benchmarks/imitation_tabletop.py`` (100 demos, no headroom on seen colours); ``weak`` (with
-``--il-demos``) first behaviour-clones its own deliberately weak start from the first N of the
-same demos on the same local CLIP, like the main job's 20 Shop demos (pass --out to try other
-PPO settings from the same start). Writes benchmarks/results/ppo_tabletop.{md,json}: success and score with 95%
-intervals for IL and IL+RL on both splits, the PPO settings, its learning curve and wall times.
+Sections, one per command (a rerun of the same command replaces its own): ``strong`` starts
+from the checkpoint of ``benchmarks/imitation_tabletop.py`` (100 demos, no headroom on seen
+colours); ``weak`` (with ``--il-demos``) first behaviour-clones its own deliberately weak start
+from the first N of the same demos on the same local CLIP, like the main job's 20 Shop demos
+(pass --out to try other PPO settings from the same start). Writes
+benchmarks/results/ppo_tabletop.{md,json}: success and score with 95% intervals for IL and IL+RL
+on both splits, the PPO settings, its learning curve and wall times.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Args:
     """Weak start: behaviour-clone the start from the first N demos of WORK/demos (on the CLIP
     at WORK/clip) instead of using the full imitation checkpoint; the section is ``weak``."""
     il_epochs: int = 1
-    """With --il-demos: behaviour-cloning epochs (batch 16, lr 2e-3; the epoch of lowest train loss kept)."""
+    """With --il-demos: behaviour-cloning epochs (batch 16, lr 2e-3; the epoch of lowest train
+    loss kept)."""
     episodes: int = 50
     """Evaluation episodes per agent and split."""
     ppo: PPOArgs = field(default_factory=lambda: PPOArgs(
@@ -84,15 +86,9 @@ def weak_start(args: Args, il: Path) -> dict[str, Any]:
 
 
 def load_sections() -> dict[str, Any]:
-    """The sections already in the results json (a single-section file is the strong start)."""
+    """The sections already in the results json, by command."""
     path = RESULTS.with_suffix(".json")
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    if "sections" not in data:
-        data = {"sections": {"strong": {**data, "command": "python benchmarks/ppo_tabletop.py"}}}
-    return {s["command"]: {**s, "start": s.get("start", key)}
-            for key, s in data["sections"].items()}
+    return json.loads(path.read_text())["sections"] if path.exists() else {}
 
 
 def render(sections: dict[str, Any]) -> str:
@@ -154,8 +150,8 @@ def main(args: Args) -> None:
         f"the end). Produced by `{command}`.")
     sections = load_sections()
     sections[command] = {"command": command, "start": key, "rows": rows, "ppo_args": asdict(p),
-                     "ppo_summary": summary, "il_summary": il_summary,
-                     "benchmark_seconds": time.perf_counter() - t0, "note": note}
+                         "ppo_summary": summary, "il_summary": il_summary,
+                         "benchmark_seconds": time.perf_counter() - t0, "note": note}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.with_suffix(".md").write_text(render(sections))
     RESULTS.with_suffix(".json").write_text(json.dumps({"sections": sections}, indent=2,

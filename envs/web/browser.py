@@ -20,8 +20,8 @@
   ``screenshot`` a ``uint8`` RGB array of the viewport.
 * **Lifecycle.** One Chromium per Python process, launched lazily and shared by every env of the
   process; one context per env. The last :meth:`BrowserBackend.close` ends the browser and
-  returns once its processes have exited (an ``atexit`` hook does it for envs never closed). A browser that crashed or was killed is
-  relaunched at the next :meth:`BrowserBackend.goto` (the env's ``reset``); a failed or timed-out
+  returns once its processes have exited (an ``atexit`` hook does it for envs never closed).
+  A browser that crashed or was killed is relaunched at the next :meth:`BrowserBackend.goto` (the env's ``reset``); a failed or timed-out
   load raises :class:`~rlft.envs.web.site.BackendError`, which the env turns into
   ``truncated=True`` with ``info["error"]``.
 """
