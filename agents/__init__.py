@@ -15,7 +15,10 @@ from rlft.agents.random_agent import RandomAgent
 _LAZY = {
     "ChoicePolicy": "rlft.agents.choice_policy",
     "ChoicePolicyConfig": "rlft.agents.choice_policy",
-    "Turn": "rlft.agents.choice_policy",
+    "Episode": "rlft.agents.episode",
+    "Turn": "rlft.agents.episode",
+    "TrainablePolicy": "rlft.agents.policy",
+    "build_policy": "rlft.agents.loading",
     "ClipPolicy": "rlft.agents.clip_policy",
     "ClipPolicyConfig": "rlft.agents.clip_policy",
     "LMPolicy": "rlft.agents.lm_policy",

@@ -16,16 +16,24 @@ are saved as PEFT adapters next to the head.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
+from rlft.agents.checkpoint import (
+    HEAD_NAME,
+    config_from_meta,
+    load_weights,
+    read_policy_meta,
+    save_weights,
+    write_policy_meta,
+)
+from rlft.agents.episode import Turn
+from rlft.agents.policy import EpisodicPolicy
 from rlft.agents.rl import ActionEval, RLStep
 from rlft.agents.text_encoder import DEFAULT_ENCODER, TextEncoder
 from rlft.wrappers.valid_actions import (
@@ -33,12 +41,11 @@ from rlft.wrappers.valid_actions import (
     candidate_context,
     content_words,
     expand_valid_actions,
+    match_candidate,
     page_buttons,
     price_fits,
 )
 
-CONFIG_NAME = "rlft_policy.json"
-HEAD_NAME = "head.safetensors"
 ADAPTER_DIR = "adapter"
 NUM_FEATURES = 10
 
@@ -63,25 +70,6 @@ class ChoicePolicyConfig:
     """LoRA rank on the encoder (0: frozen encoder with cached embeddings)."""
     lora_layers: int = 2
     """How many of the encoder's top layers get LoRA adapters when ``lora_r > 0``."""
-
-
-@dataclass
-class Turn:
-    """What a policy sees at one step: goal, page, the env's valid actions, history, step."""
-
-    goal: str
-    page: str
-    valid_actions: tuple[str, ...]
-    history: tuple[str, ...] = ()
-    step: int = 0
-
-    @classmethod
-    def from_env(cls, obs: dict[str, Any], info: dict[str, Any], history: Sequence[str] = (),
-                 step: int | None = None) -> Turn:
-        """Build a turn from a web env's observation and info."""
-        history = tuple(history)
-        return cls(str(obs["goal"]), str(obs["page"]), tuple(info.get("valid_actions") or ()),
-                   history, len(history) if step is None else step)
 
 
 @dataclass
@@ -116,13 +104,13 @@ class PolicyOutput:
         return -(p * torch.where(torch.isfinite(logp), logp, torch.zeros_like(logp))).sum(-1)
 
 
-class ChoicePolicy(nn.Module):
+class ChoicePolicy(EpisodicPolicy, nn.Module):
     """Softmax over the valid actions of a web env, scored with a pretrained text encoder.
 
-    Agent protocol: :meth:`reset` and :meth:`act` (greedy unless ``sample=True``). For
-    training: :meth:`featurize` turns a :class:`Turn` into candidates and features,
-    :meth:`forward` scores a batch, :meth:`evaluate_actions` gives log-probabilities of taken
-    actions, entropy and values (what PPO needs), :meth:`bc_loss` is the imitation loss.
+    A :class:`rlft.agents.policy.TrainablePolicy`: :meth:`encode` turns a :class:`Turn` into
+    candidates and features (for acting, imitation and PPO alike), :meth:`forward` scores a
+    batch, :meth:`imitation_loss` is the behaviour-cloning loss, the ``rl_*`` methods serve PPO.
+    Agent protocol: ``reset`` and ``act`` (greedy unless ``sample=True``).
 
     Args:
         config: a :class:`ChoicePolicyConfig` (default: bundled MiniLM, frozen, head only).
@@ -131,6 +119,9 @@ class ChoicePolicy(nn.Module):
     """
 
     policy_type = "choice"
+    config_class: ClassVar[type] = ChoicePolicyConfig
+    observation_keys: ClassVar[frozenset[str]] = frozenset({"goal", "page"})
+    env_kind: ClassVar[str] = "web"
 
     def __init__(self, config: ChoicePolicyConfig | None = None, *, sample: bool = False,
                  seed: int | None = None):
@@ -147,7 +138,16 @@ class ChoicePolicy(nn.Module):
             nn.Linear(3 * d + 1, h), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(h, 1))
         self.sample = sample
         self.generator = torch.Generator().manual_seed(int(seed or 0))
-        self._history: list[str] = []
+        self.reset()
+
+    @classmethod
+    def for_env(cls, observation_space: Any, *, model: str | None = None, seed: int = 0,
+                **options: Any) -> ChoicePolicy:
+        """A fresh policy for a web env: ``model`` is the encoder (default: the bundled
+        MiniLM); ``options`` are :class:`ChoicePolicyConfig` fields."""
+        del observation_space
+        return cls(ChoicePolicyConfig(**({"encoder": model} if model else {}), **options),
+                   seed=seed)
 
     # -- encoder adapters ----------------------------------------------------------------
     def _add_lora(self) -> None:
@@ -167,8 +167,9 @@ class ChoicePolicy(nn.Module):
         return next(self.score_head.parameters()).device
 
     # -- features ------------------------------------------------------------------------
-    def featurize(self, turn: Turn) -> TurnFeatures:
-        """Concrete candidates of ``turn`` with their texts and lexical features."""
+    def encode(self, turn: Turn) -> TurnFeatures:
+        """Concrete candidates of ``turn`` with their texts and lexical features: the model
+        input of acting, imitation and PPO alike."""
         candidates = expand_valid_actions(turn.goal, turn.valid_actions, page=turn.page)
         if not candidates:
             raise ValueError("no valid actions to choose from (is the episode over? "
@@ -205,7 +206,7 @@ class ChoicePolicy(nn.Module):
     # -- scoring -------------------------------------------------------------------------
     def forward(self, turns: Sequence[Turn | TurnFeatures]) -> PolicyOutput:
         """Score every candidate of every turn: logits [B, K] (-inf padding) and values [B]."""
-        feats = [t if isinstance(t, TurnFeatures) else self.featurize(t) for t in turns]
+        feats = [t if isinstance(t, TurnFeatures) else self.encode(t) for t in turns]
         sizes = [len(f.candidates) for f in feats]
         enc = self.encoder
         if enc.frozen:  # embeddings are constants: keep them on the features for the epochs
@@ -244,27 +245,45 @@ class ChoicePolicy(nn.Module):
         values = self.value_head(torch.cat([goals, page, hist, steps], dim=-1)).squeeze(-1)
         return PolicyOutput(logits, values, [f.candidates for f in feats])
 
-    def evaluate_actions(self, turns: Sequence[Turn | TurnFeatures], actions: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log_prob of each taken action index [B], entropy [B], value [B])``."""
-        out = self(turns)
-        logp = out.log_probs().gather(1, actions.long().view(-1, 1).to(self.device)).squeeze(1)
-        return logp, out.entropy(), out.values
+    # -- imitation (rlft.agents.policy.TrainablePolicy) ----------------------------------
+    def imitation_target(self, features: TurnFeatures, action: str) -> int:
+        """Index of the candidate standing for the demonstrated ``action``."""
+        return match_candidate(features.candidates, action)
 
-    def bc_loss(self, turns: Sequence[Turn | TurnFeatures], targets: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def imitation_loss(self, features: Sequence[Turn | TurnFeatures], targets: Sequence[int]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Behaviour-cloning cross-entropy and accuracy of choosing ``targets`` (indices)."""
-        out = self(turns)
-        targets = targets.long().to(self.device)
+        out = self(features)
+        targets = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
         loss = nn.functional.cross_entropy(out.logits, targets)
         acc = (out.logits.argmax(-1) == targets).float().mean()
         return loss, acc
 
-    # -- reinforcement learning (rlft.agents.rl.RLPolicy) ---------------------------------
-    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[str]
-                    ) -> TurnFeatures:
-        """The turn's candidates and features (frozen-encoder embeddings are cached on them)."""
-        return self.featurize(Turn.from_env(obs, info, history))
+    def prepare_imitation(self, features: Sequence[TurnFeatures],
+                          progress: Callable[[int, int], None] | None = None) -> None:
+        """With a frozen encoder, embed every distinct text once (the epochs then reuse the
+        memo), batched by (length, text) so that batch padding, and so the floats, do not depend
+        on the process's hash seed."""
+        if not self.encoder.frozen:
+            return
+        texts = sorted({t for f in features for t in [f.goal, *f.candidate_texts,
+                                                      *f.history_texts]},
+                       key=lambda t: (len(t), t))
+        step = self.encoder.batch_size * 4
+        for i in range(0, len(texts), step):
+            self.encoder(texts[i : i + step])
+            if progress is not None:
+                progress(min(len(texts), i + step), len(texts))
+
+    # -- acting and reinforcement learning (rlft.agents.rl.RLPolicy) -----------------------
+    def choose(self, features: TurnFeatures) -> str:
+        """The most likely candidate (or a sample when ``self.sample``)."""
+        out = self([features])
+        if self.sample:
+            k = int(torch.multinomial(out.log_probs()[0].exp(), 1, generator=self.generator))
+        else:
+            k = int(out.logits[0].argmax())
+        return out.candidates[0][k]
 
     @torch.no_grad()
     def rl_act(self, features: Sequence[TurnFeatures], generator: torch.Generator) -> RLStep:
@@ -289,51 +308,6 @@ class ChoicePolicy(nn.Module):
         """Value estimates ``[B]``."""
         return self(features).values
 
-    @staticmethod
-    def target_index(candidates: Sequence[str], action: str) -> int:
-        """Index of the candidate that stands for the demonstrated ``action``: the same string
-        (case-insensitive), else for a search the proposed query sharing most words with it."""
-        low = action.strip().casefold()
-        for k, c in enumerate(candidates):
-            if c.casefold() == low:
-                return k
-        if low.startswith("search["):
-            want = set(content_words(action_label(action)))
-            best, best_k = -1.0, -1
-            for k, c in enumerate(candidates):
-                if c.startswith("search["):
-                    have = set(content_words(action_label(c)))
-                    sim = len(want & have) / max(1, len(want | have))
-                    if sim > best:
-                        best, best_k = sim, k
-            if best_k >= 0:
-                return best_k
-        raise ValueError(f"demonstrated action {action!r} is not among the candidates "
-                         f"{candidates[:5]}...; were the demos recorded on another env?")
-
-    # -- agent protocol ------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the episode's history."""
-        self._history = []
-
-    @torch.no_grad()
-    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
-        """The chosen action (greedy, or sampled when ``self.sample``)."""
-        if not isinstance(obs, dict) or "page" not in obs:
-            raise TypeError("ChoicePolicy acts in web envs (observation {'goal', 'page'} and "
-                            "info['valid_actions']); use the CLIP policy for tabletop envs")
-        was_training = self.training
-        self.eval()
-        out = self([Turn.from_env(obs, info, self._history)])
-        self.train(was_training)
-        if self.sample:
-            k = int(torch.multinomial(out.log_probs()[0].exp(), 1, generator=self.generator))
-        else:
-            k = int(out.logits[0].argmax())
-        action = out.candidates[0][k]
-        self._history.append(action)
-        return action
-
     # -- persistence ---------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The head weights (the encoder is saved as its base name plus PEFT adapters)."""
@@ -342,26 +316,20 @@ class ChoicePolicy(nn.Module):
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``rlft_policy.json`` (type and config, including the base encoder), the heads
         as safetensors and, with LoRA, the PEFT adapter in ``adapter/``."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"policy": self.policy_type, "config": asdict(self.config),
-                "base_model": self.config.encoder}
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        save_file({k: v.contiguous().cpu() for k, v in self.trainable_state_dict().items()},
-                  str(directory / HEAD_NAME))
+        save_weights(self.trainable_state_dict(), directory / HEAD_NAME)
         if self.config.lora_r > 0:
             self.encoder.model.save_pretrained(str(directory / ADAPTER_DIR))
+        write_policy_meta(directory, {"policy": self.policy_type, "config": asdict(self.config),
+                                      "base_model": self.config.encoder})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> ChoicePolicy:
         """Load a policy written by :meth:`save_pretrained` (base encoder + adapters + heads)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         meta = read_policy_meta(directory, expect=cls.policy_type)
-        config = ChoicePolicyConfig(**meta["config"])
+        config = config_from_meta(ChoicePolicyConfig, meta, directory)
         lora_r = config.lora_r
         config.lora_r = 0
         policy = cls(config, **kwargs)
@@ -373,36 +341,10 @@ class ChoicePolicy(nn.Module):
             policy.encoder.model.requires_grad_(False)
             policy.encoder.clear_cache()
         policy.config.lora_r = lora_r
-        missing, unexpected = policy.load_state_dict(load_file(str(directory / HEAD_NAME)),
+        missing, unexpected = policy.load_state_dict(load_weights(directory / HEAD_NAME),
                                                      strict=False)
         bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
         if bad:
             raise ValueError(f"{directory / HEAD_NAME} does not fit this policy: {bad[:5]}")
         policy.eval()
         return policy
-
-    def set_seed(self, seed: int) -> None:
-        """Seed the sampler."""
-        self.generator.manual_seed(int(seed))
-
-
-def read_policy_meta(directory: str | Path, expect: str | None = None) -> dict[str, Any]:
-    """The ``rlft_policy.json`` of a checkpoint, with errors that say what to do."""
-    directory = Path(directory)
-    path = directory / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no rlft policy checkpoint at {directory} (missing {CONFIG_NAME}); train one with "
-            f"`rlft imitate --env rlft/Shop-v0 --demos DEMOS --out {directory}` or pass "
-            f"--agent expert|random")
-    meta = json.loads(path.read_text())
-    if expect is not None and meta.get("policy") != expect:
-        raise ValueError(f"{directory} holds a {meta.get('policy')!r} policy, not {expect!r}; "
-                         f"load it with rlft.agents.load_policy")
-    return meta
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy (used by the training scripts)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)

@@ -23,15 +23,16 @@ features for its head. Heads read a pick heatmap ``[h, w]`` and a place heatmap 
 softmax over pick pixels and one over (rotation, place pixel); pixels map back to table metres
 through the env's workspace.
 
-Behaviour cloning (:meth:`ClipPolicy.bc_loss`) uses soft targets (a Gaussian of
+Behaviour cloning (:meth:`ClipPolicy.imitation_loss`) uses soft targets (a Gaussian of
 ``target_sigma`` cells around the demonstrated pixel; one-hot at 0) and, with ``augment``,
 random flips and shifts of the heightmap, its embedding grid and the action together.
 
 PPO (:mod:`rlft.training.ppo`, the :class:`rlft.agents.rl.RLPolicy` methods): a turn's action
 is the pair (pick index, place index), scored as two parts (pick, place), each clipped with the
 turn's advantage; the KL to the imitation checkpoint uses the k3 estimator (the policy is a
-product of two categoricals, not one ``[B, K]`` distribution). :class:`ClipTurn` keeps the
-downsampled RGB-D and the frozen embedding grid, so PPO epochs only run the trainable part.
+product of two categoricals, not one ``[B, K]`` distribution). :meth:`ClipPolicy.encode` (the
+input of acting, imitation and PPO alike) gives a :class:`ClipTurn` that keeps the downsampled
+RGB-D and the frozen embedding grid, so imitation and PPO epochs only run the trainable part.
 
 Simplifications against CLIPort: the place map is not conditioned on a crop around the pick;
 the CLIP towers are frozen (phrase embeddings and image grids cached) and only the FCN,
@@ -40,20 +41,27 @@ gates and heads are trained. Towers: any HF CLIP name or path (``CLIPModel``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlft.agents.choice_policy import CONFIG_NAME, HEAD_NAME, read_policy_meta
+from rlft.agents.checkpoint import (
+    HEAD_NAME,
+    config_from_meta,
+    load_weights,
+    read_policy_meta,
+    save_weights,
+    write_policy_meta,
+)
+from rlft.agents.episode import Turn
+from rlft.agents.policy import EpisodicPolicy
 from rlft.agents.rl import ActionEval, RLStep
 
 
@@ -114,14 +122,17 @@ def goal_phrases(goal: str) -> tuple[str, str]:
     return goal, goal
 
 
-@dataclass
+@dataclass(eq=False)
 class ClipTurn:
-    """One observation prepared for scoring: the goal, the downsampled RGB-D ``[4, h, w]`` and
-    the frozen CLIP embedding grid ``[P, h, w]`` (so PPO epochs do not run the towers again)."""
+    """One observation as model input: the goal, the downsampled RGB-D ``[4, h, w]`` and the
+    frozen CLIP embedding grid ``[P, h, w]`` (so epochs do not run the towers again), plus the
+    raw heightmap that imitation's augmentation transforms."""
 
     goal: str
     small: torch.Tensor
     vision: torch.Tensor
+    color: np.ndarray
+    depth: np.ndarray
 
 
 @dataclass
@@ -146,7 +157,7 @@ class HeatmapOutput:
         return ent(self.pick) + ent(self.place)
 
 
-class ClipPolicy(nn.Module):
+class ClipPolicy(EpisodicPolicy, nn.Module):
     """Pick-and-place heatmaps from CLIP text and vision towers (see the module docstring).
 
     Args:
@@ -156,6 +167,9 @@ class ClipPolicy(nn.Module):
     """
 
     policy_type = "clip"
+    config_class: ClassVar[type] = ClipPolicyConfig
+    observation_keys: ClassVar[frozenset[str]] = frozenset({"goal", "color", "depth"})
+    env_kind: ClassVar[str] = "tabletop"
 
     def __init__(self, config: ClipPolicyConfig, *, sample: bool = False, seed: int | None = None):
         super().__init__()
@@ -185,7 +199,19 @@ class ClipPolicy(nn.Module):
         self.sample = sample
         self.generator = torch.Generator().manual_seed(int(seed or 0))
         self._text_cache: dict[str, torch.Tensor] = {}
-        self._grid_cache: dict[bytes, torch.Tensor] = {}
+        self.reset()
+
+    @classmethod
+    def for_env(cls, observation_space: Any, *, model: str | None = None, seed: int = 0,
+                **options: Any) -> ClipPolicy:
+        """A fresh policy for a tabletop env (heatmaps sized to its heightmap): ``model`` is the
+        HF CLIP (name or path); ``options`` are :class:`ClipPolicyConfig` fields."""
+        if not model:
+            raise ValueError("the clip policy needs --model NAME_OR_PATH (an HF CLIP model, "
+                             "e.g. one made by `rlft pretrain-clip`)")
+        heightmap = tuple(observation_space["color"].shape[:2])
+        return cls(ClipPolicyConfig(clip=model, **{"heightmap": heightmap, **options}),
+                   seed=seed)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -239,19 +265,6 @@ class ClipPolicy(nn.Module):
                 feats.append(f if isinstance(f, torch.Tensor) else f.pooler_output)
             emb = nn.functional.normalize(torch.cat(feats), dim=-1)
             out.append(emb.T.reshape(-1, h, w))
-        return torch.stack(out)
-
-    def _cached_grids(self, colors: Sequence[np.ndarray]) -> torch.Tensor:
-        """:meth:`embedding_grid` of each uint8 heightmap, memoised by content (BC revisits
-        the same demos every epoch)."""
-        out = []
-        for color in colors:
-            key = hashlib.sha1(np.ascontiguousarray(color).tobytes()).digest()
-            if key not in self._grid_cache:
-                if len(self._grid_cache) >= 4096:
-                    self._grid_cache.clear()
-                self._grid_cache[key] = self._images(color, np.zeros(color.shape[:2]))[2][0]
-            out.append(self._grid_cache[key])
         return torch.stack(out)
 
     def _images(self, color: np.ndarray | torch.Tensor, depth: np.ndarray | torch.Tensor,
@@ -325,15 +338,6 @@ class ClipPolicy(nn.Module):
         rot, cell = divmod(place, h * w)
         theta = -math.pi + rot * 2 * math.pi / self.config.rotations
         return np.array([*point(pick), *point(cell), theta], dtype=np.float32)
-
-    def evaluate_actions(self, goals: list[str], color: Any, depth: Any, actions: Any
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log_prob [B], entropy [B], value [B])`` of table-space ``actions`` [B, 5]."""
-        out = self(goals, color, depth)
-        idx = [self.action_to_indices(a) for a in np.asarray(actions)]
-        pick = torch.tensor([i for i, _ in idx])
-        place = torch.tensor([j for _, j in idx])
-        return out.log_prob(pick, place), out.entropy(), out.values
 
     # -- behaviour cloning ---------------------------------------------------------------
     def augment(self, color: np.ndarray, depth: np.ndarray, action: np.ndarray,
@@ -410,21 +414,29 @@ class ClipPolicy(nn.Module):
         place_t = nn.functional.one_hot(rot, R).float()[:, :, None] * blob(cell)[:, None, :]
         return pick_t, place_t.flatten(1)
 
-    def bc_loss(self, goals: list[str], colors: Sequence[np.ndarray],
-                depths: Sequence[np.ndarray], actions: Sequence[np.ndarray]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def imitation_target(self, features: ClipTurn, action: Any) -> np.ndarray:
+        """The demonstrated table-space action ``[px, py, qx, qy, theta]`` (augmentation moves
+        it with the heightmap)."""
+        del features
+        return np.asarray(action, dtype=np.float32)
+
+    def imitation_loss(self, features: Sequence[ClipTurn], targets: Sequence[np.ndarray]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Behaviour-cloning loss (cross-entropy against :meth:`soft_targets`) and accuracy (both
-        argmaxes on the demonstrated pixels) of table-space ``actions``; augmented by
-        :meth:`augment` in training mode when ``config.augment``. The frozen embedding grids
-        are memoised per heightmap."""
-        colors, depths, actions = list(colors), list(depths), list(actions)
-        grids = list(self._cached_grids(colors))
+        argmaxes on the demonstrated pixels) of table-space actions ``targets``; augmented by
+        :meth:`augment` in training mode when ``config.augment``."""
+        goals = [f.goal for f in features]
+        actions = list(targets)
+        grids = [f.vision for f in features]
         if self.training and self.config.augment:
+            colors, depths = [f.color for f in features], [f.depth for f in features]
             for i in range(len(actions)):
                 colors[i], depths[i], actions[i], grids[i] = self.augment(
                     colors[i], depths[i], actions[i], grid=grids[i])
+            _, small, _ = self._images(np.stack(colors), np.stack(depths), grid=False)
+        else:
+            small = torch.stack([f.small for f in features])
         idx = torch.tensor([self.action_to_indices(a) for a in actions], dtype=torch.long)
-        _, small, _ = self._images(np.stack(colors), np.stack(depths), grid=False)
         out = self.heads(goals, small, torch.stack(grids))
         pick_t, place_t = self.soft_targets(idx[:, 0], idx[:, 1])
         loss = -(pick_t * torch.log_softmax(out.pick, -1)).sum(-1) - (
@@ -432,15 +444,32 @@ class ClipPolicy(nn.Module):
         acc = (out.pick.argmax(-1) == idx[:, 0]) & (out.place.argmax(-1) == idx[:, 1])
         return loss.mean(), acc.float().mean()
 
-    # -- PPO (rlft.agents.rl.RLPolicy) ---------------------------------------------------
+    def prepare_imitation(self, features: Sequence[ClipTurn],
+                          progress: Callable[[int, int], None] | None = None) -> None:
+        """Nothing more to precompute: :meth:`encode` ran the frozen towers."""
+
+    # -- input, acting and PPO (rlft.agents.rl.RLPolicy) ---------------------------------
     @torch.no_grad()
-    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[Any]
-                    ) -> ClipTurn:
-        """The goal, downsampled RGB-D and frozen vision grid of one observation (the policy is
-        Markov in them: ``info`` and ``history`` are not used)."""
-        del info, history
-        _, small, grid = self._images(obs["color"], obs["depth"])
-        return ClipTurn(str(obs["goal"]), small[0], grid[0])
+    def encode(self, turn: Turn) -> ClipTurn:
+        """The goal, downsampled RGB-D and frozen vision grid of the current observation (the
+        policy is Markov in them: the episode's history is not used)."""
+        obs = turn.observation
+        color, depth = np.asarray(obs["color"]), np.asarray(obs["depth"])
+        _, small, grid = self._images(color, depth)
+        return ClipTurn(turn.goal, small[0], grid[0], color, depth)
+
+    @torch.no_grad()
+    def choose(self, features: ClipTurn) -> np.ndarray:
+        """A pick-and-place action in table metres: the argmax of each heatmap (or a sample
+        when ``self.sample``)."""
+        out = self._rl_heads([features])
+        if self.sample:
+            pick = int(torch.multinomial(out.pick.softmax(-1)[0], 1, generator=self.generator))
+            place = int(torch.multinomial(out.place.softmax(-1)[0], 1,
+                                          generator=self.generator))
+        else:
+            pick, place = int(out.pick[0].argmax()), int(out.place[0].argmax())
+        return self.indices_to_action(pick, place)
 
     def _rl_heads(self, features: Sequence[ClipTurn]) -> HeatmapOutput:
         return self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
@@ -480,58 +509,26 @@ class ClipPolicy(nn.Module):
         """Value estimates ``[B]``."""
         return self._rl_heads(features).values
 
-    # -- agent protocol ------------------------------------------------------------------
-    def reset(self) -> None:
-        """Nothing to forget: the policy is Markov in the heightmap and goal."""
-
-    @torch.no_grad()
-    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
-        """A pick-and-place action in table metres."""
-        if not isinstance(obs, dict) or "color" not in obs:
-            raise TypeError("ClipPolicy acts in tabletop envs (observation with 'color' and "
-                            "'depth'); use the choice or LM policy for web envs")
-        was = self.training
-        self.eval()
-        out = self([str(obs["goal"])], obs["color"], obs["depth"])
-        self.train(was)
-        if self.sample:
-            pick = int(torch.multinomial(out.pick.softmax(-1)[0], 1, generator=self.generator))
-            place = int(torch.multinomial(out.place.softmax(-1)[0], 1,
-                                          generator=self.generator))
-        else:
-            pick, place = int(out.pick[0].argmax()), int(out.place[0].argmax())
-        return self.indices_to_action(pick, place)
-
     # -- persistence ---------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """``rlft_policy.json`` (kind, config, base CLIP) and the trained weights."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"policy": self.policy_type, "config": asdict(self.config),
-                "base_model": self.config.clip}
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()
-                   if not k.startswith("clip.")}, str(directory / HEAD_NAME))
+        save_weights({k: v for k, v in self.state_dict().items() if not k.startswith("clip.")},
+                     directory / HEAD_NAME)
+        write_policy_meta(directory, {"policy": self.policy_type, "config": asdict(self.config),
+                                      "base_model": self.config.clip})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> ClipPolicy:
         """Load a policy written by :meth:`save_pretrained`."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         meta = read_policy_meta(directory, expect=cls.policy_type)
-        cfg = dict(meta["config"])
-        for k in ("heightmap", "x_range", "y_range"):
-            cfg[k] = tuple(cfg[k])
-        policy = cls(ClipPolicyConfig(**cfg), **kwargs)
-        missing, unexpected = policy.load_state_dict(load_file(str(directory / HEAD_NAME)),
+        policy = cls(config_from_meta(ClipPolicyConfig, meta, directory), **kwargs)
+        missing, unexpected = policy.load_state_dict(load_weights(directory / HEAD_NAME),
                                                      strict=False)
-        # checkpoints written before the critic had its own trunk: a fresh trunk (imitation
-        # never trains the critic)
-        bad = [k for k in missing if not k.startswith(("clip.", "value_fcn."))] + list(unexpected)
+        bad = [k for k in missing if not k.startswith("clip.")] + list(unexpected)
         if bad:
-            raise ValueError(f"{directory / HEAD_NAME} does not fit this ClipPolicy (written by "
-                             f"an older version?): {bad[:5]}; train it again with rlft imitate")
+            raise ValueError(f"{directory / HEAD_NAME} does not fit this ClipPolicy: {bad[:5]}; "
+                             f"train it again with rlft imitate")
         return policy.eval()

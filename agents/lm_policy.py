@@ -26,20 +26,27 @@ copy of the model.
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from rlft.agents.choice_policy import CONFIG_NAME, Turn, read_policy_meta
+from rlft.agents.checkpoint import (
+    config_from_meta,
+    load_weights,
+    read_policy_meta,
+    save_weights,
+    write_policy_meta,
+)
+from rlft.agents.episode import Turn
+from rlft.agents.policy import EpisodicPolicy
 from rlft.agents.rl import ActionEval, RLStep, stack_parts
-from rlft.wrappers.chat import build_messages, render_prompt
-from rlft.wrappers.valid_actions import expand_valid_actions
+from rlft.wrappers.chat import MAX_PAGE_CHARS, render_prompt, turn_messages
+from rlft.wrappers.valid_actions import expand_valid_actions, match_candidate
 
 VALUE_HEAD = "value_head.safetensors"
 
@@ -58,7 +65,7 @@ class LMPolicyConfig:
     """peft ``target_modules`` (``all-linear`` or comma-separated module names)."""
     window: int = 2
     """Past (page, action) turns in the prompt."""
-    max_page_chars: int = 1000
+    max_page_chars: int = MAX_PAGE_CHARS
     """Characters of the current page in the prompt."""
     max_prompt_tokens: int = 1024
     """Prompt tokens kept (the oldest are cut)."""
@@ -89,8 +96,9 @@ class TokenOutput:
 
 @dataclass
 class LMTurn:
-    """One turn prepared for PPO: the prompt's token ids (already cut to ``max_prompt_tokens``)
-    and, for constrained decoding, the candidates with their token ids (EOS included)."""
+    """One turn as model input (acting, SFT and PPO alike): the prompt's token ids (already cut
+    to ``max_prompt_tokens``) and the concrete valid actions with their token ids (EOS
+    included): decoding chooses among them when constrained, SFT's target is one of them."""
 
     prompt_ids: tuple[int, ...]
     candidates: tuple[str, ...] = ()
@@ -107,7 +115,7 @@ class _Scores:
     values: torch.Tensor
 
 
-class LMPolicy(nn.Module):
+class LMPolicy(EpisodicPolicy, nn.Module):
     """A causal LM as a web-env policy (see the module docstring).
 
     Args:
@@ -117,6 +125,9 @@ class LMPolicy(nn.Module):
     """
 
     policy_type = "lm"
+    config_class: ClassVar[type] = LMPolicyConfig
+    observation_keys: ClassVar[frozenset[str]] = frozenset({"goal", "page"})
+    env_kind: ClassVar[str] = "web"
 
     def __init__(self, config: LMPolicyConfig, *, sample: bool = False, seed: int | None = None,
                  _adapter: str | Path | None = None):
@@ -144,7 +155,17 @@ class LMPolicy(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         self.sample = sample
         self.generator = torch.Generator().manual_seed(int(seed or 0))
-        self._turns: list[tuple[str, str]] = []
+        self.reset()
+
+    @classmethod
+    def for_env(cls, observation_space: Any, *, model: str | None = None, seed: int = 0,
+                **options: Any) -> LMPolicy:
+        """A fresh policy for a web env: ``model`` is the HF causal LM (name or path);
+        ``options`` are :class:`LMPolicyConfig` fields."""
+        del observation_space
+        if not model:
+            raise ValueError("the lm policy needs --model NAME_OR_PATH (an HF causal LM)")
+        return cls(LMPolicyConfig(model=model, **options), seed=seed)
 
     @property
     def device(self) -> torch.device:
@@ -152,14 +173,18 @@ class LMPolicy(nn.Module):
         return next(self.model.parameters()).device
 
     # -- prompts -------------------------------------------------------------------------
-    def prompt(self, turn: Turn, history_pages: Sequence[str] = ()) -> str:
-        """The chat prompt of ``turn`` (past pages from ``history_pages`` when given)."""
-        pages = list(history_pages) + [""] * (len(turn.history) - len(history_pages))
-        history = list(zip(pages, turn.history, strict=True))
-        valid = expand_valid_actions(turn.goal, turn.valid_actions, page=turn.page)
-        return render_prompt(build_messages(turn.goal, turn.page, valid, history,
-                                            self.config.window, self.config.max_page_chars),
-                             self.tokenizer)
+    def prompt(self, turn: Turn) -> str:
+        """The chat prompt of ``turn``: its last ``window`` (page, action) turns, the current
+        page and the concrete valid actions."""
+        return render_prompt(turn_messages(turn, self.candidates(turn), self.config.window,
+                                           self.config.max_page_chars), self.tokenizer)
+
+    def encode(self, turn: Turn) -> LMTurn:
+        """The model input of ``turn`` (acting, SFT and PPO alike): :meth:`prompt`'s token ids
+        and the candidates with theirs."""
+        cands = self.candidates(turn)
+        return LMTurn(tuple(self.prompt_ids(self.prompt(turn))), tuple(cands),
+                      tuple(tuple(self.action_ids(c)) for c in cands))
 
     def candidates(self, turn: Turn) -> list[str]:
         """The concrete valid actions of ``turn``."""
@@ -289,7 +314,10 @@ class LMPolicy(nn.Module):
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean negative log-likelihood of the action tokens (prompt tokens carry no loss) and
         the accuracy of greedy next-token prediction on them."""
-        ids, attn, amask, _ = self._batch(prompts, actions)
+        return self._sft_loss(*self._batch(prompts, actions)[:3])
+
+    def _sft_loss(self, ids: torch.Tensor, attn: torch.Tensor, amask: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=True,
                          logits_to_keep=1)
         target = amask[:, 1:] > 0
@@ -338,18 +366,37 @@ class LMPolicy(nn.Module):
         return self.tokenizer.decode(list(action_ids), skip_special_tokens=True
                                      ).split("\n")[0].strip()
 
-    # -- reinforcement learning (rlft.agents.rl.RLPolicy) ---------------------------------
-    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[str]
-                    ) -> LMTurn:
-        """The turn's chat prompt as token ids (past pages are not in ``history``, so past
-        turns show their actions only) and, when constrained, the candidates' token ids."""
-        turn = Turn.from_env(obs, info, history)
-        prompt = self.prompt_ids(self.prompt(turn))
-        if not self.config.constrained:
-            return LMTurn(tuple(prompt))
-        cands = self.candidates(turn)
-        return LMTurn(tuple(prompt), tuple(cands), tuple(tuple(self.action_ids(c))
-                                                         for c in cands))
+    # -- imitation (rlft.agents.policy.TrainablePolicy) ----------------------------------
+    def imitation_target(self, features: LMTurn, action: str) -> tuple[int, ...]:
+        """Token ids (EOS included) of the candidate standing for the demonstrated ``action``
+        (for a search: the proposed query closest to it)."""
+        return features.candidate_ids[match_candidate(features.candidates, action)]
+
+    def imitation_loss(self, features: Sequence[LMTurn], targets: Sequence[Sequence[int]]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SFT: the negative log-likelihood of the target action's tokens after the prompt
+        (prompt tokens carry no loss) and the greedy next-token accuracy on them."""
+        return self._sft_loss(*self._batch_ids([f.prompt_ids for f in features], targets)[:3])
+
+    def prepare_imitation(self, features: Sequence[LMTurn],
+                          progress: Callable[[int, int], None] | None = None) -> None:
+        """Nothing to precompute: the LM runs in every step."""
+
+    # -- acting and reinforcement learning (rlft.agents.rl.RLPolicy) -----------------------
+    def choose(self, features: LMTurn) -> str:
+        """Constrained: the candidate with the highest sequence log-probability (or a sample
+        from their softmax when ``self.sample``); else greedy (or sampled) generation."""
+        if self.config.constrained:
+            s = self._candidate_scores(features.prompt_ids, features.candidate_ids)
+            scores = (s.log_probs * s.mask).sum(-1)
+            if self.sample:
+                k = int(torch.multinomial(torch.softmax(scores, -1).cpu(), 1,
+                                          generator=self.generator))
+            else:
+                k = int(scores.argmax())
+            return features.candidates[k]
+        return self._decode(self._generate(features.prompt_ids,
+                                           self.generator if self.sample else None)[0])
 
     @torch.no_grad()
     def rl_act(self, features: Sequence[LMTurn], generator: torch.Generator) -> RLStep:
@@ -361,7 +408,7 @@ class LMPolicy(nn.Module):
         PPO.)"""
         env_actions, actions, rows, values = [], [], [], []
         for f in features:
-            if f.candidates:
+            if self.config.constrained:
                 s = self._candidate_scores(f.prompt_ids, f.candidate_ids)
                 seq = (s.log_probs * s.mask).sum(-1)
                 k = int(torch.multinomial(torch.softmax(seq, -1).cpu(), 1, generator=generator))
@@ -420,44 +467,11 @@ class LMPolicy(nn.Module):
             r=self.config.lora_r, lora_alpha=self.config.lora_alpha, target_modules=target,
             lora_dropout=0.0, task_type="CAUSAL_LM"))
 
-    # -- agent protocol ------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the episode's history."""
-        self._turns = []
-
-    @torch.no_grad()
-    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
-        """One action: the best (or a sampled) valid action, or free generation."""
-        if not isinstance(obs, dict) or "page" not in obs:
-            raise TypeError("LMPolicy acts in web envs (observation {'goal', 'page'}); "
-                            "use the CLIP policy for tabletop envs")
-        was_training = self.training
-        self.eval()
-        history = [a for _, a in self._turns]
-        turn = Turn.from_env(obs, info, history)
-        prompt = self.prompt(turn, [p for p, _ in self._turns])
-        if self.config.constrained:
-            cands = self.candidates(turn)
-            scores = self.score_candidates(prompt, cands)
-            if self.sample:
-                k = int(torch.multinomial(torch.softmax(scores, -1).cpu(), 1,
-                                          generator=self.generator))
-            else:
-                k = int(scores.argmax())
-            action = cands[k]
-        else:
-            action = self.generate_action(prompt)
-        self.train(was_training)
-        self._turns.append((turn.page, action))
-        return action
-
     # -- persistence ---------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``rlft_policy.json``, the LoRA adapter (``adapter/``) or the full model
         (``model/``), the tokenizer and the value head. An adapter added by
         :meth:`add_rl_adapter` is saved with its frozen fine-tuned base (``model/``, copied)."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"policy": self.policy_type, "config": asdict(self.config),
@@ -466,23 +480,19 @@ class LMPolicy(nn.Module):
             meta["base"] = "model"
             if Path(self.base_path).resolve() != (directory / "model").resolve():
                 shutil.copytree(self.base_path, directory / "model", dirs_exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
         sub = "adapter" if self.config.lora_r > 0 else "model"
         self.model.save_pretrained(str(directory / sub))
-        self.tokenizer.save_pretrained(str(directory / "model" if sub == "model"
-                                           else directory / "adapter"))
-        save_file({k: v.contiguous().cpu() for k, v in self.value_head.state_dict().items()},
-                  str(directory / VALUE_HEAD))
+        self.tokenizer.save_pretrained(str(directory / sub))
+        save_weights(self.value_head.state_dict(), directory / VALUE_HEAD)
+        write_policy_meta(directory, meta)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> LMPolicy:
         """Load a policy written by :meth:`save_pretrained` (base model + adapter, or the
         full fine-tuned model)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         meta = read_policy_meta(directory, expect=cls.policy_type)
-        config = LMPolicyConfig(**meta["config"])
+        config = config_from_meta(LMPolicyConfig, meta, directory)
         if meta.get("adapter") and meta.get("base") == "model":  # RL adapter on a full FT
             local = LMPolicyConfig(**{**meta["config"], "model": str(directory / "model")})
             policy = cls(local, _adapter=directory / "adapter", **kwargs)
@@ -494,6 +504,6 @@ class LMPolicy(nn.Module):
             local = LMPolicyConfig(**{**meta["config"], "model": str(directory / "model")})
             policy = cls(local, **kwargs)
             policy.config = config
-        policy.value_head.load_state_dict(load_file(str(directory / VALUE_HEAD)))
+        policy.value_head.load_state_dict(load_weights(directory / VALUE_HEAD))
         policy.eval()
         return policy

@@ -1,13 +1,14 @@
 """What a trainable policy offers the PPO runner: one protocol for every policy kind.
 
 A turn's action is made of ``L`` scored parts: one for a choice over valid actions (``L = 1``),
-one for a CLIP pick-and-place (the joint pick and place probability), one per generated token
+two for a CLIP pick-and-place (the pick, then the rotation-and-place), one per generated token
 for an LM. The runner clips each part's probability ratio and weights it with the turn's
 advantage, averaging over the parts that ``mask`` marks (prompt and observation tokens carry no
 loss). So choice, CLIP and LM policies share one PPO loop (:mod:`rlft.training.ppo`):
 
-* ``rl_features(obs, info, history)`` prepares one env's turn (kept in the rollout buffer and
-  scored again in every epoch, so cache frozen-encoder outputs on it);
+* ``encode(turn)`` prepares one env's turn (an :class:`rlft.agents.episode.Turn`: the episode
+  so far), the same method acting and imitation use; the result is kept in the rollout buffer
+  and scored again in every epoch, so frozen-encoder outputs are cached on it;
 * ``rl_act(features, generator)`` samples actions for a batch of turns: an :class:`RLStep`;
 * ``rl_evaluate(features, actions)`` scores taken actions with gradients: an :class:`ActionEval`;
 * ``rl_values(features)`` the value estimate alone (bootstrapping cut-off episodes).
@@ -84,9 +85,8 @@ class RLPolicy(Protocol):
 
     policy_type: str
 
-    def rl_features(self, obs: dict[str, Any], info: dict[str, Any], history: Sequence[Any]
-                    ) -> Any:
-        """One environment's turn, prepared for scoring."""
+    def encode(self, turn: Any) -> Any:
+        """One environment's turn (the episode so far), prepared for scoring."""
 
     def rl_act(self, features: Sequence[Any], generator: torch.Generator) -> RLStep:
         """Sample one action per turn (no gradients)."""

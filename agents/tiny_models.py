@@ -18,17 +18,15 @@ def shop_corpus(episodes: int = 20) -> tuple[str, ...]:
     import gymnasium as gym
 
     import rlft.envs  # noqa: F401
+    from rlft.agents.episode import rollout
+    from rlft.agents.expert_agent import ExpertAgent
 
     env = gym.make("rlft/Shop-v0")
-    expert = env.unwrapped.expert()
+    expert = ExpertAgent(env)
     texts = []
     for seed in range(episodes):
-        obs, info = env.reset(seed=seed)
-        while True:
-            texts += [obs["goal"], obs["page"], *info["valid_actions"]]
-            obs, _, term, trunc, info = env.step(expert.act(obs, info))
-            if term or trunc:
-                break
+        for step in rollout(env, expert, seed=seed):
+            texts += [step.obs["goal"], step.obs["page"], *step.info["valid_actions"]]
     env.close()
     return tuple(texts)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import tyro
 
 from rlft.agents.tiny_models import make_tiny_llama
-from rlft.training.agent_benchmark import markdown, run_benchmark, write_results
+from rlft.training.benchmark import markdown, run_benchmark, write_results
 from rlft.training.configs import BenchmarkArgs, ImitateArgs
 from rlft.training.demos import TRAJECTORY_FILE, collect
 from rlft.training.imitation import imitate
@@ -84,8 +84,9 @@ def main(args: Args) -> None:
             make_tiny_llama(base, hidden=args.lm_hidden, layers=args.lm_layers)
         imitate(ImitateArgs(demos=demos, out=lm, policy="lm", model=str(base), lora_r=0,
                             max_demos=args.lm_demos, epochs=args.lm_epochs, batch_size=8,
-                            lr=args.lm_lr, val_episodes=20, lm_window=args.lm_window,
-                            lm_max_page_chars=args.lm_max_page_chars, seed=args.seed))
+                            lr=args.lm_lr, val_episodes=20, seed=args.seed,
+                            policy_config=(f"window={args.lm_window}",
+                                           f"max_page_chars={args.lm_max_page_chars}")))
     lm_summary = json.loads((lm / "summary.json").read_text())
     rows = []
     if args.only_lm:
@@ -124,7 +125,7 @@ def main(args: Args) -> None:
             f"demos ({lm_summary['train_turns']} turns) for {len(lm_summary['history'])} epochs "
             f"({lm_summary['train_seconds']:.0f} s; best val loss {best['val_loss']:.3f}, "
             f"val token accuracy {best['val_acc']:.2f} at epoch {best['epoch'] + 1}); prompt: "
-            f"window {cfg['lm_window']}, {cfg['lm_max_page_chars']} page characters; "
+            f"window {args.lm_window}, {args.lm_max_page_chars} page characters; "
             f"constrained decoding; evaluated in {time.perf_counter() - t:.0f} s; CPU only "
             f"(no GPU in this session), {args.threads} torch thread(s), load "
             f"{os.getloadavg()[0]:.1f} at the end")

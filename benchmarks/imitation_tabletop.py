@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tyro
 
-from rlft.training.agent_benchmark import markdown, run_benchmark, write_results
+from rlft.training.benchmark import markdown, run_benchmark, write_results
 from rlft.training.configs import BenchmarkArgs, ImitateArgs, PretrainClipArgs
 from rlft.training.demos import TRAJECTORY_FILE, collect
 from rlft.training.imitation import imitate

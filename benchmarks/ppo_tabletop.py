@@ -28,7 +28,7 @@ from typing import Any
 
 import tyro
 
-from rlft.training.agent_benchmark import markdown, run_benchmark
+from rlft.training.benchmark import markdown, run_benchmark
 from rlft.training.configs import BenchmarkArgs, ImitateArgs
 from rlft.training.ppo import PPOArgs, train_ppo
 

@@ -15,6 +15,7 @@ from rlft.envs.web.actions import SEARCH_PLACEHOLDER
 from rlft.wrappers.valid_actions import (
     candidate_context,
     expand_valid_actions,
+    match_candidate,
     page_buttons,
     price_fits,
     propose_queries,
@@ -92,9 +93,9 @@ def test_log_probs_sum_to_one_over_the_choice_set(tiny_encoder, shop_turns):
     ent = out.entropy()
     assert ((ent >= 0) & (ent <= torch.log(sizes.float()) + 1e-5)).all()
     actions = torch.tensor([len(c) - 1 for c in out.candidates])
-    logp, ent2, values = policy.evaluate_actions(shop_turns, actions)
-    assert torch.allclose(logp, out.log_probs()[torch.arange(len(actions)), actions])
-    assert torch.allclose(ent2, ent) and values.shape == (len(shop_turns),)
+    ev = policy.rl_evaluate([policy.encode(t) for t in shop_turns], actions.tolist())
+    assert torch.allclose(ev.log_probs[:, 0], out.log_probs()[torch.arange(len(actions)), actions])
+    assert torch.allclose(ev.entropy, ent) and ev.values.shape == (len(shop_turns),)
 
 
 def test_act_returns_a_concrete_valid_action(tiny_encoder):
@@ -144,11 +145,11 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_encoder, sh
 
 def test_target_index_maps_expert_actions():
     cands = ["search[red shoes]", "search[red running shoes size 9]", "click[Back to Search]"]
-    assert ChoicePolicy.target_index(cands, "click[back to search]") == 2
-    assert ChoicePolicy.target_index(cands, "search[running shoes red size 9]") == 1
-    assert ChoicePolicy.target_index(cands, "search[shoes red]") == 0
+    assert match_candidate(cands, "click[back to search]") == 2
+    assert match_candidate(cands, "search[running shoes red size 9]") == 1
+    assert match_candidate(cands, "search[shoes red]") == 0
     with pytest.raises(ValueError, match="not among the candidates"):
-        ChoicePolicy.target_index(cands, "click[Buy Now]")
+        match_candidate(cands, "click[Buy Now]")
 
 
 def test_missing_checkpoint_says_what_to_do(tmp_path):
@@ -212,7 +213,7 @@ def test_lora_encoder_acts_from_the_first_step_and_gets_gradients(tiny_encoder, 
     obs, info = env.reset(seed=2)
     assert policy.act(obs, info).startswith("search[")  # empty history, unfrozen encoder
     env.close()
-    loss, _ = policy.bc_loss(shop_turns[:3], torch.zeros(3, dtype=torch.long))
+    loss, _ = policy.imitation_loss(shop_turns[:3], [0, 0, 0])
     loss.backward()
     lora_b = [p for n, p in policy.encoder.model.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.grad is not None for p in lora_b)

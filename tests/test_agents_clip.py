@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rlft.envs  # noqa: F401
-from rlft.agents import ClipPolicy, ClipPolicyConfig, load_policy, make_agent
+from rlft.agents import ClipPolicy, ClipPolicyConfig, Turn, load_policy, make_agent
 from rlft.agents.tiny_models import make_tiny_clip
 from rlft.training.configs import ImitateArgs
 from rlft.training.demos import collect
@@ -47,10 +47,10 @@ def test_heatmaps_are_distributions_and_indices_round_trip(tiny_clip, scene):
     cell = 0.5 / h  # metres per heatmap row (and column: 1.0 m / 80)
     assert np.allclose(back[:4], action[:4], atol=cell)
     assert abs((back[4] - action[4] + math.pi) % (2 * math.pi) - math.pi) <= math.pi / 8 + 1e-6
-    logp, ent2, values = policy.evaluate_actions([obs["goal"]], obs["color"], obs["depth"],
-                                                 action[None])
-    assert torch.allclose(logp, out.log_prob(torch.tensor([pick]), torch.tensor([place])))
-    assert torch.allclose(ent2, ent) and values.shape == (1,)
+    ev = policy.rl_evaluate([policy.encode(Turn.from_env(obs, {}))], [(pick, place)])
+    assert torch.allclose(ev.log_probs.sum(-1),
+                          out.log_prob(torch.tensor([pick]), torch.tensor([place])))
+    assert torch.allclose(ev.entropy, ent) and ev.values.shape == (1,)
 
 
 def test_save_load_round_trip(tmp_path, tiny_clip, scene):
@@ -143,7 +143,7 @@ def test_soft_targets_peak_on_the_demonstrated_pixel(tiny_clip):
 
 def test_critic_has_its_own_trunk(tiny_clip, scene, tmp_path):
     """Fitting the fresh critic in PPO must not move what the heatmaps read; a checkpoint
-    written before the critic had its own trunk still loads (with a fresh trunk)."""
+    that lacks the critic's trunk is refused with the file named."""
     obs, _ = scene
     policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip))
     out = policy([obs["goal"]], obs["color"], obs["depth"])
@@ -156,13 +156,13 @@ def test_critic_has_its_own_trunk(tiny_clip, scene, tmp_path):
     policy.save_pretrained(tmp_path / "p")
     from safetensors.torch import load_file, save_file
 
-    from rlft.agents.choice_policy import HEAD_NAME
+    from rlft.agents.checkpoint import HEAD_NAME
 
     weights = load_file(str(tmp_path / "p" / HEAD_NAME))
     save_file({k: v for k, v in weights.items() if not k.startswith("value_fcn.")},
               str(tmp_path / "p" / HEAD_NAME))
-    old = ClipPolicy.from_pretrained(tmp_path / "p")
-    torch.testing.assert_close(old.pick_head[0].weight, policy.pick_head[0].weight)
+    with pytest.raises(ValueError, match=r"head\.safetensors does not fit.*value_fcn"):
+        ClipPolicy.from_pretrained(tmp_path / "p")
 
 
 def test_rl_evaluate_scores_what_rl_act_sampled(tiny_clip):
@@ -175,7 +175,7 @@ def test_rl_evaluate_scores_what_rl_act_sampled(tiny_clip):
     feats = []
     for s in range(3):
         obs, info = env.reset(seed=s)
-        feats.append(policy.rl_features(obs, info, []))
+        feats.append(policy.encode(Turn.from_env(obs, info)))
     step = policy.rl_act(feats, torch.Generator().manual_seed(0))
     assert step.log_probs.shape == (3, 2) and step.mask.sum() == 6
     for a in step.env_actions:
@@ -221,7 +221,7 @@ def test_ppo_smoke_run_on_tabletop(tmp_path, tiny_clip):
     env = gym.make("rlft/PutBlockInBowl-v0")
     obs, info = env.reset(seed=1)
     env.close()
-    feats = [trained.rl_features(obs, info, [])]
+    feats = [trained.encode(Turn.from_env(obs, info))]
     with torch.no_grad():
         want = ref.rl_values(feats)
         moved = trained.rl_values(feats)

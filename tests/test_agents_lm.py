@@ -38,7 +38,10 @@ def test_plain_and_chat_template_prompts(tiny_lm, tiny_chat_lm, turn):
     plain = render_prompt(msgs)
     assert plain.endswith("### Assistant\n") and "Goal: " + turn.goal in plain
     assert "search[x]" in plain and "Valid actions: click[Buy Now]" in plain
-    chat = LMPolicy(LMPolicyConfig(model=tiny_chat_lm, lora_r=0)).prompt(turn, ["old page"])
+    past = Turn(turn.goal, turn.observation, turn.valid_actions, turn.history,
+                ({"goal": turn.goal, "page": "old page"},))
+    chat = LMPolicy(LMPolicyConfig(model=tiny_chat_lm, lora_r=0)).prompt(past)
+    assert "old page" in chat
     assert chat.startswith("<|system|>") and chat.endswith("<|assistant|>")
     assert "<|assistant|>search[x]<|end|>" in chat
 

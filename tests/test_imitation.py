@@ -72,7 +72,7 @@ def test_recorder_stores_images_in_npz(tmp_path):
         for _ in range(3):
             env.step(np.array([0.5, -0.5], np.float32))
     env.close()
-    _, episodes = load_demos(tmp_path)
+    _, episodes = load_demos(tmp_path, complete=False)
     assert [len(e) for e in episodes] == [3, 3]
     rec = episodes[1][2]
     assert rec["action"] == [0.5, -0.5] and rec["goal"] == "go" and rec["success"]
@@ -82,7 +82,7 @@ def test_recorder_stores_images_in_npz(tmp_path):
 
 
 def test_short_imitation_lowers_val_loss_and_resumes(tmp_path, demos, tiny_encoder):
-    args = ImitateArgs(demos=demos, out=tmp_path, encoder=tiny_encoder, epochs=6, hidden=32,
+    args = ImitateArgs(demos=demos, out=tmp_path, model=tiny_encoder, epochs=6, policy_config=("hidden=32",),
                        batch_size=16, lr=3e-3, val_episodes=10)
     summary = imitate(args)
     hist = summary["history"]
@@ -99,14 +99,14 @@ def test_short_imitation_lowers_val_loss_and_resumes(tmp_path, demos, tiny_encod
 def test_imitate_rejects_a_tabletop_env(tmp_path, demos, tiny_encoder):
     with pytest.raises(ValueError, match="web env"):
         imitate(ImitateArgs(demos=demos, out=tmp_path, env="rlft/PutBlockInBowl-v0",
-                            encoder=tiny_encoder))
+                            model=tiny_encoder))
 
 
 def test_cli_collect_imitate_evaluate_benchmark(tmp_path, tiny_encoder, capsys):
     demos, model = tmp_path / "demos", tmp_path / "il"
     main(["collect", "--env", "rlft/Shop-v0", "--episodes", "8", "--out", str(demos)])
     assert "8 episodes" in capsys.readouterr().out
-    main(["imitate", "--demos", str(demos), "--out", str(model), "--encoder", tiny_encoder,
+    main(["imitate", "--demos", str(demos), "--out", str(model), "--model", tiny_encoder,
           "--epochs", "2", "--val-episodes", "3", "--eval-episodes", "2"])
     assert "val success" in capsys.readouterr().out
     main(["evaluate", "--agent", str(model), "--episodes", "2", "--out",
@@ -152,7 +152,7 @@ def test_lm_policy_needs_a_model(tmp_path, demos):
 
 
 def test_bar_chart_tolerates_wilson_rounding(tmp_path):
-    from rlft.training.agent_benchmark import bar_chart
+    from rlft.training.benchmark import bar_chart
 
     row = {"env": "e", "name": "expert", "success": 1.0, "success_ci": (0.9, 0.9999999999)}
     bar_chart([row, {**row, "name": "random", "success": 0.0, "success_ci": (1e-17, 0.1)}],

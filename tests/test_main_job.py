@@ -13,9 +13,9 @@ from rlft.training.cli import main
 def test_demo_runs_demos_imitation_ppo_and_the_table(tmp_path, capsys):
     encoder = make_tiny_bert(tmp_path / "bert")
     out = tmp_path / "run"
-    main(["demo", "--out", str(out), "--encoder", str(encoder), "--demos", "3",
-          "--il-epochs", "1", "--ppo-updates", "2", "--ppo-envs", "2", "--ppo-steps", "3",
-          "--eval-episodes", "4"])
+    main(["demo", "--out", str(out), "--model", str(encoder), "--demos", "3",
+          "--imitate.epochs", "1", "--ppo.updates", "2", "--ppo.num-envs", "2",
+          "--ppo.num-steps", "3", "--eval-episodes", "4"])
     results = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in results["results"]]
     assert names == ["random", "IL", "IL+RL", "expert"]
@@ -31,7 +31,7 @@ def test_demo_runs_demos_imitation_ppo_and_the_table(tmp_path, capsys):
     # a rerun with other settings into the same directory stops before touching it
     before = (out / "il" / "rlft_policy.json").read_bytes()
     with pytest.raises(SystemExit) as e:
-        main(["demo", "--out", str(out), "--encoder", str(encoder), "--demos", "5"])
+        main(["demo", "--out", str(out), "--model", str(encoder), "--demos", "5"])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "demos=3 there, 5 now" in err and "--out" in err

@@ -62,7 +62,8 @@ def test_ppo_learns_the_doors_task_from_a_random_policy(init_policy, tmp_path):
 def _kl_to(policy_dir: str, reference_dir: str) -> float:
     import gymnasium as gym
 
-    from rlft.agents.choice_policy import ChoicePolicy, Turn
+    from rlft.agents.choice_policy import ChoicePolicy
+    from rlft.agents.episode import Turn
 
     env = gym.make("rlft-test/Doors-v0")
     a, b = ChoicePolicy.from_pretrained(policy_dir), ChoicePolicy.from_pretrained(reference_dir)

@@ -11,7 +11,7 @@ import torch
 from tiny_models import make_tiny_llama
 
 import rlft.envs  # noqa: F401
-from rlft.agents import LMPolicy, LMPolicyConfig, load_policy
+from rlft.agents import LMPolicy, LMPolicyConfig, Turn, load_policy
 from rlft.agents.rl import RLPolicy, masked_mean, reference_weights
 from rlft.training.ppo import PPOArgs, load_rl_policy, train_ppo
 
@@ -48,10 +48,10 @@ def _turns(policy: LMPolicy, n: int = 2) -> list:
     feats = []
     for seed in range(n):
         obs, info = env.reset(seed=seed)
-        feats.append(policy.rl_features(obs, info, []))
+        feats.append(policy.encode(Turn.from_env(obs, info)))
         action = env.unwrapped.expert().act(obs, info)
         obs, _, _, _, info = env.step(action)
-        feats.append(policy.rl_features(obs, info, [action]))
+        feats.append(policy.encode(Turn.from_env(obs, info, [action])))
     env.close()
     return feats
 

@@ -1,55 +1,146 @@
-"""Benchmark tables: evaluate baseline agents (and later trained policies) on one env."""
+"""``rlft benchmark`` and ``rlft evaluate``: agents x envs -> one table (markdown, JSON, chart).
+
+Agents are ``expert``, ``random`` or checkpoint directories (``name=PATH`` gives a display
+name), all built by :func:`rlft.agents.loading.make_agent`. Every (agent, env) pair plays the
+same seeded episodes of the split; the table (:func:`rlft.training.evaluate.markdown_table`)
+reports success (Wilson 95% interval), score (normal 95% interval), mean steps and acting speed
+(actions/s: the agent's ``act`` calls only, env time excluded).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 
 import rlft.envs  # noqa: F401  (registers the ids)
-from rlft.agents import ExpertAgent, RandomAgent
-from rlft.agents.base import Agent
-from rlft.training.evaluate import EvalResult, evaluate
+from rlft.agents.loading import BASELINES, make_agent
+from rlft.training.configs import BenchmarkArgs
+from rlft.training.evaluate import EvalResult, evaluate, markdown_table
 
 
-def make_baseline(name: str, env: gym.Env, seed: int = 0) -> Agent:
-    """``"expert"`` (the task's oracle), ``"random"``, or a checkpoint directory for ``env``."""
-    if name == "expert":
-        return ExpertAgent(env)
-    if name == "random":
-        return RandomAgent(env.action_space, seed=seed)
-    from rlft.agents.loading import make_agent
+class TimedAgent:
+    """Wraps an agent and measures the wall time of its ``act`` calls."""
 
-    return make_agent(name, env, seed=seed)
+    def __init__(self, agent: Any):
+        self.agent = agent
+        self.seconds = 0.0
+        self.actions = 0
+
+    def reset(self) -> None:
+        """Reset the wrapped agent."""
+        self.agent.reset()
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Any:
+        """The wrapped agent's action, timed."""
+        t = time.perf_counter()
+        action = self.agent.act(obs, info)
+        self.seconds += time.perf_counter() - t
+        self.actions += 1
+        return action
+
+    @property
+    def actions_per_s(self) -> float:
+        """Actions per second of acting time (nan before any action)."""
+        return self.actions / self.seconds if self.seconds > 0 else float("nan")
 
 
-def evaluate_baselines(env_id: str, agents: Sequence[str], *, episodes: int, split: str = "test",
-                       seed: int = 0, **env_kwargs) -> list[EvalResult]:
-    """Evaluate each named baseline on ``episodes`` seeded episodes of ``env_id``'s ``split``."""
+def agent_name(spec: str) -> tuple[str, str]:
+    """``(display name, agent spec)`` of ``NAME=PATH``, a baseline or a checkpoint path."""
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        return name, path
+    return (spec if spec in BASELINES else Path(spec).name), spec
+
+
+def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, episodes: int,
+                    split: str = "test", seed: int = 0, timed: bool = False,
+                    **env_kwargs: Any) -> list[EvalResult]:
+    """Evaluate each agent (``{name: spec}``, or specs named by :func:`agent_name`) on the
+    same ``episodes`` seeded episodes of ``env_id``'s ``split``; with ``timed`` the results
+    carry ``actions_per_s``."""
     from rich.progress import Progress
 
+    if episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    named = dict(agents) if isinstance(agents, Mapping) else dict(map(agent_name, agents))
     results = []
     with Progress(transient=True) as bar:
-        for name in agents:
+        for name, spec in named.items():
             env = gym.make(env_id, split=split, **env_kwargs)
-            task = bar.add_task(f"{name:>8}", total=episodes)
-            agent = make_baseline(name, env, seed)
-            results.append(evaluate(env, agent, episodes, seed=seed, name=name,
-                                    progress=lambda n, t=task: bar.update(t, completed=n)))
-            env.close()
+            try:
+                agent = TimedAgent(make_agent(spec, env, seed=seed))
+                task = bar.add_task(f"{env_id} {name}", total=episodes)
+                result = evaluate(env, agent, episodes, seed=seed, name=name,
+                                  progress=lambda n, t=task: bar.update(t, completed=n))
+            finally:
+                env.close()
+            results.append(replace(result, actions_per_s=agent.actions_per_s) if timed
+                           else result)
     return results
 
 
-def print_table(results: Sequence[EvalResult], title: str = "") -> None:
-    """Print results as a rich table with 95% intervals."""
-    from rich.console import Console
-    from rich.table import Table
+def run_benchmark(args: BenchmarkArgs) -> list[dict[str, Any]]:
+    """Evaluate every agent on every env; write the table, JSON and chart; return the rows."""
+    rows = []
+    for env_id in args.envs:
+        named = dict(map(agent_name, args.agents))
+        for result, spec in zip(evaluate_agents(env_id, named, episodes=args.episodes,
+                                                split=args.split, seed=args.seed, timed=True),
+                                named.values(), strict=True):
+            rows.append({"env": env_id, "agent": spec, **result.to_dict(), "split": args.split})
+    if args.out is not None:
+        write_results(rows, args.out, note=args.note)
+    return rows
 
-    table = Table(title=title)
-    for col in ("agent", "episodes", "success", "95% CI", "score", "95% CI", "steps"):
-        table.add_column(col, justify="left" if col == "agent" else "right")
-    for r in results:
-        table.add_row(r.name, str(r.episodes), f"{r.success:.3f}",
-                      f"[{r.success_ci[0]:.2f}, {r.success_ci[1]:.2f}]", f"{r.score:.3f}",
-                      f"[{r.score_ci[0]:.2f}, {r.score_ci[1]:.2f}]", f"{r.mean_steps:.1f}")
-    Console(width=120).print(table)
+
+def markdown(rows: Sequence[dict[str, Any]], note: str = "") -> str:
+    """The benchmark table in markdown (ends with a newline)."""
+    return markdown_table(rows, note) + "\n"
+
+
+def bar_chart(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Success per agent, grouped by env, with 95% interval error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    agents = list(dict.fromkeys(r["name"] for r in rows))
+    width = 0.8 / max(1, len(agents))
+    fig, ax = plt.subplots(figsize=(max(4, 1.8 * len(envs) * max(1, len(agents)) / 2), 3.5))
+    for i, agent in enumerate(agents):
+        xs, ys, lo, hi = [], [], [], []
+        for j, env in enumerate(envs):
+            for r in rows:
+                if r["env"] == env and r["name"] == agent:
+                    xs.append(j + i * width)
+                    ys.append(r["success"])
+                    # Wilson bounds at 0 or 1 can miss the estimate by rounding: clip at 0
+                    lo.append(max(0.0, r["success"] - r["success_ci"][0]))
+                    hi.append(max(0.0, r["success_ci"][1] - r["success"]))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=agent)
+    ax.set_xticks(np.arange(len(envs)) + width * (len(agents) - 1) / 2, envs)
+    ax.set_ylabel("success (95% CI)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(rows: Sequence[dict[str, Any]], out: Path, note: str = "") -> None:
+    """Write ``out.md``, ``out.json`` and ``out.png`` (the markdown last: it marks the
+    results complete)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(list(rows), indent=2))
+    bar_chart(rows, out.with_suffix(".png"))
+    out.with_suffix(".md").write_text(markdown(rows, note))

@@ -26,9 +26,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from rlft.training.configs import BenchmarkArgs, ImitateArgs, PretrainClipArgs
+from rlft.training.configs import BenchmarkArgs, ImitateArgs, PPOArgs, PretrainClipArgs
 from rlft.training.main_job import MainJobArgs
-from rlft.training.ppo import PPOArgs
 
 
 def envs() -> None:
@@ -61,9 +60,10 @@ def evaluate(env: str = "rlft/Shop-v0", agent: str = "expert",
              out: Path | None = None) -> None:
     """Evaluate an agent: 'expert', 'random' or a checkpoint directory written by
     `rlft imitate`; print a table (and write JSON to --out)."""
-    from rlft.training.benchmark import evaluate_baselines, print_table
+    from rlft.training.benchmark import evaluate_agents
+    from rlft.training.evaluate import print_table
 
-    results = evaluate_baselines(env, [agent], episodes=episodes, split=split, seed=seed)
+    results = evaluate_agents(env, [agent], episodes=episodes, split=split, seed=seed)
     print_table(results, title=f"{env} ({split} split)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,9 @@ def imitate(args: Annotated[ImitateArgs, tyro.conf.arg(name="")]) -> None:
 
     summary = run_imitation(args)
     last = summary["history"][-1] if summary["history"] else {}
+    best = summary["best_val_loss"]
     print(f"trained on {summary['train_turns']} turns in {summary['train_seconds']:.0f}s; "
-          f"best val loss {summary['best_val_loss']:.3f}, last {last} -> {args.out}")
+          f"best val loss {best if best is None else f'{best:.3f}'}, last {last} -> {args.out}")
     if "val_eval" in summary:
         print(f"val success {summary['val_eval']['success']:.3f} "
               f"score {summary['val_eval']['score']:.3f}")
@@ -117,8 +118,7 @@ def train(algorithm: tyro.conf.Positional[Literal["ppo"]],
 
     summary = train_ppo(args)
     if "test" in summary:
-        from rlft.training.benchmark import print_table
-        from rlft.training.evaluate import EvalResult
+        from rlft.training.evaluate import EvalResult, print_table
 
         print_table([EvalResult(**summary[k]) for k in ("test_start", "test")],
                     title=f"{args.env}: test split, {args.eval_episodes} episodes "
@@ -136,7 +136,7 @@ def demo(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:
 
 def benchmark(args: Annotated[BenchmarkArgs, tyro.conf.arg(name="")]) -> None:
     """Benchmark agents x envs: markdown table with 95% CIs, JSON and a bar chart PNG."""
-    from rlft.training.agent_benchmark import markdown, run_benchmark
+    from rlft.training.benchmark import markdown, run_benchmark
 
     print(markdown(run_benchmark(args), args.note))
 

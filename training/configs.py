@@ -5,49 +5,48 @@ Kept free of torch imports so that ``rlft --help`` stays fast.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from rlft.agents.defaults import DEFAULT_ENCODER
+from typing import Any, Literal
 
 
 @dataclass
 class ImitateArgs:
-    """Behaviour cloning from expert demos (``rlft imitate``)."""
+    """Imitation of expert demos (``rlft imitate``): behaviour cloning (choice, clip) or SFT on
+    action tokens (lm). Fields left unset take the env's preset (:mod:`rlft.training.presets`)."""
 
-    demos: Path
-    """Directory written by ``rlft collect`` (trajectories.jsonl)."""
-    out: Path
-    """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs."""
+    demos: Path = Path("runs/demos")
+    """Directory written by ``rlft collect`` (trajectories.jsonl, meta.json)."""
+    out: Path = Path("runs/il-shop")
+    """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs,
+    summary.json (written last: the stage is complete)."""
     env: str = "rlft/Shop-v0"
     """Environment id the demos come from (its val split is used for validation)."""
-    policy: Literal["choice", "lm", "clip"] = "choice"
-    """Policy kind: choice (text encoder + heads, BC), lm (causal LM, SFT on action tokens) or
-    clip (CLIP towers + pick/place heatmaps, BC; tabletop envs)."""
+    policy: str = "choice"
+    """Policy kind: choice (text encoder + heads, BC), lm (causal LM, SFT on action tokens),
+    clip (CLIP towers + pick/place heatmaps, BC; tabletop envs), or module:Class."""
     model: str | None = None
-    """For --policy lm: the HF causal LM; for --policy clip: the HF CLIP model (name or path)."""
-    encoder: str = DEFAULT_ENCODER
-    """Text encoder: HF name or local path (default: the bundled all-MiniLM-L6-v2)."""
-    max_demos: int | None = None
-    """Use at most this many demo episodes (default: all)."""
-    epochs: int = 10
-    """Passes over the demos (the epoch kept is chosen by ``select_by``)."""
-    batch_size: int = 64
-    """Turns per gradient step."""
-    lr: float = 1e-3
-    """AdamW learning rate (cosine-decayed to 10%)."""
-    weight_decay: float = 1e-2
-    """AdamW weight decay."""
-    hidden: int = 256
-    """Width of the policy's heads."""
+    """Pretrained weights (HF name or local path): choice: the text encoder (default: the
+    bundled all-MiniLM-L6-v2); lm: the causal LM; clip: the CLIP."""
     lora_r: int = 0
     """LoRA rank. choice: on the encoder (0: frozen encoder with cached embeddings, the fast
     default). lm: on the LM (0: full fine-tuning)."""
-    lm_window: int = 2
-    """For --policy lm: past (page, action) turns in the prompt."""
-    lm_max_page_chars: int = 1000
-    """For --policy lm: characters of the current page in the prompt."""
+    policy_config: tuple[str, ...] = ()
+    """Other fields of the policy's config as KEY=VALUE (values read as JSON, else text), e.g.
+    ``hidden=128`` (choice), ``window=1 max_page_chars=500`` (lm), ``augment=true`` (clip)."""
+    max_demos: int | None = None
+    """Use at most this many demo episodes (default: all)."""
+    epochs: int | None = None
+    """Passes over the demos (the epoch kept is chosen by ``select_by``; default: the env's
+    preset, 10)."""
+    batch_size: int | None = None
+    """Turns per gradient step (default: the env's preset: 64; tabletop 16)."""
+    lr: float | None = None
+    """AdamW learning rate, cosine-decayed to 10% (default: the env's preset: 1e-3; tabletop
+    2e-3)."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
     val_episodes: int = 50
     """Expert episodes of the val split used for validation loss/accuracy (0: none)."""
     select_by: Literal["val_loss", "val_success"] = "val_loss"
@@ -67,6 +66,85 @@ class ImitateArgs:
     resume: bool = True
     """Resume from OUT/checkpoint.pt when it exists."""
 
+    def policy_options(self) -> dict[str, Any]:
+        """``policy_config`` (and ``lora_r``) as keyword arguments of the policy's config."""
+        options: dict[str, Any] = {"lora_r": self.lora_r}
+        for item in self.policy_config:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--policy-config takes KEY=VALUE pairs, got {item!r}")
+            try:
+                options[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                options[key.strip()] = value
+        return options
+
+
+@dataclass
+class PPOArgs:
+    """PPO fine-tuning of an imitation-tuned policy (choice, CLIP or LM). Fields left unset
+    take the env's preset (:mod:`rlft.training.presets`: the Shop's, or tabletop's)."""
+
+    env: str = "rlft/Shop-v0"
+    """Environment id (a web env for choice and LM policies, a tabletop env for CLIP)."""
+    policy: str = "runs/il-shop"
+    """Checkpoint directory of the policy to fine-tune (``rlft imitate`` writes one)."""
+    out: str = "runs/ppo-shop"
+    """Run directory: TensorBoard logs, checkpoints, the final policy and evaluation
+    (summary.json, written last: the stage is complete)."""
+    split: str = "train"
+    """Split the rollouts use (evaluation always uses ``test``)."""
+    reward_mode: str = "shaped"
+    """Reward mode of the training env."""
+    num_envs: int | None = None
+    """Parallel environments per process (preset: 4; tabletop 8)."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """Gymnasium vector env mode."""
+    num_steps: int | None = None
+    """Turns per environment per rollout (preset: 32; tabletop 8)."""
+    updates: int | None = None
+    """Rollout + optimisation rounds (preset: 60; tabletop 64)."""
+    learning_rate: float | None = None
+    """Adam learning rate, linearly annealed to 0 when ``anneal_lr`` (preset: 3e-4; tabletop
+    1e-3)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly over the updates."""
+    gamma: float | None = None
+    """Discount per turn (preset: 0.99; tabletop 0.9)."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    update_epochs: int | None = None
+    """Optimisation epochs over each rollout (preset: 4; tabletop 2)."""
+    minibatch_size: int | None = None
+    """Turns per minibatch (preset: 32)."""
+    clip_coef: float = 0.2
+    """PPO ratio clip."""
+    clip_vloss: bool = True
+    """Clip the value loss around the rollout's values."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    ent_coef: float | None = None
+    """Entropy bonus weight (preset: 0.01; tabletop 0)."""
+    kl_coef: float | None = None
+    """Weight of KL(policy || imitation checkpoint) (preset: 0.02)."""
+    max_grad_norm: float = 0.5
+    """Gradient norm clip."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    seed: int = 0
+    """Seed of torch, numpy, the sampler and the environments."""
+    checkpoint_every: int = 5
+    """Save a resumable checkpoint every N updates (0: only at the end)."""
+    resume: bool = False
+    """Resume from ``out/checkpoint`` if it exists."""
+    eval_episodes: int = 100
+    """Test-split episodes of the final evaluation (0: skip)."""
+    progress: bool = True
+    """Show a progress bar."""
+    lora_r: int = 8
+    """LoRA rank of the adapter added for RL to a policy imitated without one (an LM policy
+    with all weights fine-tuned): its weights stay frozen and only the adapter (and value head)
+    train, so the KL reference is the adapter's copy, not the model's. Unused otherwise."""
 
 
 @dataclass

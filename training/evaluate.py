@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlft.agents.base import Agent
+from rlft.agents.episode import rollout
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,15 @@ class EvalResult:
     score_ci: tuple[float, float]
     mean_return: float
     mean_steps: float
+    actions_per_s: float | None = None
+    """Acting speed (the agent's ``act`` calls only), when measured."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        return asdict(self)
+        """A JSON-able dict (without ``actions_per_s`` when it was not measured)."""
+        d = asdict(self)
+        if d["actions_per_s"] is None:
+            del d["actions_per_s"]
+        return d
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -64,16 +70,13 @@ def mean_interval(values: Iterable[float], z: float = 1.96) -> tuple[float, floa
 def run_episode(env: gym.Env, agent: Agent, *, seed: int | None = None,
                 options: dict[str, Any] | None = None) -> EpisodeResult:
     """Play one episode of ``agent`` in ``env`` to its end (termination or truncation)."""
-    obs, info = env.reset(seed=seed, options=options)
-    agent.reset()
     ret, steps = 0.0, 0
-    while True:
-        obs, reward, terminated, truncated, info = env.step(agent.act(obs, info))
-        ret += float(reward)
+    for step in rollout(env, agent, seed=seed, options=options):
+        ret += step.reward
         steps += 1
-        if terminated or truncated:
-            return EpisodeResult(bool(info.get("success", False)), float(info.get("score", 0.0)),
-                                 ret, steps)
+    info = step.next_info
+    return EpisodeResult(bool(info.get("success", False)), float(info.get("score", 0.0)), ret,
+                         steps)
 
 
 def summarize(name: str, results: list[EpisodeResult]) -> EvalResult:
@@ -100,14 +103,49 @@ def evaluate(env: gym.Env, agent: Agent, episodes: int, *, seed: int = 0, name: 
     return summarize(name, results)
 
 
-def markdown_table(results: list[EvalResult]) -> str:
-    """A markdown table of results: success and score with their 95% intervals."""
-    lines = ["| agent | episodes | success | 95% CI | score | 95% CI | steps |",
-             "|---|---:|---:|---|---:|---|---:|"]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {r.episodes} | {r.success:.3f} | [{r.success_ci[0]:.2f}, "
-            f"{r.success_ci[1]:.2f}] | {r.score:.3f} | [{r.score_ci[0]:.2f}, {r.score_ci[1]:.2f}]"
-            f" | {r.mean_steps:.1f} |"
-        )
+def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows of cells)`` of evaluation results: the one table layout that the
+    markdown files and the terminal tables share. Rows are :class:`EvalResult` s or their dicts;
+    an ``env`` column appears when the rows have one, ``actions/s`` when they have
+    ``actions_per_s``."""
+    dicts = [r.to_dict() if isinstance(r, EvalResult) else dict(r) for r in rows]
+    with_env = any("env" in d for d in dicts)
+    with_speed = any(d.get("actions_per_s") is not None for d in dicts)
+    header = (["env"] if with_env else []) + ["agent", "episodes", "success", "95% CI", "score",
+                                              "95% CI", "steps"]
+    header += ["actions/s"] if with_speed else []
+    cells = []
+    for d in dicts:
+        row = [str(d.get("env", ""))] if with_env else []
+        row += [str(d["name"]), str(d["episodes"]), f"{d['success']:.3f}",
+                f"[{d['success_ci'][0]:.2f}, {d['success_ci'][1]:.2f}]", f"{d['score']:.3f}",
+                f"[{d['score_ci'][0]:.2f}, {d['score_ci'][1]:.2f}]", f"{d['mean_steps']:.1f}"]
+        row += [f"{d.get('actions_per_s', float('nan')):.1f}"] if with_speed else []
+        cells.append(row)
+    return header, cells
+
+
+def markdown_table(rows: Sequence[EvalResult | dict[str, Any]], note: str = "") -> str:
+    """A markdown table of results: success and score with their 95% intervals (and a note
+    line under it)."""
+    header, cells = table_cells(rows)
+    align = ["---" if h in ("env", "agent", "95% CI") else "---:" for h in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
+
+
+def print_table(rows: Sequence[EvalResult | dict[str, Any]], title: str = "") -> None:
+    """Print results in the terminal (rich), the same cells as :func:`markdown_table`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    header, cells = table_cells(rows)
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col, justify="left" if col in ("env", "agent") else "right")
+    for row in cells:
+        table.add_row(*row)
+    Console(width=120).print(table)

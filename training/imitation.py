@@ -1,17 +1,18 @@
-"""Imitation from expert demos: behaviour cloning of a ChoicePolicy, SFT of an LMPolicy.
+"""Imitation from expert demos, one loop for every policy kind: BC (choice, clip), SFT (lm).
 
 ``rlft imitate --policy choice --env rlft/Shop-v0 --demos runs/demos --out runs/il-shop``
 
-Each demo step becomes a :class:`Turn` (goal, page, valid actions, the episode's previous
-actions) whose target is the candidate standing for the expert's action (for a search: the
-proposed query closest to the expert's). Choice policy: cross-entropy over the candidates.
-LM policy (``--policy lm --model PATH``): SFT, the negative log-likelihood of the target
-action's tokens after the chat prompt, with the prompt tokens masked out of the loss.
+Every demo step is replayed as a :class:`rlft.agents.episode.Turn` (the episode so far, as the
+policy would have seen it acting) and encoded by the policy's own ``encode``, the input it acts
+on and PPO scores; ``policy.imitation_target`` turns the expert's action into what
+``policy.imitation_loss`` trains towards (for a search: the proposed query closest to the
+expert's). The loop knows no policy kind: it speaks :class:`rlft.agents.policy.TrainablePolicy`.
 Validation runs on expert turns from the env's ``val`` split (fresh goals) every epoch; the
 best epoch is saved with ``save_pretrained``: by validation loss, or (``select_by
-val_success``) by the success of greedy rollouts on val-split episodes every few epochs. ``checkpoint.pt`` (heads,
-optimizer, epoch, RNG) is written every epoch, so an interrupted run resumes where it stopped.
-TensorBoard logs go to ``OUT/tb``.
+val_success``) by the success of greedy rollouts on val-split episodes every few epochs.
+``checkpoint.pt`` (trainable weights, optimizer, epoch, RNG) is written every epoch, so an
+interrupted run resumes where it stopped; ``summary.json`` is written last. TensorBoard logs go
+to ``OUT/tb``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,214 +30,53 @@ import numpy as np
 import torch
 
 import rlft.envs  # noqa: F401  (registers the ids)
-from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig, Turn, TurnFeatures
+from rlft.agents.loading import build_policy, check_pairing, policy_class
 from rlft.training.configs import ImitateArgs
-from rlft.training.demos import load_demos
+from rlft.training.demos import demo_turns, expert_turns, load_demos
+from rlft.training.presets import resolve
 
 CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
 
 
-@dataclass
-class Example:
-    """One imitation example: the turn, the expert's action, the pages of earlier turns."""
-
-    turn: Turn
-    action: str
-    history_pages: tuple[str, ...] = ()
-
-
-def demo_turns(episodes: Sequence[Sequence[dict[str, Any]]]) -> list[Example]:
-    """Examples from recorded episodes (history = the episode's earlier actions and pages)."""
-    examples = []
-    for ep in episodes:
-        history: list[str] = []
-        pages: list[str] = []
-        for rec in ep:
-            if "page" not in rec or "valid_actions" not in rec:
-                raise ValueError("these demos have no page/valid_actions: the choice and LM "
-                                 "policies imitate web-env demos (rlft collect --env "
-                                 "rlft/Shop-v0)")
-            examples.append(Example(Turn(rec["goal"], rec["page"], tuple(rec["valid_actions"]),
-                                         tuple(history), len(history)),
-                                    str(rec["action"]), tuple(pages)))
-            history.append(str(rec["action"]))
-            pages.append(rec["page"])
-    return examples
-
-
-def expert_steps(env_id: str, split: str, episodes: int, seed: int = 0
-                 ) -> Iterator[tuple[dict[str, Any], dict[str, Any], Any, bool]]:
-    """``(obs, info, expert action, first turn of its episode)`` for every turn of ``episodes``
-    fresh expert episodes on ``split`` (episode ``i`` reset with ``seed + i``); the env is
-    closed when the generator ends or is dropped."""
-    env = gym.make(env_id, split=split)
-    expert = env.unwrapped.expert()
-    try:
-        for i in range(episodes):
-            obs, info = env.reset(seed=seed + i)
-            if hasattr(expert, "reset"):
-                expert.reset()
-            first = True
-            while True:
-                action = expert.act(obs, info)
-                yield obs, info, action, first
-                first = False
-                obs, _, term, trunc, info = env.step(action)
-                if term or trunc:
-                    break
-    finally:
-        env.close()
-
-
-def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0) -> list[Example]:
-    """Examples from fresh expert episodes on ``split`` (not written to disk)."""
-    examples: list[Example] = []
-    history: list[str] = []
-    pages: list[str] = []
-    for obs, info, action, first in expert_steps(env_id, split, episodes, seed):
-        if first:
-            history, pages = [], []
-        examples.append(Example(Turn.from_env(obs, info, history), action, tuple(pages)))
-        history.append(action)
-        pages.append(obs["page"])
-    return examples
-
-
-def check_env_kind(env_id: str, policy: str) -> tuple[int, int] | None:
-    """Raise a ValueError that says what to do when ``policy`` cannot act in ``env_id``;
-    returns the heightmap size of a tabletop env (None for web envs)."""
-    env = gym.make(env_id)
-    try:
-        space = env.observation_space
-        keys = set(space.spaces) if isinstance(space, gym.spaces.Dict) else set()
-        if policy in ("choice", "lm") and "page" not in keys:
-            raise ValueError(f"the {policy!r} policy acts in web envs (goal + page text); "
-                             f"{env_id} is not one — use a web env such as rlft/Shop-v0, or "
-                             f"--policy clip for tabletop envs")
-        if policy == "clip":
-            if "color" not in keys:
-                raise ValueError(f"the 'clip' policy acts in tabletop envs; {env_id} is not "
-                                 f"one — use e.g. rlft/PutBlockInBowl-v0, or --policy choice "
-                                 f"for web envs")
-            return tuple(space.spaces["color"].shape[:2])
-        return None
-    finally:
-        env.close()
-
-
-@dataclass
-class ImageExample:
-    """One tabletop imitation example: goal, heightmap and the expert's action."""
-
-    goal: str
-    color: np.ndarray
-    depth: np.ndarray
-    action: np.ndarray
-
-
-def tabletop_demo_examples(episodes: Sequence[Sequence[dict[str, Any]]], directory: Path
-                           ) -> list[ImageExample]:
-    """Examples from recorded tabletop episodes (heightmaps read from their npz files)."""
-    out, cache = [], {}
-    for ep in episodes:
-        for rec in ep:
-            ref = rec.get("arrays")
-            if ref is None:
-                raise ValueError("these demos have no image observations: the clip policy "
-                                 "imitates tabletop demos (rlft collect --env "
-                                 "rlft/PutBlockInBowl-v0)")
-            if ref["file"] not in cache:
-                with np.load(directory / ref["file"]) as z:
-                    cache = {ref["file"]: {k: z[k] for k in z.files}}
-            arrays = cache[ref["file"]]
-            out.append(ImageExample(rec["goal"], arrays["color"][ref["index"]["color"]],
-                                    arrays["depth"][ref["index"]["depth"]],
-                                    np.asarray(rec["action"], dtype=np.float32)))
-    return out
-
-
-def tabletop_expert_examples(env_id: str, split: str, episodes: int, seed: int = 0
-                             ) -> list[ImageExample]:
-    """Examples from fresh expert episodes of a tabletop env (not written to disk)."""
-    return [ImageExample(obs["goal"], obs["color"], obs["depth"],
-                         np.asarray(action, dtype=np.float32))
-            for obs, _, action, _ in expert_steps(env_id, split, episodes, seed)]
-
-
-def make_policy(args: ImitateArgs, heightmap: tuple[int, int] | None = None) -> Any:
-    """A fresh policy of the kind ``args.policy`` names."""
-    if args.policy == "clip":
-        from rlft.agents.clip_policy import ClipPolicy, ClipPolicyConfig
-
-        if args.model is None:
-            raise ValueError("--policy clip needs --model NAME_OR_PATH (an HF CLIP model)")
-        return ClipPolicy(ClipPolicyConfig(clip=args.model, heightmap=heightmap or (160, 320)),
-                          seed=args.seed)
-    if args.policy == "lm":
-        from rlft.agents.lm_policy import LMPolicy, LMPolicyConfig
-
-        if args.model is None:
-            raise ValueError("--policy lm needs --model NAME_OR_PATH (an HF causal LM)")
-        return LMPolicy(LMPolicyConfig(model=args.model, lora_r=args.lora_r,
-                                       window=args.lm_window,
-                                       max_page_chars=args.lm_max_page_chars), seed=args.seed)
-    return ChoicePolicy(ChoicePolicyConfig(encoder=args.encoder, hidden=args.hidden,
-                                           lora_r=args.lora_r), seed=args.seed)
-
-
-def _prepare(policy: Any, examples: list[Example]) -> tuple[list[Any], Any]:
-    """(inputs, targets) for :func:`_loss`: featurised turns and candidate indices for the
-    choice policy; prompts and the target candidate's text for the LM policy."""
-    if getattr(policy, "policy_type", None) == "clip":
-        return list(examples), [e.action for e in examples]
-    if isinstance(policy, ChoicePolicy):
-        feats = [policy.featurize(e.turn) for e in examples]
-        targets = torch.tensor([policy.target_index(f.candidates, e.action)
-                                for f, e in zip(feats, examples, strict=True)])
-        return feats, targets
-    prompts, actions = [], []
-    for e in examples:
-        cands = policy.candidates(e.turn)
-        prompts.append(policy.prompt(e.turn, e.history_pages))
-        actions.append(cands[ChoicePolicy.target_index(cands, e.action)])
-    return prompts, actions
-
-
-def _loss(policy: Any, inputs: Sequence[Any], targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if getattr(policy, "policy_type", None) == "clip":
-        return policy.bc_loss([e.goal for e in inputs], [e.color for e in inputs],
-                              [e.depth for e in inputs], targets)
-    if isinstance(policy, ChoicePolicy):
-        return policy.bc_loss(inputs, targets)
-    return policy.sft_loss(inputs, targets)
-
-
-def _take(targets: Any, idx: list[int]) -> Any:
-    return targets[idx] if isinstance(targets, torch.Tensor) else [targets[i] for i in idx]
+def encode_examples(policy: Any, examples: Sequence[tuple[Any, Any]]
+                    ) -> tuple[list[Any], list[Any]]:
+    """``(inputs, targets)``: each turn encoded by the policy, each expert action as its
+    imitation target."""
+    inputs = [policy.encode(turn) for turn, _ in examples]
+    targets = [policy.imitation_target(f, action)
+               for f, (_, action) in zip(inputs, examples, strict=True)]
+    return inputs, targets
 
 
 @torch.no_grad()
-def _validate(policy: Any, feats: list[Any], targets: Any, batch_size: int
+def _validate(policy: Any, inputs: list[Any], targets: list[Any], batch_size: int
               ) -> tuple[float, float]:
     policy.eval()
     total_loss, total_acc = 0.0, 0.0
-    for i in range(0, len(feats), batch_size):
-        loss, acc = _loss(policy, feats[i : i + batch_size], targets[i : i + batch_size])
-        n = len(feats[i : i + batch_size])
+    for i in range(0, len(inputs), batch_size):
+        loss, acc = policy.imitation_loss(inputs[i : i + batch_size], targets[i : i + batch_size])
+        n = len(inputs[i : i + batch_size])
         total_loss += float(loss) * n
         total_acc += float(acc) * n
     policy.train()
-    return total_loss / max(1, len(feats)), total_acc / max(1, len(feats))
+    return total_loss / max(1, len(inputs)), total_acc / max(1, len(inputs))
 
 
-def _warm_cache(policy: ChoicePolicy, feats: Sequence[TurnFeatures], bar: Any) -> None:
-    texts = sorted({t for f in feats for t in [f.goal, *f.candidate_texts, *f.history_texts]},
-                   key=lambda t: (len(t), t))  # not the hash seed's order: reproducible batches
-    task = bar.add_task("encode texts", total=len(texts))
-    step = policy.encoder.batch_size * 4
-    for i in range(0, len(texts), step):
-        policy.encoder(texts[i : i + step])
-        bar.update(task, completed=min(len(texts), i + step))
+def _check_args(args: ImitateArgs) -> None:
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
+                             f"{getattr(args, name)}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}")
+    if args.val_episodes < 0 or args.eval_episodes < 0:
+        raise ValueError("--val-episodes and --eval-episodes cannot be negative")
+    if args.select_by not in ("val_loss", "val_success"):
+        raise ValueError(f"select_by must be 'val_loss' or 'val_success', got {args.select_by!r}")
+    if args.select_by == "val_success" and (args.select_episodes < 1 or args.select_every < 1):
+        raise ValueError("--select-by val_success needs --select-episodes >= 1 and "
+                         "--select-every >= 1")
 
 
 def imitate(args: ImitateArgs) -> dict[str, Any]:
@@ -244,69 +84,70 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     from rich.progress import Progress
     from torch.utils.tensorboard import SummaryWriter
 
+    args = resolve(args)
+    _check_args(args)
     t_start = time.perf_counter()
-    heightmap = check_env_kind(args.env, args.policy)
-    meta, episodes = load_demos(args.demos, args.max_demos)
-    if meta.get("env_id") not in (None, args.env):
-        raise ValueError(f"the demos in {args.demos} were recorded on {meta['env_id']}, not "
-                         f"{args.env}; pass --env {meta['env_id']} or other demos")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    probe = gym.make(args.env)
+    try:
+        check_pairing(policy_class(args.policy), probe)
+        meta, episodes = load_demos(args.demos, args.max_demos)
+        if meta.get("env_id") != args.env:
+            raise ValueError(f"the demos in {args.demos} were recorded on {meta.get('env_id')}, "
+                             f"not {args.env}; pass --env {meta.get('env_id')} or other demos")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        np.random.seed(args.seed)
+        policy = build_policy(args.policy, probe, model=args.model, seed=args.seed,
+                              **args.policy_options())
+    finally:
+        probe.close()
+    train_inputs, train_targets = encode_examples(policy, demo_turns(args.demos, episodes))
+    val_inputs, val_targets = encode_examples(
+        policy, list(expert_turns(args.env, "val", args.val_episodes, seed=args.seed)))
 
-    policy = make_policy(args, heightmap)
-    if args.policy == "clip":
-        train_pairs: list[Any] = tabletop_demo_examples(episodes, Path(args.demos))
-        val_pairs: list[Any] = tabletop_expert_examples(
-            args.env, "val", args.val_episodes, seed=args.seed)
-    else:
-        train_pairs = demo_turns(episodes)
-        val_pairs = expert_turns(args.env, "val", args.val_episodes, seed=args.seed)
-    train_feats, train_targets = _prepare(policy, train_pairs)
-    val_feats, val_targets = _prepare(policy, val_pairs)
-
-    params = [p for p in policy.parameters() if p.requires_grad]
+    trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    params = list(trainable.values())
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = max(1, -(-len(train_feats) // args.batch_size))
+    steps_per_epoch = max(1, -(-len(train_inputs) // args.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, s / (
             args.epochs * steps_per_epoch)))))
-    if args.select_by not in ("val_loss", "val_success"):
-        raise ValueError(f"select_by must be 'val_loss' or 'val_success', got {args.select_by!r}")
-    if args.select_by == "val_success" and (args.select_episodes < 1 or args.select_every < 1):
-        raise ValueError("--select-by val_success needs --select-episodes >= 1 and "
-                         "--select-every >= 1")
     start_epoch, best_val, history = 0, None, []
     ckpt_path = out / CHECKPOINT
     if args.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        try:
+            ckpt = torch.load(ckpt_path, weights_only=False)
+        except Exception as e:  # noqa: BLE001  (torch raises many kinds on a damaged file)
+            raise ValueError(f"{ckpt_path} cannot be read ({type(e).__name__}); delete it to "
+                             f"start over") from None
         policy.load_state_dict(ckpt["policy"], strict=False)
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
         torch.set_rng_state(ckpt["torch_rng"])
         random.setstate(ckpt["py_rng"])
         start_epoch, best_val, history = ckpt["epoch"] + 1, ckpt["best_val"], ckpt["history"]
-        if isinstance(best_val, float):  # written before select_by: a val loss
-            best_val = (best_val,)
         t_start -= ckpt.get("elapsed", 0.0)  # count the interrupted run's time too
+        if start_epoch < args.epochs and not (out / SUMMARY).exists():
+            print(f"{out} holds an interrupted imitation: resuming at epoch {start_epoch + 1}")
 
     writer = SummaryWriter(str(out / "tb"))
     policy.train()
     with Progress(transient=True) as bar:
-        if isinstance(policy, ChoicePolicy) and policy.encoder.frozen:
-            _warm_cache(policy, train_feats + val_feats, bar)
+        prep = bar.add_task("prepare inputs", total=None)
+        policy.prepare_imitation(train_inputs + val_inputs,
+                                 lambda n, total: bar.update(prep, completed=n, total=total))
         t_train = time.perf_counter()
         task = bar.add_task("imitate", total=args.epochs, completed=start_epoch)
         for epoch in range(start_epoch, args.epochs):
-            order = list(range(len(train_feats)))
+            order = list(range(len(train_inputs)))
             random.shuffle(order)
             losses, accs = [], []
             for i in range(0, len(order), args.batch_size):
                 idx = order[i : i + args.batch_size]
-                loss, acc = _loss(policy, [train_feats[j] for j in idx],
-                                  _take(train_targets, idx))
+                loss, acc = policy.imitation_loss([train_inputs[j] for j in idx],
+                                                  [train_targets[j] for j in idx])
                 optim.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -316,8 +157,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
                 accs.append(float(acc.detach()))
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
                    "train_acc": float(np.mean(accs))}
-            if val_feats:
-                row["val_loss"], row["val_acc"] = _validate(policy, val_feats, val_targets,
+            if val_inputs:
+                row["val_loss"], row["val_acc"] = _validate(policy, val_inputs, val_targets,
                                                             args.batch_size)
             for k, v in row.items():
                 if k != "epoch":
@@ -334,12 +175,12 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
                 best_val = metric
                 row["saved"] = True
                 policy.save_pretrained(out)
-            torch.save({"policy": {k: v for k, v in policy.state_dict().items()
-                                   if not _frozen_key(policy, k)}, "optim": optim.state_dict(),
+            save_atomic({"policy": {k: v.detach() for k, v in trainable.items()},
+                        "optim": optim.state_dict(),
                         "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                         "py_rng": random.getstate(), "epoch": epoch, "best_val": best_val,
                         "history": history, "elapsed": time.perf_counter() - t_start},
-                       ckpt_path)
+                        ckpt_path)
             bar.update(task, completed=epoch + 1,
                        description=f"imitate loss {row['train_loss']:.3f} "
                                    f"val {row.get('val_loss', float('nan')):.3f}")
@@ -347,7 +188,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     best = next((r for r in reversed(history) if r.get("saved")), None)
     summary: dict[str, Any] = {
         "env_id": args.env, "policy": args.policy, "demo_episodes": len(episodes),
-        "train_turns": len(train_feats), "val_turns": len(val_feats),
+        "train_turns": len(train_inputs), "val_turns": len(val_inputs),
         "select_by": args.select_by, "best_epoch": best["epoch"] if best else None,
         "best_val_loss": best.get("val_loss", best["train_loss"]) if best else None,
         "best_val_success": best.get("val_success") if best else None, "history": history,
@@ -365,7 +206,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         env.close()
         writer.add_scalar("imitate/val_success", summary["val_eval"]["success"], args.epochs)
     writer.close()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the stage is complete
     return summary
 
 
@@ -398,11 +239,13 @@ def rollout_success(policy: Any, env_id: str, episodes: int, seed: int = 0) -> d
     return {"success": float(res["success"]), "score": float(res["score"])}
 
 
-def _frozen_key(policy: Any, key: str) -> bool:
-    """Whether ``key`` names a weight that imitation does not change (the frozen encoder)."""
-    return isinstance(policy, ChoicePolicy) and policy.encoder.frozen and key.startswith(
-        "encoder.")
-
-
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file renamed over ``path``: a kill mid-write leaves the
+    previous checkpoint whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

@@ -6,102 +6,109 @@
 4. evaluate random / IL / IL+RL / expert on the same test-split episodes and print a table with
    95% intervals; write ``results.{md,json}`` and a learning-curve PNG beside the checkpoints.
 
-Every stage writes into ``--out`` and is skipped or resumed when its output exists, so an
-interrupted run continues where it stopped. ``--out`` keeps the settings that made it
-(``job.json``): a run with other settings (more demos, another seed...) into the same directory
+Every stage writes into ``--out`` and marks itself complete with a file written last (demos:
+``meta.json``; imitation and PPO: ``summary.json``); a complete stage is reused, a half-written
+one is redone (collect) or resumed from its checkpoint (imitation, PPO), with a line saying
+so. ``--out`` keeps the settings that made it (``job.json``): a run with other settings (more demos, another seed...) into the same directory
 stops with an error instead of reusing stages made for the old ones.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.defaults import DEFAULT_ENCODER
+from rlft.training.configs import ImitateArgs, PPOArgs
 
 
 @dataclass
 class MainJobArgs:
-    """Imitation then RL fine-tuning of the MiniLM choice policy, with an evaluation table."""
+    """Imitation then RL fine-tuning of the MiniLM choice policy, with an evaluation table.
+
+    The stages' own configs are composed here (``--imitate.*``, ``--ppo.*``); the job sets
+    their env, directories, model and seed itself."""
 
     env: str = "rlft/Shop-v0"
     """Web environment id."""
     out: str = "runs/demo"
     """Run directory (demos/, il/, ppo/, results.md, results.json, learning_curve.png)."""
-    encoder: str = DEFAULT_ENCODER
+    model: str = DEFAULT_ENCODER
     """Text encoder of the choice policy: HF name or local path (default: the bundled MiniLM)."""
     demos: int = 20
     """Expert demo episodes for imitation."""
-    il_epochs: int = 15
-    """Imitation epochs."""
-    ppo_updates: int = 60
-    """PPO updates."""
-    ppo_envs: int = 4
-    """Parallel environments in PPO."""
-    ppo_steps: int = 32
-    """Turns per environment per PPO rollout."""
-    ppo_lr: float = 3e-4
-    """PPO learning rate."""
-    kl_coef: float = 0.02
-    """PPO's KL weight to the imitation checkpoint."""
     eval_episodes: int = 200
     """Test-split episodes per agent in the final table."""
     seed: int = 0
     """Seed of every stage."""
+    imitate: ImitateArgs = field(default_factory=lambda: ImitateArgs(epochs=15))
+    """Imitation settings (``rlft imitate``; demos, out, env, model and seed come from the
+    job)."""
+    ppo: PPOArgs = field(default_factory=lambda: PPOArgs(eval_episodes=0))
+    """PPO settings (``rlft train ppo``, the env's preset where unset; env, policy, out, seed and
+    resume come from the job)."""
+
+    def stages(self) -> tuple[ImitateArgs, PPOArgs]:
+        """The imitation and PPO configs this job runs."""
+        out = Path(self.out)
+        il = replace(self.imitate, demos=out / "demos", out=out / "il", env=self.env,
+                     model=self.model, seed=self.seed)
+        ppo = replace(self.ppo, env=self.env, policy=str(out / "il"), out=str(out / "ppo"),
+                      seed=self.seed, resume=True)
+        return il, ppo
 
 
 def run_main_job(args: MainJobArgs) -> list[Any]:
     """Run the four stages; returns the evaluation results (random, IL, IL+RL, expert)."""
-    from rlft.training.benchmark import make_baseline, print_table
-    from rlft.training.configs import ImitateArgs
-    from rlft.training.demos import TRAJECTORY_FILE, collect
-    from rlft.training.evaluate import evaluate, markdown_table
-    from rlft.training.imitation import imitate
-    from rlft.training.ppo import PPOArgs, train_ppo
+    import gymnasium as gym
 
+    from rlft.agents.loading import make_agent
+    from rlft.training.demos import collect, demos_complete
+    from rlft.training.evaluate import evaluate, markdown_table, print_table
+    from rlft.training.imitation import SUMMARY, imitate
+    from rlft.training.ppo import train_ppo
+
+    if args.demos < 1 or args.eval_episodes < 1:
+        raise ValueError("--demos and --eval-episodes must be at least 1")
     out = Path(args.out)
     reused = check_settings(out, args)
     demos, il_dir, ppo_dir = out / "demos", out / "il", out / "ppo"
+    il_args, ppo_args = args.stages()
     if reused:
         print(f"{out} holds a run with these settings: its finished stages are reused "
               f"(delete {out} or pass --out to start afresh)")
     print(f"[1/4] collecting {args.demos} expert demos -> {demos}")
-    if not (demos / TRAJECTORY_FILE).exists():
+    if not demos_complete(demos):
         collect(args.env, args.demos, demos, split="train", seed=args.seed)
-    print(f"[2/4] imitation ({args.il_epochs} epochs) -> {il_dir}")
-    imitate(ImitateArgs(demos=demos, out=il_dir, env=args.env, epochs=args.il_epochs,
-                        encoder=args.encoder, seed=args.seed))
-    print(f"[3/4] PPO fine-tuning ({args.ppo_updates} updates) -> {ppo_dir}")
-    ppo = train_ppo(PPOArgs(env=args.env, policy=str(il_dir), out=str(ppo_dir),
-                            updates=args.ppo_updates, num_envs=args.ppo_envs,
-                            num_steps=args.ppo_steps, learning_rate=args.ppo_lr,
-                            kl_coef=args.kl_coef, seed=args.seed, resume=True,
-                            eval_episodes=0))
+    print(f"[2/4] imitation ({il_args.epochs} epochs) -> {il_dir}")
+    if not (il_dir / SUMMARY).exists():
+        imitate(il_args)
+    print(f"[3/4] PPO fine-tuning ({ppo_args.updates} updates) -> {ppo_dir}")
+    if (ppo_dir / SUMMARY).exists():
+        ppo = json.loads((ppo_dir / SUMMARY).read_text())
+    else:
+        ppo = train_ppo(ppo_args)
     print(f"[4/4] evaluating on {args.eval_episodes} test episodes per agent")
-    from rlft.agents.loading import load_policy
-
     results = []
-    agents = [("random", None), ("IL", il_dir), ("IL+RL", ppo_dir / "policy"), ("expert", None)]
-    for name, path in agents:
+    agents = {"random": "random", "IL": il_dir, "IL+RL": ppo_dir / "policy", "expert": "expert"}
+    for name, spec in agents.items():
         env = gym.make(args.env, split="test")
-        agent = make_baseline(name, env, args.seed) if path is None else load_policy(path)
-        if path is not None:
-            agent.eval()
-        results.append(evaluate(env, agent, args.eval_episodes, seed=10_000, name=name))
-        env.close()
+        try:
+            agent = make_agent(spec, env, seed=args.seed)
+            results.append(evaluate(env, agent, args.eval_episodes, seed=10_000, name=name))
+        finally:
+            env.close()
     print_table(results, title=f"{args.env}: test split, {args.eval_episodes} episodes per agent")
-    table = markdown_table(results)
-    (out / "results.md").write_text(
-        f"Produced by `rlft demo` ({json.dumps(asdict(args))}).\n\n{table}\n")
+    settings = _settings(args)
     (out / "results.json").write_text(json.dumps(
-        {"args": asdict(args), "results": [r.to_dict() for r in results],
+        {"args": settings, "results": [r.to_dict() for r in results],
          "ppo_history": ppo["history"]}, indent=2))
     plot_learning_curve(ppo["history"], results, out / "learning_curve.png")
+    (out / "results.md").write_text(  # last: the job is complete
+        f"Produced by `rlft demo` ({json.dumps(settings)}).\n\n{markdown_table(results)}\n")
     print(f"wrote {out / 'results.md'} and {out / 'learning_curve.png'}")
     return results
 
@@ -111,11 +118,22 @@ _NOT_STAGE_SETTINGS = ("out", "eval_episodes")
 SETTINGS_FILE = "job.json"
 
 
+def _settings(args: MainJobArgs) -> dict[str, Any]:
+    """The job's settings as flat JSON values (``imitate.epochs``, ``ppo.updates``, ...)."""
+    flat: dict[str, Any] = {}
+    for key, value in json.loads(json.dumps(asdict(args), default=str)).items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
 def check_settings(out: Path, args: MainJobArgs) -> bool:
     """Record ``args`` in ``out/job.json`` on a fresh run; on a rerun, raise a ValueError naming
     the settings that differ from those ``out`` was made with. Returns True when ``out``
     already held a run (so its finished stages are reused)."""
-    settings = {k: v for k, v in asdict(args).items() if k not in _NOT_STAGE_SETTINGS}
+    settings = {k: v for k, v in _settings(args).items() if k not in _NOT_STAGE_SETTINGS}
     path = out / SETTINGS_FILE
     if path.exists():
         old = json.loads(path.read_text())

@@ -2,8 +2,9 @@
 
     rlft train ppo --env rlft/Shop-v0 --policy runs/il-shop --out runs/ppo-shop
 
-One turn is one PPO step. The policy (any :class:`rlft.agents.rl.RLPolicy`: choice, CLIP, LM)
-samples the turn's action, the env returns the turn's reward, GAE runs over turns. An action is
+One turn is one PPO step. Each env's episode so far lives in an :class:`rlft.agents.episode.Episode`
+and the policy (any :class:`rlft.agents.rl.RLPolicy`: choice, CLIP, LM) encodes its turn with
+``encode``, the same input it acts on and imitation trains on; it samples the turn's action, the env returns the turn's reward, GAE runs over turns. An action is
 made of scored parts (one for a choice, one per token for an LM); the loss is the clipped
 surrogate on each part's probability ratio weighted by the turn's advantage, a clipped value
 loss, an entropy bonus and a KL penalty to the frozen imitation checkpoint. The reference is the
@@ -22,81 +23,22 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 import rlft.envs  # noqa: F401  (registers the ids)
+from rlft.agents.episode import Episode
+from rlft.training.configs import PPOArgs
+from rlft.training.presets import resolve
+
+__all__ = ["PPOArgs", "compute_gae", "load_rl_policy", "train_ppo"]
 
 if TYPE_CHECKING:
     import torch
-
-
-@dataclass
-class PPOArgs:
-    """PPO fine-tuning of an imitation-tuned policy (choice, CLIP or LM)."""
-
-    env: str = "rlft/Shop-v0"
-    """Environment id (a web env for choice and LM policies, a tabletop env for CLIP)."""
-    policy: str = "runs/il-shop"
-    """Checkpoint directory of the policy to fine-tune (``rlft imitate`` writes one)."""
-    out: str = "runs/ppo-shop"
-    """Run directory: TensorBoard logs, checkpoints, the final policy and evaluation."""
-    split: str = "train"
-    """Split the rollouts use (evaluation always uses ``test``)."""
-    reward_mode: str = "shaped"
-    """Reward mode of the training env."""
-    num_envs: int = 4
-    """Parallel environments per process."""
-    vectorization: Literal["sync", "async"] = "sync"
-    """Gymnasium vector env mode."""
-    num_steps: int = 32
-    """Turns per environment per rollout."""
-    updates: int = 60
-    """Rollout + optimisation rounds."""
-    learning_rate: float = 3e-4
-    """Adam learning rate (linearly annealed to 0 when ``anneal_lr``)."""
-    anneal_lr: bool = True
-    """Anneal the learning rate linearly over the updates."""
-    gamma: float = 0.99
-    """Discount per turn."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    update_epochs: int = 4
-    """Optimisation epochs over each rollout."""
-    minibatch_size: int = 32
-    """Turns per minibatch."""
-    clip_coef: float = 0.2
-    """PPO ratio clip."""
-    clip_vloss: bool = True
-    """Clip the value loss around the rollout's values."""
-    vf_coef: float = 0.5
-    """Value loss weight."""
-    ent_coef: float = 0.01
-    """Entropy bonus weight."""
-    kl_coef: float = 0.02
-    """Weight of KL(policy || imitation checkpoint)."""
-    max_grad_norm: float = 0.5
-    """Gradient norm clip."""
-    norm_adv: bool = True
-    """Normalise advantages per minibatch."""
-    seed: int = 0
-    """Seed of torch, numpy, the sampler and the environments."""
-    checkpoint_every: int = 5
-    """Save a resumable checkpoint every N updates (0: only at the end)."""
-    resume: bool = False
-    """Resume from ``out/checkpoint`` if it exists."""
-    eval_episodes: int = 100
-    """Test-split episodes of the final evaluation (0: skip)."""
-    progress: bool = True
-    """Show a progress bar."""
-    lora_r: int = 8
-    """LoRA rank of the adapter added for RL to a policy imitated without one (an LM policy
-    with all weights fine-tuned): its weights stay frozen and only the adapter (and value head)
-    train, so the KL reference is the adapter's copy, not the model's. Unused otherwise."""
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
@@ -129,6 +71,21 @@ def _split_obs(obs: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in obs.items()} for i in range(n)]
 
 
+SUMMARY = "summary.json"
+
+
+def _check_args(args: PPOArgs) -> None:
+    """A ValueError naming the first setting PPO cannot run with."""
+    for name in ("num_envs", "num_steps", "updates", "update_epochs", "minibatch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
+                             f"{getattr(args, name)}")
+    if args.eval_episodes < 0:
+        raise ValueError(f"--eval-episodes cannot be negative, got {args.eval_episodes}")
+    if not 0.0 < args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
+        raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
+
+
 def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
     """Seed of the envs' reset at ``update``: a function of the update, so a resumed run
     restarts the episodes an uninterrupted one starts at the same checkpoint."""
@@ -140,7 +97,7 @@ def load_rl_policy(path: str | Path, env_id: str, lora_r: int = 8) -> Any:
     with errors that say what to do. A policy with an ``add_rl_adapter(lora_r)`` hook gets
     the chance to add a LoRA adapter (see ``PPOArgs.lora_r``)."""
     from rlft.agents.loading import check_pairing, load_policy
-    from rlft.agents.rl import RLPolicy
+    from rlft.agents.policy import TrainablePolicy as RLPolicy
 
     policy = load_policy(path)
     if not isinstance(policy, RLPolicy):
@@ -169,6 +126,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
 
     from rlft.agents.rl import masked_mean, reference_weights, stack_parts
 
+    args = resolve(args)
+    _check_args(args)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(args.out)
@@ -203,6 +162,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         start_update, global_step = state["update"], state["global_step"]
         history, episodes = state["history"], state["episodes"][rank]
         rng = state["rng"][rank]
+        if accelerator.is_main_process and start_update < args.updates:
+            print(f"{out} holds an interrupted PPO run: resuming at update {start_update + 1}")
         sampler.set_state(rng["sampler"])
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -228,7 +189,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             # (Re)start every episode at checkpoint boundaries: what a resumed run does too.
             obs, infos = envs.reset(seed=_env_seed(args, rank, update))
             next_obs = _split_obs(obs, N), _split_infos(infos, N)
-            histories: list[list[Any]] = [[] for _ in range(N)]
+            episodes_so_far = [Episode() for _ in range(N)]
             running = np.zeros(N)
         if args.anneal_lr:
             for g in optimizer.param_groups:
@@ -241,7 +202,9 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         values, rewards, dones = torch.zeros(T, N), torch.zeros(T, N), torch.zeros(T, N)
         for t in range(T):
             obs_list, info_list = next_obs
-            turn = [policy.rl_features(obs_list[i], info_list[i], histories[i]) for i in range(N)]
+            for i in range(N):
+                episodes_so_far[i].observe(obs_list[i], info_list[i])
+            turn = [policy.encode(episodes_so_far[i].turn()) for i in range(N)]
             with torch.no_grad():
                 step = policy.rl_act(turn, sampler)
             obs, reward, term, trunc, infos = envs.step(step.env_actions)
@@ -249,13 +212,12 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             reward_t = torch.as_tensor(reward, dtype=torch.float32)
             final_infos = _split_infos(infos["final_info"], N) if "final_info" in infos else None
             for i in range(N):
-                histories[i].append(step.env_actions[i])
+                episodes_so_far[i].record(step.env_actions[i])
                 running[i] += reward[i]
                 if trunc[i] and not term[i]:  # bootstrap the cut-off episode's value
-                    final_obs = infos["final_obs"][i]
+                    episodes_so_far[i].observe(infos["final_obs"][i], final_infos[i])
                     with torch.no_grad():
-                        v = policy.rl_values([policy.rl_features(final_obs, final_infos[i],
-                                                                 histories[i])])
+                        v = policy.rl_values([policy.encode(episodes_so_far[i].turn())])
                     reward_t[i] += args.gamma * float(v[0])
                 if term[i] or trunc[i]:
                     fin = infos["final_info"]
@@ -265,7 +227,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                     for k in episodes:
                         del episodes[k][:-1000]
                     running[i] = 0.0
-                    histories[i] = []
+                    episodes_so_far[i].reset()
             feats.extend(turn)
             actions.extend(step.actions)
             logprobs.extend(step.log_probs[i][step.mask[i] > 0].cpu() for i in range(N))
@@ -274,8 +236,9 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             dones[t] = torch.as_tensor(term | trunc, dtype=torch.float32)
             next_obs = _split_obs(obs, N), _split_infos(infos, N)
         with torch.no_grad():
-            last = [policy.rl_features(next_obs[0][i], next_obs[1][i], histories[i])
-                    for i in range(N)]
+            for i in range(N):
+                episodes_so_far[i].observe(next_obs[0][i], next_obs[1][i])
+            last = [policy.encode(episodes_so_far[i].turn()) for i in range(N)]
             next_value = policy.rl_values(last).cpu()
         advantages, returns = compute_gae(rewards, values, dones, next_value, args.gamma,
                                           args.gae_lambda)
@@ -383,16 +346,14 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     if accelerator.is_main_process:
         policy.save_pretrained(out / "policy")
         if args.eval_episodes:  # the starting checkpoint and the result on the same goals
-            from dataclasses import replace
+            from rlft.training.benchmark import evaluate_agents
 
-            from rlft.training.benchmark import evaluate_baselines
-
-            results = evaluate_baselines(args.env, [args.policy, str(out / "policy")],
-                                         episodes=args.eval_episodes, split="test",
-                                         seed=10_000, reward_mode=args.reward_mode)
-            summary["test_start"] = replace(results[0], name="start").to_dict()
-            summary["test"] = replace(results[1], name="ppo").to_dict()
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            results = evaluate_agents(args.env, {"start": args.policy,
+                                                 "ppo": str(out / "policy")},
+                                      episodes=args.eval_episodes, split="test", seed=10_000,
+                                      reward_mode=args.reward_mode)
+            summary["test_start"], summary["test"] = (r.to_dict() for r in results)
+        (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the stage is done
         if writer is not None:
             writer.close()
     accelerator.wait_for_everyone()

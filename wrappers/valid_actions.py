@@ -144,3 +144,26 @@ def price_fits(context: str, goal: str) -> float:
     if not have or not budget:
         return 0.0
     return 1.0 if float(have.group(1)) <= float(budget.group(1)) else -1.0
+
+
+def match_candidate(candidates: Sequence[str], action: str) -> int:
+    """Index of the candidate that stands for a demonstrated ``action``: the same string
+    (case-insensitive), else for a search the proposed query sharing most words with it. A
+    ValueError when none does."""
+    low = action.strip().casefold()
+    for k, c in enumerate(candidates):
+        if c.casefold() == low:
+            return k
+    if low.startswith("search["):
+        want = set(content_words(action_label(action)))
+        best, best_k = -1.0, -1
+        for k, c in enumerate(candidates):
+            if c.startswith("search["):
+                have = set(content_words(action_label(c)))
+                sim = len(want & have) / max(1, len(want | have))
+                if sim > best:
+                    best, best_k = sim, k
+        if best_k >= 0:
+            return best_k
+    raise ValueError(f"demonstrated action {action!r} is not among the candidates "
+                     f"{list(candidates[:5])}...; were the demos recorded on another env?")

@@ -1,0 +1,88 @@
+"""Checkpoint files shared by every policy kind: ``rlft_policy.json`` and safetensors weights.
+
+A policy directory holds ``rlft_policy.json`` (``{"policy": KIND, "config": {...},
+"base_model": ...}`` plus kind-specific fields) beside the policy's weight files. The JSON is
+written last, so a directory with it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "rlft_policy.json"
+HEAD_NAME = "head.safetensors"
+
+
+def read_policy_meta(directory: str | Path, expect: str | None = None) -> dict[str, Any]:
+    """The ``rlft_policy.json`` of a checkpoint, with errors that name the file and say what
+    to do."""
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no rlft policy checkpoint at {directory} (missing {CONFIG_NAME}); train one with "
+            f"`rlft imitate --env rlft/Shop-v0 --demos DEMOS --out {directory}` or pass "
+            f"--agent expert|random")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); the checkpoint is damaged") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path} is not an rlft policy description (a JSON object with "
+                         f"'policy' and 'config'); the checkpoint is damaged")
+    if expect is not None and meta.get("policy") != expect:
+        raise ValueError(f"{directory} holds a {meta.get('policy')!r} policy, not {expect!r}; "
+                         f"load it with rlft.agents.load_policy")
+    return meta
+
+
+def write_policy_meta(directory: str | Path, meta: dict[str, Any]) -> None:
+    """Write ``rlft_policy.json`` (call it after the weight files: it marks them complete)."""
+    path = Path(directory) / CONFIG_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(path)
+
+
+def load_weights(path: str | Path) -> dict[str, Any]:
+    """A safetensors file as a state dict, with an error naming the file when it is missing or
+    damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the checkpoint is incomplete")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} cannot be read ({e}); the checkpoint is damaged") from None
+
+
+def save_weights(tensors: dict[str, Any], path: str | Path) -> None:
+    """Write a state dict as safetensors (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+
+
+def config_from_meta(config_cls: type, meta: dict[str, Any], directory: str | Path) -> Any:
+    """The policy config dataclass stored in ``meta["config"]`` (JSON lists back to tuples),
+    with an error naming the file when its fields do not fit this rlft."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    raw = dict(meta["config"])
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"{Path(directory) / CONFIG_NAME} has config fields this rlft does not "
+                         f"know ({', '.join(unknown)}); was it written by a newer version?")
+    for name, value in raw.items():
+        if isinstance(value, list):
+            raw[name] = tuple(value)
+    try:
+        return config_cls(**raw)
+    except TypeError as e:
+        raise ValueError(f"{Path(directory) / CONFIG_NAME}: {e}") from None
