@@ -31,6 +31,7 @@ import tyro
 from rlft.training.benchmark import markdown, run_benchmark
 from rlft.training.configs import BenchmarkArgs, ImitateArgs
 from rlft.training.ppo import PPOArgs, train_ppo
+from rlft.training.presets import resolve
 
 RESULTS = Path(__file__).parent / "results" / "ppo_tabletop"
 ENV = "rlft/PutBlockInBowl-v0"
@@ -59,13 +60,13 @@ class Args:
     episodes: int = 50
     """Evaluation episodes per agent and split."""
     ppo: PPOArgs = field(default_factory=lambda: PPOArgs(
-        env=ENV, reward_mode="shaped", num_envs=8, num_steps=8, updates=12, learning_rate=1e-3,
-        update_epochs=2, minibatch_size=32, ent_coef=0.0, kl_coef=0.02, gamma=0.9,
-        checkpoint_every=0, eval_episodes=0))
-    """PPO settings (``policy`` and ``out`` are set from ``il`` and ``out``). gamma 0.9: a
-    rejected pick (empty space) leaves the scene as it was, so at 0.99 it cost only 1% of the
-    return and PPO barely learnt to avoid it; lr 1e-3: at 3e-4 the diffuse weak start's
-    entropy (about 10 nats over 3,200 x 25,600 actions) had not moved after 32 updates."""
+        env=ENV, reward_mode="shaped", updates=12, checkpoint_every=0, eval_episodes=0))
+    """PPO settings (``policy`` and ``out`` are set from ``il`` and ``out``); the rest is the
+    tabletop preset of ``rlft.training.presets`` (8 envs x 8 turns, gamma 0.9, lr 1e-3, 2
+    epochs, no entropy bonus, KL 0.02). gamma 0.9: a rejected pick (empty space) leaves the
+    scene as it was, so at 0.99 it cost only 1% of the return and PPO barely learnt to avoid
+    it; lr 1e-3: at 3e-4 the diffuse weak start's entropy (about 10 nats over 3,200 x 25,600
+    actions) had not moved after 32 updates."""
     seed: int = 0
     """Seed of imitation, PPO and the evaluation episodes."""
 
@@ -126,7 +127,7 @@ def main(args: Args) -> None:
         for r in part:
             r["name"] = f"{r['name']} ({'seen' if split == 'test' else 'unseen'} colours)"
         rows += part
-    p = ppo_args
+    p = resolve(ppo_args)  # the preset values the run used
     command = shlex.join(["python", "benchmarks/ppo_tabletop.py", *sys.argv[1:]])
     curve = ", ".join(f"{h['success']:.2f}" for h in summary["history"][:: max(1, len(
         summary["history"]) // 12)])

@@ -158,3 +158,35 @@ def test_bar_chart_tolerates_wilson_rounding(tmp_path):
     bar_chart([row, {**row, "name": "random", "success": 0.0, "success_ci": (1e-17, 0.1)}],
               tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_an_interrupted_collect_is_refused_then_redone(tmp_path, capsys):
+    out = tmp_path / "demos"
+    collect("rlft/Shop-v0", 2, out, seed=0)
+    full = (out / "trajectories.jsonl").read_text()
+    (out / "meta.json").unlink()  # killed before its last write
+    with open(out / "trajectories.jsonl", "a") as f:
+        f.write('{"episode": 2, "step": 0')  # and mid-record
+    with pytest.raises(ValueError, match="interrupted collect"):
+        load_demos(out)
+    with pytest.raises(ValueError, match="interrupted collect"):
+        imitate(ImitateArgs(demos=out, out=tmp_path / "il"))
+    collect("rlft/Shop-v0", 2, out, seed=0)
+    assert "interrupted collect" in capsys.readouterr().out
+    assert (out / "trajectories.jsonl").read_text() == full
+    assert load_demos(out)[0]["episodes"] == 2
+
+
+def test_bad_training_settings_get_one_line(tmp_path, demos, capsys):
+    for argv in (["imitate", "--demos", str(demos), "--out", str(tmp_path / "a"), "--epochs", "0"],
+                 ["imitate", "--demos", str(demos), "--out", str(tmp_path / "b"),
+                  "--policy-config", "nonsense=1"],
+                 ["collect", "--episodes", "-3", "--out", str(tmp_path / "c")],
+                 ["evaluate", "--env", "rlft/Nope-v0", "--episodes", "1"],
+                 ["train", "ppo", "--num-envs", "0", "--out", str(tmp_path / "d")]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("rlft: error: ") and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "c").exists()

@@ -171,10 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlft", args=argv,
                                              description=__doc__)
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
-        # User errors (bad paths, wrong env/policy pairing, bad arguments) get one clear line;
-        # RLFT_DEBUG=1 shows the traceback.
-        if os.environ.get("RLFT_DEBUG"):
+    except Exception as e:
+        # User errors (bad paths, wrong env/policy pairing, bad arguments, unknown env ids)
+        # get one clear line; RLFT_DEBUG=1 shows the traceback.
+        user_error = isinstance(e, (FileNotFoundError, FileExistsError, ValueError, TypeError,
+                                    PermissionError, IsADirectoryError, NotADirectoryError))
+        if os.environ.get("RLFT_DEBUG") or not (
+                user_error or type(e).__module__.startswith("gymnasium.error")):
             raise
         print(f"rlft: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

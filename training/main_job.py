@@ -53,12 +53,14 @@ class MainJobArgs:
 
     def stages(self) -> tuple[ImitateArgs, PPOArgs]:
         """The imitation and PPO configs this job runs."""
+        from rlft.training.presets import resolve
+
         out = Path(self.out)
         il = replace(self.imitate, demos=out / "demos", out=out / "il", env=self.env,
                      model=self.model, seed=self.seed)
         ppo = replace(self.ppo, env=self.env, policy=str(out / "il"), out=str(out / "ppo"),
                       seed=self.seed, resume=True)
-        return il, ppo
+        return resolve(il), resolve(ppo)
 
 
 def run_main_job(args: MainJobArgs) -> list[Any]:
@@ -119,9 +121,12 @@ SETTINGS_FILE = "job.json"
 
 
 def _settings(args: MainJobArgs) -> dict[str, Any]:
-    """The job's settings as flat JSON values (``imitate.epochs``, ``ppo.updates``, ...)."""
+    """The job's settings as flat JSON values (``imitate.epochs``, ``ppo.updates``, ...), the
+    stage configs as they run (presets resolved)."""
+    il, ppo = args.stages()
     flat: dict[str, Any] = {}
-    for key, value in json.loads(json.dumps(asdict(args), default=str)).items():
+    settings = {**asdict(args), "imitate": asdict(il), "ppo": asdict(ppo)}
+    for key, value in json.loads(json.dumps(settings, default=str)).items():
         if isinstance(value, dict):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:

@@ -3,7 +3,7 @@
 Every object in the scene is described once, by a :class:`ShapeSpec`: a list of box and
 cylinder primitives (blocks, bowls, boxes, rings, zones) or a triangle mesh (everyday objects
 from ``pybullet_data``). The same description builds the PyBullet body
-(:mod:`rlft.envs.tabletop.bodies`) and yields the surface point cloud that
+(:meth:`rlft.envs.tabletop.sim.TabletopSim.add`) and yields the surface point cloud that
 :mod:`rlft.envs.tabletop.heightmap` splats into the top-down image, so what the agent sees and
 what the physics simulates cannot drift apart.
 """
