@@ -38,13 +38,11 @@ class ImitateArgs:
     max_demos: int | None = None
     """Use at most this many demo episodes (default: all)."""
     epochs: int | None = None
-    """Passes over the demos (the epoch kept is chosen by ``select_by``; default: the env's
-    preset, 10)."""
+    """Passes over the demos; the epoch kept is chosen by ``select_by`` (preset: 10)."""
     batch_size: int | None = None
-    """Turns per gradient step (default: the env's preset: 64; tabletop 16)."""
+    """Turns per gradient step (preset: 64; tabletop 16)."""
     lr: float | None = None
-    """AdamW learning rate, cosine-decayed to 10% (default: the env's preset: 1e-3; tabletop
-    2e-3)."""
+    """AdamW learning rate, cosine-decayed to 10% (preset: 1e-3; tabletop 2e-3)."""
     weight_decay: float = 1e-2
     """AdamW weight decay."""
     val_episodes: int = 50
