@@ -22,7 +22,7 @@ from rlft.envs.web.research.grader import (
 )
 from rlft.envs.web.research.questions import SPLITS, question_pool
 from rlft.envs.web.research.schema import BY_NAME, UNSEEN_RELATIONS
-from rlft.envs.web.research.viewport import HEIGHT
+from rlft.envs.web.research.viewport import HEIGHT, SCROLL
 
 R = DEFAULT_REWARDS
 
@@ -218,8 +218,9 @@ def test_navigation_commands(env):
     assert obs["page"].splitlines()[:HEIGHT] == list(lines[:HEIGHT])
     assert len(lines) > HEIGHT
     obs, *_, info = env.step("scroll[down]")
-    assert env.unwrapped.cursor == HEIGHT and "scroll[up]" in info["valid_actions"]
-    assert obs["page"].splitlines()[0] == lines[HEIGHT]
+    # a screen less two lines of overlap, so a sentence of up to 3 lines is wholly in view
+    assert env.unwrapped.cursor == SCROLL == HEIGHT - 2 and "scroll[up]" in info["valid_actions"]
+    assert obs["page"].splitlines()[0] == lines[SCROLL]
     env.step("top")
     assert env.unwrapped.cursor == 0
     last_line = lines[-1]
@@ -340,7 +341,29 @@ def test_expert_succeeds(split):
                 break
         wins += info["success"]
     assert wins / n >= 0.95
-    assert {"search", "click", "quote", "answer", "abstain", "find"} <= used
+    assert {"search", "click", "quote", "answer", "abstain", "scroll"} <= used
+    env.close()
+
+
+@pytest.mark.parametrize("split", ["train", "test", "unseen"])
+def test_every_expert_action_is_a_candidate(split):
+    """Imitation can represent the expert: on its own trajectories each of its actions is one
+    of the concrete candidates that policies choose from (the observation alone proposes them:
+    names from the goal and quotes, sentences in view, answers from the quotes)."""
+    from rlft.agents import ExpertAgent
+    from rlft.agents.episode import rollout
+    from rlft.wrappers.valid_actions import expand_valid_actions
+
+    env = gym.make("rlft/Research-v0", split=split)
+    expert, steps, commands = ExpertAgent(env), 0, set()
+    for seed in range(80):
+        for step in rollout(env, expert, seed=seed):
+            cands = {c.casefold() for c in expand_valid_actions(
+                step.obs["goal"], step.info["valid_actions"], page=step.obs["page"])}
+            assert step.action.casefold() in cands, (step.action, sorted(cands)[:10])
+            commands.add(step.action.split("[")[0])
+            steps += 1
+    assert {"search", "click", "quote", "answer"} <= commands and steps > 300
     env.close()
 
 

@@ -77,18 +77,94 @@ def propose_spans(page: str, goal: str, limit: int = 8) -> list[str]:
     return out
 
 
+_ENTITY = re.compile(r"\b[A-Z][\w'-]+(?: (?:of |the )?[A-Z][\w'-]+)*")
+_QUESTION_WORDS = frozenset("What Who Whom Whose When Where Which Why How In On At Of The".split())
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_QUOTE_LINE = re.compile(r'^\[\d+\] [^:]*: "(.*)"$')
+_POSITION_LINE = re.compile(r"^-- lines \d+-\d+ of \d+")
+_QUANTITY = re.compile(r"\b\d[\d,.]*\d? [a-z]+")
+
+
+def propose_entities(text: str) -> list[str]:
+    """Capitalised names in ``text`` ("Corvane Works", "Ilvara Denn"), without question words,
+    in order and without duplicates: search queries for a wiki."""
+    out: list[str] = []
+    for m in _ENTITY.finditer(text):
+        words = m.group(0).split()
+        while words and words[0] in _QUESTION_WORDS:
+            words = words[1:]
+        name = " ".join(words)
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def page_quotes(page: str) -> list[str]:
+    """The quotes an agent has collected, as a research page lists them under ``Quotes:``."""
+    return [m.group(1) for line in page.splitlines() if (m := _QUOTE_LINE.match(line.strip()))]
+
+
+def viewport_sentences(page: str) -> list[str]:
+    """The sentences (and sentence fragments at the edges) of the text in view on a paged page:
+    the lines before the position line, links and the search box left out; wrapped lines are
+    joined with single spaces, as ``quote`` reads them. Empty for a page without a position
+    line."""
+    lines = page.splitlines()
+    end = next((i for i, line in enumerate(lines) if _POSITION_LINE.match(line)), None)
+    if end is None:
+        return []
+    prose = [line.strip() for line in lines[:end]
+             if line.strip() and not _BUTTON.match(line.strip())
+             and not line.startswith(("[search box]", "Error:"))]
+    text = " ".join(prose)
+    return list(dict.fromkeys(s.strip() for s in _SENTENCE_END.split(text) if s.strip()))
+
+
+def propose_answers(page: str, goal: str, limit: int = 10) -> list[str]:
+    """Short answers proposed from the evidence: from each quote (newest first) its names and
+    numbers and its closing words (the last, the one before it and both: "... worked as a
+    bridge engineer." -> "engineer", "bridge", "bridge engineer"; "... lives for about 40
+    years." -> "40 years"; a number with its unit: "1,577 metres"), then the salient spans of the page (:func:`propose_spans`)."""
+    goal_low = goal.lower()
+    out: list[str] = []
+    for quote in reversed(page_quotes(page)):
+        spans = [m.group(0).strip(" ,.") for m in _SPAN.finditer(quote)]
+        tail = [w for w in _WORD.findall(quote.lower()) if w not in _STOP]
+        spans += tail[-1:] + tail[-2:-1] + [" ".join(tail[i:j]) for i, j in
+                                            ((-2, None), (-3, -1)) if len(tail) >= -i]
+        spans += [m.group(0) for m in _QUANTITY.finditer(quote)]
+        raw = _WORD.findall(quote.lower())
+        if len(raw) >= 3 and raw[-2] in ("and", "of", "or"):  # "moss and lichen"
+            spans.append(" ".join(raw[-3:]))
+        for span in spans:
+            if span and span.lower() not in goal_low and span not in out:
+                out.append(span)
+    out += [s for s in propose_spans(page, goal) if s not in out]
+    return out[:limit]
+
+
 def expand_valid_actions(goal: str, valid_actions: Sequence[str],
                          queries: Sequence[str] | None = None, page: str = "") -> list[str]:
     """``valid_actions`` made concrete: the search placeholder becomes ``search[q]`` for the
-    ``queries`` (default :func:`propose_queries` of ``goal``); another ``cmd[...]``
-    placeholder (``find``, ``quote``, ``answer``, ...) becomes ``cmd[x]`` for the two best
-    queries and the salient spans of ``page`` (:func:`propose_spans`)."""
+    ``queries`` (default :func:`propose_queries` of ``goal``) and the names in the goal and in
+    the collected quotes (:func:`propose_entities`); ``quote[...]`` becomes one candidate per
+    sentence in view (:func:`viewport_sentences`); ``answer[...]`` the answers proposed from
+    the quotes and the page (:func:`propose_answers`); another ``cmd[...]`` placeholder
+    (``find``, ...) ``cmd[x]`` for the two best queries and the salient spans of ``page``
+    (:func:`propose_spans`)."""
     queries = list(queries or propose_queries(goal))
     spans: list[str] | None = None
     out: list[str] = []
     for a in valid_actions:
         if a == SEARCH_PLACEHOLDER:
-            out.extend(f"search[{q}]" for q in queries)
+            names = propose_entities(goal) + [n for q in page_quotes(page)
+                                              for n in propose_entities(q)]
+            out.extend(f"search[{q}]" for q in dict.fromkeys(queries + names))
+        elif a == "quote[...]" and (sentences := viewport_sentences(page)):
+            out.extend(f"quote[{x}]" for x in sentences)
+        elif a == "answer[...]":
+            out.extend(f"answer[{x}]" for x in dict.fromkeys(queries[:2] + propose_answers(
+                page, goal)))
         elif a.endswith("[...]"):
             if spans is None:
                 spans = propose_spans(page, goal)

@@ -12,7 +12,7 @@ from rlft.envs.web.research.grader import Grader, check_rewards, grade
 from rlft.envs.web.research.questions import SPLITS, Question, question_pool
 from rlft.envs.web.research.search import build_search
 from rlft.envs.web.research.site import WikiSite
-from rlft.envs.web.research.viewport import HEIGHT, Layout, layout
+from rlft.envs.web.research.viewport import HEIGHT, SCROLL, Layout, layout
 
 #: Entries of ``info["valid_actions"]`` that stand for a command with any free-text argument.
 FIND_PLACEHOLDER = "find[...]"
@@ -39,8 +39,9 @@ class ResearchEnv(WebEnv):
     ## Action Space
     A string (``UnicodeText(512)``), one of WebGPT's commands: ``search[query]``,
     ``click[link text]`` (a link in view), ``find[text]`` (move the view to the next
-    occurrence), ``scroll[down]``, ``scroll[up]``, ``top``, ``back``, ``quote[text]`` (save an
-    exact span of the current page), ``answer[text]``, ``abstain``.
+    occurrence), ``scroll[down]``, ``scroll[up]`` (by the viewport's height less two lines),
+    ``top``, ``back``, ``quote[text]`` (save an exact span of the current page),
+    ``answer[text]``, ``abstain``.
     ``info["valid_actions"]`` lists the links in view and the commands that apply; free-text
     arguments appear as the placeholders ``search[...]``, ``find[...]``, ``quote[...]`` and
     ``answer[...]``.
@@ -173,11 +174,11 @@ class ResearchEnv(WebEnv):
         if direction == "down":
             if self.cursor + HEIGHT >= n:
                 raise ActionError("already at the end of the page; nothing below")
-            self.cursor += HEIGHT
+            self.cursor += SCROLL
         elif direction == "up":
             if self.cursor == 0:
                 raise ActionError("already at the top of the page; nothing above")
-            self.cursor = max(0, self.cursor - HEIGHT)
+            self.cursor = max(0, self.cursor - SCROLL)
         else:
             raise ActionError(f"scroll takes 'down' or 'up'; got {direction!r}")
         return 0.0, False

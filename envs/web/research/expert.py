@@ -15,10 +15,13 @@ class ResearchExpert:
     """Acts from privileged state (the question's hop path), from any page.
 
     For each hop it goes to the hop's article (clicking the link when it is in view, else
-    searching for the title and clicking the result), brings the sentence stating the fact
-    into view with ``find``, and quotes it. With every fact quoted it answers; when the wiki
+    searching for the title and clicking the result), scrolls until the sentence stating the
+    fact is wholly in view, and quotes it. With every fact quoted it answers; when the wiki
     lacks the last fact it abstains once it has opened the article that should state it.
-    Being state-based, it recovers from any detour (usable as a DAgger-style corrector).
+    Every action it takes is one a policy can propose from the observation alone (a search for
+    a name in the goal or in a quote, a link or sentence in view, an answer from a quote), so
+    imitation can represent all of them. Being state-based, it recovers from any detour
+    (usable as a DAgger-style corrector).
     """
 
     def __init__(self, env: ResearchEnv):
@@ -44,10 +47,27 @@ class ResearchExpert:
                 return "abstain"
             if fact.sentence in quoted:
                 continue
-            if fact.sentence not in env.visible_text():
-                return f"find[{fact.sentence}]"
-            return f"quote[{fact.sentence}]"
+            return self._bring_into_view(fact.sentence) or f"quote[{fact.sentence}]"
         return f"answer[{env.question.answer}]"
+
+    def _bring_into_view(self, sentence: str) -> str | None:
+        """A scroll that brings ``sentence`` wholly into view, or None when it is in view (or
+        can never be: then it is quoted as it is)."""
+        env = self.env
+        if sentence in env.visible_text():
+            return None
+        lay = env.layout
+        match = lay.search(sentence)
+        if match is None:
+            return None
+        first, last = lay.line_of(match.start()), lay.line_of(match.end() - 1)
+        if last - first >= HEIGHT:
+            return None
+        if last >= env.cursor + HEIGHT:
+            return "scroll[down]"
+        if first < env.cursor:
+            return "top" if first < HEIGHT else "scroll[up]"
+        return None
 
     def _go_to(self, entity: Entity) -> str:
         env = self.env

@@ -17,6 +17,9 @@ from functools import lru_cache
 
 WIDTH = 100
 HEIGHT = 12
+#: Lines ``scroll`` moves by: a screen less two lines of overlap (as a browser's page-down), so
+#: a sentence of up to three lines is wholly in view at some scroll position.
+SCROLL = HEIGHT - 2
 _LINK = re.compile(r"\[(clicked button|button)\] (.*) \[\1_\]")
 
 
