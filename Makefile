@@ -9,7 +9,7 @@ BROWSER_STAMP := $(VENV)/.rlft-browser
 CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 || echo "-c constraints-cpu.txt")
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo demo-research test bench lint clean
 
 setup: $(STAMP) $(BROWSER_STAMP)
 
@@ -26,6 +26,10 @@ $(BROWSER_STAMP): $(STAMP)
 
 demo: setup
 	$(PY) -m rlft.training.cli demo
+
+# The second main job: imitation then RL on the research wiki (abstention).
+demo-research: setup
+	$(PY) -m rlft.training.cli demo --env rlft/Research-v0 --out runs/demo-research
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

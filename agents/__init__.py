@@ -10,6 +10,7 @@ from typing import Any
 
 from rlft.agents.base import Agent
 from rlft.agents.expert_agent import ExpertAgent
+from rlft.agents.fixed_agent import FixedAgent
 from rlft.agents.random_agent import RandomAgent
 
 _LAZY = {
@@ -28,7 +29,7 @@ _LAZY = {
     "make_agent": "rlft.agents.loading",
 }
 
-__all__ = ["Agent", "ExpertAgent", "RandomAgent", *_LAZY]
+__all__ = ["Agent", "ExpertAgent", "FixedAgent", "RandomAgent", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

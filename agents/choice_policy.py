@@ -43,11 +43,17 @@ from rlft.wrappers.valid_actions import (
     expand_valid_actions,
     match_candidate,
     page_buttons,
+    page_quotes,
     price_fits,
+    strip_names,
 )
 
 ADAPTER_DIR = "adapter"
 NUM_FEATURES = 10
+#: extra lexical features with ``evidence_features`` (envs where the agent collects quotes)
+NUM_EVIDENCE_FEATURES = 8
+#: similarity columns the head also reads with ``evidence_features`` (computed from embeddings)
+NUM_EVIDENCE_SIMILARITIES = 3
 
 
 @dataclass
@@ -70,6 +76,19 @@ class ChoicePolicyConfig:
     """LoRA rank on the encoder (0: frozen encoder with cached embeddings)."""
     lora_layers: int = 2
     """How many of the encoder's top layers get LoRA adapters when ``lora_r > 0``."""
+    evidence_features: bool = False
+    """More features for envs where the agent collects evidence (the research env): the
+    candidate's argument occurs in a collected quote; quotes exist and how many; how nested
+    the question is (its "of"s); whether the candidate quotes, answers, abstains or scrolls;
+    and embedding similarities: goal vs candidate, and for quotes the *relation* similarity
+    (goal and sentence with their names and numbers removed, so "What is the population of
+    X?" meets "The last census counted N inhabitants in X.") with its margin to the turn's
+    best."""
+
+    @property
+    def num_features(self) -> int:
+        """Lexical features per candidate."""
+        return NUM_FEATURES + (NUM_EVIDENCE_FEATURES if self.evidence_features else 0)
 
 
 @dataclass
@@ -80,9 +99,14 @@ class TurnFeatures:
     candidate_texts: list[str]
     goal: str
     history_texts: list[str]
-    features: torch.Tensor  # [K, NUM_FEATURES]
+    features: torch.Tensor  # [K, config.num_features]
     step: float
     extra: dict[str, Any] = field(default_factory=dict)
+    relation_goal: str = ""
+    """With ``evidence_features``: the goal without its names and numbers."""
+    relation_texts: list[str] = field(default_factory=list)
+    """With ``evidence_features``: per candidate, a quote's sentence without its names and
+    numbers ("" for other candidates)."""
 
 
 @dataclass
@@ -132,7 +156,9 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             self._add_lora()
         d, h = self.encoder.dim, config.hidden
         self.score_head = nn.Sequential(
-            nn.Linear(4 * d + NUM_FEATURES, h), nn.GELU(), nn.Dropout(config.dropout),
+            nn.Linear(4 * d + config.num_features
+                      + NUM_EVIDENCE_SIMILARITIES * int(config.evidence_features), h),
+            nn.GELU(), nn.Dropout(config.dropout),
             nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
         self.value_head = nn.Sequential(
             nn.Linear(3 * d + 1, h), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(h, 1))
@@ -141,11 +167,13 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         self.reset()
 
     @classmethod
-    def for_env(cls, observation_space: Any, *, model: str | None = None, seed: int = 0,
+    def for_env(cls, env: Any, *, model: str | None = None, seed: int = 0,
                 **options: Any) -> ChoicePolicy:
         """A fresh policy for a web env: ``model`` is the encoder (default: the bundled
-        MiniLM); ``options`` are :class:`ChoicePolicyConfig` fields."""
-        del observation_space
+        MiniLM); ``options`` are :class:`ChoicePolicyConfig` fields. ``evidence_features``
+        defaults to whether the env has a ``quote`` command."""
+        options.setdefault("evidence_features",
+                           "quote" in getattr(env.unwrapped, "commands", ()))
         return cls(ChoicePolicyConfig(**({"encoder": model} if model else {}), **options),
                    seed=seed)
 
@@ -178,6 +206,10 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         goal_words = set(content_words(turn.goal))
         goal_lower = f" {' '.join(content_words(turn.goal))} "
         recent = turn.history[-self.config.history:] if self.config.history else ()
+        evidence = self.config.evidence_features
+        quoted = page_quotes(turn.page) if evidence else []
+        quotes = " ".join(quoted).casefold()
+        nesting = min(1.0, f" {turn.goal.casefold()} ".count(" of ") / 3.0)
         texts, feats = [], []
         for k, action in enumerate(candidates):
             context, pressed = candidate_context(turn.page, action, buttons)
@@ -198,10 +230,21 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                 min(1.0, turn.step / max(1, self.config.max_steps)),
                 float(bool(turn.history) and turn.history[-1] == action),
             ])
+            if evidence:
+                command = action.split("[", 1)[0].strip()
+                feats[-1] += [float(bool(label) and label.casefold() in quotes),
+                              float(bool(quoted)), min(1.0, len(quoted) / 3.0), nesting,
+                              float(command == "quote"), float(command == "answer"),
+                              float(command == "abstain"),
+                              float(command in ("scroll", "top", "find"))]
             texts.append(text)
+        relation_texts = [self._relation_text(a, quoted) for a in candidates] if evidence \
+            else []
         return TurnFeatures(candidates, texts, turn.goal, list(recent),
                             torch.tensor(feats, dtype=torch.float32),
-                            min(1.0, turn.step / max(1, self.config.max_steps)))
+                            min(1.0, turn.step / max(1, self.config.max_steps)),
+                            relation_goal=strip_names(turn.goal) if evidence else "",
+                            relation_texts=relation_texts)
 
     # -- scoring -------------------------------------------------------------------------
     def forward(self, turns: Sequence[Turn | TurnFeatures]) -> PolicyOutput:
@@ -223,7 +266,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             hist_all = enc([t for f in feats for t in f.history_texts]).to(self.device)
         B, K, d = len(feats), max(sizes), enc.dim
         c = torch.zeros(B, K, d, device=self.device)
-        x = torch.zeros(B, K, NUM_FEATURES, device=self.device)
+        x = torch.zeros(B, K, self.config.num_features, device=self.device)
         mask = torch.zeros(B, K, dtype=torch.bool, device=self.device)
         hist = torch.zeros(B, d, device=self.device)
         i = j = 0
@@ -238,12 +281,51 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                 j += len(f.history_texts)
         page = (c * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         g = goals.unsqueeze(1).expand(B, K, d)
-        inp = torch.cat([c, g * c, hist.unsqueeze(1).expand(B, K, d) * c,
-                         page.unsqueeze(1).expand(B, K, d) * c, x], dim=-1)
+        parts = [c, g * c, hist.unsqueeze(1).expand(B, K, d) * c,
+                 page.unsqueeze(1).expand(B, K, d) * c, x]
+        if self.config.evidence_features:
+            parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1),
+                      *self._relation_similarity(feats, K)]
+        inp = torch.cat(parts, dim=-1)
         logits = self.score_head(inp).squeeze(-1).masked_fill(~mask, float("-inf"))
         steps = torch.tensor([[f.step] for f in feats], device=self.device)
         values = self.value_head(torch.cat([goals, page, hist, steps], dim=-1)).squeeze(-1)
         return PolicyOutput(logits, values, [f.candidates for f in feats])
+
+    @staticmethod
+    def _relation_text(action: str, quoted: Sequence[str]) -> str:
+        """What a candidate says about the goal's relation: a quote's sentence, or for an answer
+        the newest quote it comes from, without names and numbers ("" otherwise)."""
+        label = action_label(action)
+        if action.startswith("quote["):
+            return strip_names(label)
+        if action.startswith("answer[") and label:
+            source = next((q for q in reversed(quoted) if label.casefold() in q.casefold()), "")
+            return strip_names(source)
+        return ""
+
+    def _relation_similarity(self, feats: Sequence[TurnFeatures], K: int
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, K, 1]`` cosine of each quote's (and quoted answer's) relation text to the
+        goal's, and its margin to the turn's best (0 for other candidates)."""
+        enc = self.encoder
+        sim = torch.zeros(len(feats), K, 1, device=self.device)
+        margin = torch.zeros_like(sim)
+        for b, f in enumerate(feats):
+            idx = [k for k, t in enumerate(f.relation_texts) if t]
+            if not idx:
+                continue
+            if enc.frozen and "rel" in f.extra:
+                goal, texts = f.extra["rel"]
+            else:
+                goal, texts = enc([f.relation_goal])[0], enc([f.relation_texts[k] for k in idx])
+                if enc.frozen:
+                    f.extra["rel"] = (goal, texts)
+            cos = nn.functional.cosine_similarity(texts.to(self.device),
+                                                  goal.to(self.device)[None], dim=-1)
+            sim[b, idx, 0] = cos
+            margin[b, idx, 0] = cos - cos.max()
+        return sim, margin
 
     # -- imitation (rlft.agents.policy.TrainablePolicy) ----------------------------------
     def imitation_target(self, features: TurnFeatures, action: str) -> int:
@@ -267,7 +349,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         if not self.encoder.frozen:
             return
         texts = sorted({t for f in features for t in [f.goal, *f.candidate_texts,
-                                                      *f.history_texts]},
+                                                      *f.history_texts, f.relation_goal,
+                                                      *f.relation_texts] if t},
                        key=lambda t: (len(t), t))
         step = self.encoder.batch_size * 4
         for i in range(0, len(texts), step):

@@ -202,14 +202,14 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         self.reset()
 
     @classmethod
-    def for_env(cls, observation_space: Any, *, model: str | None = None, seed: int = 0,
+    def for_env(cls, env: Any, *, model: str | None = None, seed: int = 0,
                 **options: Any) -> ClipPolicy:
         """A fresh policy for a tabletop env (heatmaps sized to its heightmap): ``model`` is the
         HF CLIP (name or path); ``options`` are :class:`ClipPolicyConfig` fields."""
         if not model:
             raise ValueError("the clip policy needs --model NAME_OR_PATH (an HF CLIP model, "
                              "e.g. one made by `rlft pretrain-clip`)")
-        heightmap = tuple(observation_space["color"].shape[:2])
+        heightmap = tuple(env.observation_space["color"].shape[:2])
         return cls(ClipPolicyConfig(clip=model, **{"heightmap": heightmap, **options}),
                    seed=seed)
 

@@ -158,11 +158,11 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         self.reset()
 
     @classmethod
-    def for_env(cls, observation_space: Any, *, model: str | None = None, seed: int = 0,
+    def for_env(cls, env: Any, *, model: str | None = None, seed: int = 0,
                 **options: Any) -> LMPolicy:
         """A fresh policy for a web env: ``model`` is the HF causal LM (name or path);
         ``options`` are :class:`LMPolicyConfig` fields."""
-        del observation_space
+        del env
         if not model:
             raise ValueError("the lm policy needs --model NAME_OR_PATH (an HF causal LM)")
         return cls(LMPolicyConfig(model=model, **options), seed=seed)

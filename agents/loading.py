@@ -59,7 +59,7 @@ def build_policy(kind: str, env: gym.Env, *, model: str | None = None, seed: int
         raise ValueError(f"the {kind} policy's config has no {', '.join(unknown)}; its fields: "
                          f"{', '.join(sorted(known))}")
     try:
-        return cls.for_env(env.observation_space, model=model, seed=seed, **options)
+        return cls.for_env(env, model=model, seed=seed, **options)
     except TypeError as e:  # a value of the wrong kind
         raise ValueError(f"{kind} policy: {e}") from None
 
@@ -78,20 +78,25 @@ def load_policy(directory: str | Path, **kwargs: Any) -> Any:
 
 
 def make_agent(spec: str | Path, env: gym.Env, seed: int = 0) -> Agent:
-    """``"expert"``, ``"random"`` or the path of a saved policy, as an agent acting in ``env``
-    (a loaded policy is in eval mode and acts greedily)."""
+    """``"expert"``, ``"random"``, ``"always:ACTION"`` (e.g. ``always:abstain``) or the path
+    of a saved policy, as an agent acting in ``env`` (a loaded policy is in eval mode and acts
+    greedily)."""
     from rlft.agents.expert_agent import ExpertAgent
+    from rlft.agents.fixed_agent import FixedAgent
     from rlft.agents.random_agent import RandomAgent
 
     if spec == "expert":
         return ExpertAgent(env)
     if spec == "random":
         return RandomAgent(env.action_space, seed=seed)
+    if isinstance(spec, str) and spec.startswith("always:"):
+        return FixedAgent(spec[len("always:"):])
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"agent {str(spec)!r} is neither 'expert', 'random' nor an "
-                                f"existing checkpoint directory; train one with `rlft imitate "
-                                f"... --out {spec}` or pass --agent expert|random")
+        raise FileNotFoundError(f"agent {str(spec)!r} is neither 'expert', 'random', "
+                                f"'always:ACTION' nor an existing checkpoint directory; train one "
+                                f"with `rlft imitate ... --out {spec}` or pass --agent "
+                                f"expert|random")
     policy = load_policy(path, seed=seed)
     check_pairing(policy, env)
     return policy

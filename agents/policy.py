@@ -31,6 +31,8 @@ class TrainablePolicy(RLPolicy, Protocol):
     """A policy that imitation and PPO can train (and that acts as an :class:`Agent`).
 
     * which envs: ``observation_keys`` (the observation keys it reads; :func:`check_pairing`);
+    * construction: the classmethod ``for_env(env, model=..., seed=..., **config_fields)`` (a
+      fresh policy sized and configured for ``env``) and ``config_class``;
     * input: :meth:`encode` (the one episode -> model input path);
     * acting: :meth:`reset` / :meth:`act` (from :class:`EpisodicPolicy`) over :meth:`choose`;
     * imitation: :meth:`imitation_target`, :meth:`imitation_loss`, :meth:`prepare_imitation`;

@@ -37,3 +37,21 @@ def test_demo_runs_demos_imitation_ppo_and_the_table(tmp_path, capsys):
     assert "demos=3 there, 5 now" in err and "--out" in err
     assert (out / "il" / "rlft_policy.json").read_bytes() == before
     assert json.loads((out / "job.json").read_text())["demos"] == 3
+
+
+def test_research_demo_adds_always_abstain_and_the_abstention_columns(tmp_path):
+    encoder = make_tiny_bert(tmp_path / "bert")
+    out = tmp_path / "research"
+    main(["demo", "--env", "rlft/Research-v0", "--out", str(out), "--model", str(encoder),
+          "--demos", "3", "--imitate.epochs", "1", "--ppo.updates", "1", "--ppo.num-envs", "2",
+          "--ppo.num-steps", "4", "--eval-episodes", "6"])
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["name"]: r for r in results["results"]}
+    assert list(rows) == ["random", "always-abstain", "IL", "IL+RL", "expert"]
+    abstain, expert = rows["always-abstain"], rows["expert"]
+    assert abstain["metrics"]["abstains answerable"] == 1.0
+    assert abstain["mean_return"] == abstain["success"]  # right exactly when unanswerable
+    assert expert["success"] == 1.0 and expert["metrics"]["quoted before correct"] == 1.0
+    assert results["args"]["ppo.reward_mode"] == "sparse"  # the research preset
+    table = (out / "results.md").read_text()
+    assert "answers unanswerable" in table and "always-abstain" in table

@@ -14,7 +14,7 @@ from rlft.training.presets import BASE, PRESETS, env_family, resolve
 
 
 def test_env_families():
-    assert env_family("rlft/Shop-v0") == "web" and env_family("rlft/Research-v0") == "web"
+    assert env_family("rlft/Shop-v0") == "web" and env_family("rlft/Research-v0") == "research"
     assert env_family("rlft/PutBlockInBowl-v0") == "tabletop"
     assert env_family("rlft/TowersOfHanoi-v0") == "tabletop"
     with pytest.raises(ValueError, match="Nope"):
@@ -48,9 +48,16 @@ def test_help_states_the_preset_values(cls):
     for name, base in BASE[cls.__name__].items():
         assert getattr(cls(), name) is None, name  # a preset field defaults to None
         doc = " ".join(docs[name].split())
-        preset = re.search(r"preset: ([0-9.e-]+)", doc)
-        assert preset and float(preset.group(1)) == base, (name, doc)
-        table = PRESETS["tabletop"][cls.__name__].get(name)
-        if table is not None and table != base:
-            quoted = re.search(r"tabletop ([0-9.e-]+)", doc)
-            assert quoted and float(quoted.group(1)) == table, (name, doc)
+        if isinstance(base, str):
+            assert f"preset: {base}" in doc, (name, doc)
+        else:
+            preset = re.search(r"preset: ([0-9.e-]+)", doc)
+            assert preset and float(preset.group(1)) == base, (name, doc)
+        for family in ("tabletop", "research"):
+            value = PRESETS[family].get(cls.__name__, {}).get(name)
+            if value is not None and value != base:
+                quoted = re.search(rf"{family} ([0-9.e-]+|[a-z]+)", doc)
+                assert quoted, (name, family, doc)
+                got = quoted.group(1)
+                assert (got == value) if isinstance(value, str) else float(got) == value, (
+                    name, family, doc)

@@ -55,6 +55,8 @@ def agent_name(spec: str) -> tuple[str, str]:
     if "=" in spec:
         name, path = spec.split("=", 1)
         return name, path
+    if spec.startswith("always:"):
+        return f"always-{spec[len('always:'):]}", spec
     return (spec if spec in BASELINES else Path(spec).name), spec
 
 

@@ -11,6 +11,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+def parse_options(items: tuple[str, ...], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as keyword arguments (values read as JSON, else text)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} takes KEY=VALUE pairs, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 @dataclass
 class ImitateArgs:
     """Imitation of expert demos (``rlft imitate``): behaviour cloning (choice, clip) or SFT on
@@ -66,16 +80,7 @@ class ImitateArgs:
 
     def policy_options(self) -> dict[str, Any]:
         """``policy_config`` (and ``lora_r``) as keyword arguments of the policy's config."""
-        options: dict[str, Any] = {"lora_r": self.lora_r}
-        for item in self.policy_config:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--policy-config takes KEY=VALUE pairs, got {item!r}")
-            try:
-                options[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                options[key.strip()] = value
-        return options
+        return {"lora_r": self.lora_r, **parse_options(self.policy_config, "--policy-config")}
 
 
 @dataclass
@@ -92,8 +97,11 @@ class PPOArgs:
     (summary.json, written last: the stage is complete)."""
     split: str = "train"
     """Split the rollouts use (evaluation always uses ``test``)."""
-    reward_mode: str = "shaped"
-    """Reward mode of the training env."""
+    reward_mode: str | None = None
+    """Reward mode of the training env (preset: shaped; research sparse)."""
+    env_kwargs: tuple[str, ...] = ()
+    """More keyword arguments of the training env as KEY=VALUE (values read as JSON), e.g.
+    ``rewards={"abstain":-0.25}`` on the research env."""
     num_envs: int | None = None
     """Parallel environments per process (preset: 4; tabletop 8)."""
     vectorization: Literal["sync", "async"] = "sync"
@@ -101,7 +109,7 @@ class PPOArgs:
     num_steps: int | None = None
     """Turns per environment per rollout (preset: 32; tabletop 8)."""
     updates: int | None = None
-    """Rollout + optimisation rounds (preset: 60; tabletop 64)."""
+    """Rollout + optimisation rounds (preset: 60; tabletop 64; research 30)."""
     learning_rate: float | None = None
     """Adam learning rate, linearly annealed to 0 when ``anneal_lr`` (preset: 3e-4; tabletop
     1e-3)."""

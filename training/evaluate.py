@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -16,12 +16,14 @@ from rlft.agents.episode import rollout
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """One episode: whether it succeeded, its final score, return and length."""
+    """One episode: whether it succeeded, its final score, return and length, and its last
+    ``info`` (what an env's ``episode_metrics`` reads)."""
 
     success: bool
     score: float
     ret: float
     steps: int
+    info: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,16 @@ class EvalResult:
     mean_steps: float
     actions_per_s: float | None = None
     """Acting speed (the agent's ``act`` calls only), when measured."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The env's own rates (its ``episode_metrics``; e.g. abstention on the research env)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (without ``actions_per_s`` when it was not measured)."""
+        """A JSON-able dict (without ``actions_per_s`` and ``metrics`` when there are none)."""
         d = asdict(self)
         if d["actions_per_s"] is None:
             del d["actions_per_s"]
+        if not d["metrics"]:
+            del d["metrics"]
         return d
 
 
@@ -76,11 +82,14 @@ def run_episode(env: gym.Env, agent: Agent, *, seed: int | None = None,
         steps += 1
     info = step.next_info
     return EpisodeResult(bool(info.get("success", False)), float(info.get("score", 0.0)), ret,
-                         steps)
+                         steps, dict(info))
 
 
-def summarize(name: str, results: list[EpisodeResult]) -> EvalResult:
-    """Aggregate episode results into an :class:`EvalResult`."""
+def summarize(name: str, results: list[EpisodeResult],
+              metrics: Callable[[list[dict[str, Any]]], dict[str, float]] | None = None
+              ) -> EvalResult:
+    """Aggregate episode results into an :class:`EvalResult` (with ``metrics`` of the episodes'
+    last infos, when given)."""
     n = len(results)
     succ = [r.success for r in results]
     scores = [r.score for r in results]
@@ -89,18 +98,20 @@ def summarize(name: str, results: list[EpisodeResult]) -> EvalResult:
         float(np.mean(scores)) if n else 0.0, mean_interval(scores),
         float(np.mean([r.ret for r in results])) if n else 0.0,
         float(np.mean([r.steps for r in results])) if n else 0.0,
+        metrics=metrics([r.info for r in results]) if metrics is not None and n else {},
     )
 
 
 def evaluate(env: gym.Env, agent: Agent, episodes: int, *, seed: int = 0, name: str = "agent",
              progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Run ``episodes`` episodes seeded ``seed, seed + 1, ...`` and summarise them."""
+    """Run ``episodes`` episodes seeded ``seed, seed + 1, ...`` and summarise them (with the
+    env's ``episode_metrics`` when it has them)."""
     results = []
     for i in range(episodes):
         results.append(run_episode(env, agent, seed=seed + i))
         if progress is not None:
             progress(i + 1)
-    return summarize(name, results)
+    return summarize(name, results, getattr(env.unwrapped, "episode_metrics", None))
 
 
 def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -111,9 +122,11 @@ def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str],
     dicts = [r.to_dict() if isinstance(r, EvalResult) else dict(r) for r in rows]
     with_env = any("env" in d for d in dicts)
     with_speed = any(d.get("actions_per_s") is not None for d in dicts)
+    extra = list(dict.fromkeys(k for d in dicts for k in d.get("metrics", {})))
     header = (["env"] if with_env else []) + ["agent", "episodes", "success", "95% CI", "score",
                                               "95% CI", "steps"]
     header += ["actions/s"] if with_speed else []
+    header += ["reward", *extra] if extra else []
     cells = []
     for d in dicts:
         row = [str(d.get("env", ""))] if with_env else []
@@ -121,6 +134,9 @@ def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str],
                 f"[{d['success_ci'][0]:.2f}, {d['success_ci'][1]:.2f}]", f"{d['score']:.3f}",
                 f"[{d['score_ci'][0]:.2f}, {d['score_ci'][1]:.2f}]", f"{d['mean_steps']:.1f}"]
         row += [f"{d.get('actions_per_s', float('nan')):.1f}"] if with_speed else []
+        if extra:
+            row += [f"{d['mean_return']:+.2f}"]
+            row += [f"{d.get('metrics', {}).get(k, float('nan')):.2f}" for k in extra]
         cells.append(row)
     return header, cells
 
@@ -148,4 +164,4 @@ def print_table(rows: Sequence[EvalResult | dict[str, Any]], title: str = "") ->
         table.add_column(col, justify="left" if col in ("env", "agent") else "right")
     for row in cells:
         table.add_row(*row)
-    Console(width=120).print(table)
+    Console(width=max(120, 15 * len(header))).print(table)

@@ -38,33 +38,46 @@ class MainJobArgs:
     """Run directory (demos/, il/, ppo/, results.md, results.json, learning_curve.png)."""
     model: str = DEFAULT_ENCODER
     """Text encoder of the choice policy: HF name or local path (default: the bundled MiniLM)."""
-    demos: int = 20
-    """Expert demo episodes for imitation."""
+    demos: int | None = None
+    """Expert demo episodes for imitation (preset: 20; research 1,000)."""
     eval_episodes: int = 200
     """Test-split episodes per agent in the final table."""
     seed: int = 0
     """Seed of every stage."""
-    imitate: ImitateArgs = field(default_factory=lambda: ImitateArgs(epochs=15))
-    """Imitation settings (``rlft imitate``; demos, out, env, model and seed come from the
-    job)."""
+    imitate: ImitateArgs = field(default_factory=ImitateArgs)
+    """Imitation settings (``rlft imitate``, the main job's preset where unset: 15 epochs;
+    research 20; demos, out, env, model and seed come from the job)."""
     ppo: PPOArgs = field(default_factory=lambda: PPOArgs(eval_episodes=0))
     """PPO settings (``rlft train ppo``, the env's preset where unset; env, policy, out, seed and
     resume come from the job)."""
 
     def stages(self) -> tuple[ImitateArgs, PPOArgs]:
         """The imitation and PPO configs this job runs."""
-        from rlft.training.presets import resolve
+        from rlft.training.presets import preset, resolve
 
+        job = preset(MainJobArgs, self.env)
+        stage = {name: {k.split(".", 1)[1]: v for k, v in job.items()
+                        if k.startswith(name + ".") and getattr(cfg, k.split(".", 1)[1]) is None}
+                 for name, cfg in (("imitate", self.imitate), ("ppo", self.ppo))}
         out = Path(self.out)
         il = replace(self.imitate, demos=out / "demos", out=out / "il", env=self.env,
-                     model=self.model, seed=self.seed)
+                     model=self.model, seed=self.seed, **stage["imitate"])
         ppo = replace(self.ppo, env=self.env, policy=str(out / "il"), out=str(out / "ppo"),
-                      seed=self.seed, resume=True)
+                      seed=self.seed, resume=True, **stage["ppo"])
         return resolve(il), resolve(ppo)
+
+    def resolved(self) -> MainJobArgs:
+        """These settings with the env's preset where unset (the stages composed)."""
+        from rlft.training.presets import preset
+
+        il, ppo = self.stages()
+        demos = self.demos if self.demos is not None else preset(MainJobArgs, self.env)["demos"]
+        return replace(self, demos=demos, imitate=il, ppo=ppo)
 
 
 def run_main_job(args: MainJobArgs) -> list[Any]:
-    """Run the four stages; returns the evaluation results (random, IL, IL+RL, expert)."""
+    """Run the four stages; returns the evaluation results (random, always-abstain on envs
+    with abstention, IL, IL+RL, expert)."""
     import gymnasium as gym
 
     from rlft.agents.loading import make_agent
@@ -73,12 +86,13 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     from rlft.training.imitation import SUMMARY, imitate
     from rlft.training.ppo import train_ppo
 
+    args = args.resolved()
     if args.demos < 1 or args.eval_episodes < 1:
         raise ValueError("--demos and --eval-episodes must be at least 1")
     out = Path(args.out)
     reused = check_settings(out, args)
     demos, il_dir, ppo_dir = out / "demos", out / "il", out / "ppo"
-    il_args, ppo_args = args.stages()
+    il_args, ppo_args = args.imitate, args.ppo
     if reused:
         print(f"{out} holds a run with these settings: its finished stages are reused "
               f"(delete {out} or pass --out to start afresh)")
@@ -95,7 +109,12 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
         ppo = train_ppo(ppo_args)
     print(f"[4/4] evaluating on {args.eval_episodes} test episodes per agent")
     results = []
-    agents = {"random": "random", "IL": il_dir, "IL+RL": ppo_dir / "policy", "expert": "expert"}
+    agents: dict[str, Any] = {"random": "random"}
+    probe = gym.make(args.env)
+    if "abstain" in getattr(probe.unwrapped, "commands", ()):
+        agents["always-abstain"] = "always:abstain"  # the floor of an env with abstention
+    probe.close()
+    agents.update({"IL": il_dir, "IL+RL": ppo_dir / "policy", "expert": "expert"})
     for name, spec in agents.items():
         env = gym.make(args.env, split="test")
         try:
@@ -123,10 +142,8 @@ SETTINGS_FILE = "job.json"
 def _settings(args: MainJobArgs) -> dict[str, Any]:
     """The job's settings as flat JSON values (``imitate.epochs``, ``ppo.updates``, ...), the
     stage configs as they run (presets resolved)."""
-    il, ppo = args.stages()
     flat: dict[str, Any] = {}
-    settings = {**asdict(args), "imitate": asdict(il), "ppo": asdict(ppo)}
-    for key, value in json.loads(json.dumps(settings, default=str)).items():
+    for key, value in json.loads(json.dumps(asdict(args.resolved()), default=str)).items():
         if isinstance(value, dict):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
@@ -175,7 +192,9 @@ def plot_learning_curve(history: list[dict[str, float]], results: list[Any], pat
         k = min(5, len(y))
         smooth = np.convolve(y, np.ones(k) / k, mode="valid")
         ax.plot(x[k - 1 :], smooth, color="tab:blue", label=f"  moving average ({k} updates)")
-    for r, style in zip(results, ("k:", "b--", "g-.", "r:"), strict=False):
+    styles = {"random": "k:", "always-abstain": "m:", "IL": "b--", "IL+RL": "g-.", "expert": "r:"}
+    for r in results:
+        style = styles.get(r.name, "k-")
         ax.axhline(r.success, linestyle=style[1:], color=style[0], label=f"{r.name} (test)")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("success rate")

@@ -32,7 +32,7 @@ import numpy as np
 
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.episode import Episode
-from rlft.training.configs import PPOArgs
+from rlft.training.configs import PPOArgs, parse_options
 from rlft.training.presets import resolve
 
 __all__ = ["PPOArgs", "compute_gae", "load_rl_policy", "train_ppo"]
@@ -171,7 +171,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
 
     envs = gym.make_vec(args.env, num_envs=args.num_envs, vectorization_mode=args.vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                        split=args.split, reward_mode=args.reward_mode)
+                        split=args.split, reward_mode=args.reward_mode,
+                        **parse_options(args.env_kwargs, "--env-kwargs"))
     N, T = args.num_envs, args.num_steps
     writer = SummaryWriter(str(out / "tb")) if accelerator.is_main_process else None
     if writer is not None:

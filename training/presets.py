@@ -15,17 +15,25 @@ from typing import Any, TypeVar
 
 import gymnasium as gym
 
-#: settings of every env unless its family's preset says otherwise (keyed by config class)
+#: settings of every env unless its family's preset says otherwise (keyed by config class;
+#: ``MainJobArgs`` entries name the main job's own fields and its stages' as ``imitate.*`` /
+#: ``ppo.*``)
 BASE: dict[str, dict[str, Any]] = {
     "PPOArgs": {"updates": 60, "num_envs": 4, "num_steps": 32, "learning_rate": 3e-4,
                 "gamma": 0.99, "update_epochs": 4, "minibatch_size": 32, "ent_coef": 0.01,
-                "kl_coef": 0.02},
+                "kl_coef": 0.02, "reward_mode": "shaped"},
     "ImitateArgs": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
+    "MainJobArgs": {"demos": 20, "imitate.epochs": 15},
 }
 
 #: per env family (:func:`env_family`), what differs from :data:`BASE`
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "web": {"PPOArgs": {}, "ImitateArgs": {}},
+    "web": {},
+    # correct +1 / abstain 0 / wrong -1 is the task; shaped F1 credit would pay wrong answers
+    # Imitation needs many demos here (test success 0.09 / 0.17 / 0.25 / 0.40 from 100 / 100 /
+    # 300 / 1,000 demos, docs/research.md); 30 PPO updates keep the job near 10 minutes.
+    "research": {"PPOArgs": {"reward_mode": "sparse", "updates": 30},
+                 "MainJobArgs": {"demos": 1000, "imitate.epochs": 20}},
     # A rejected pick leaves the scene unchanged, so at gamma 0.99 repeating it until truncation
     # cost 1% of the return; at lr 3e-4 a diffuse start had not moved after 32 updates
     # (benchmarks/results/ppo_tabletop.md). Batch 16: at 64, 20 demos give one step an epoch.
@@ -39,7 +47,8 @@ T = TypeVar("T")
 
 
 def env_family(env_id: str) -> str:
-    """``tabletop`` or ``web``: the family of a registered env id (from its entry point)."""
+    """``tabletop``, ``research`` or ``web`` (the Shop): the family of a registered env id
+    (from its entry point)."""
     if ":" in env_id:  # "module:env_id", as gym.make takes it: the module registers the id
         module, env_id = env_id.split(":", 1)
         importlib.import_module(module)
@@ -48,13 +57,15 @@ def env_family(env_id: str) -> str:
     except gym.error.Error as e:
         raise ValueError(str(e)) from None
     entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
-    return "tabletop" if ".tabletop" in entry else "web"
+    if ".tabletop" in entry:
+        return "tabletop"
+    return "research" if ".research." in entry else "web"
 
 
 def preset(config_cls: type, env_id: str) -> dict[str, Any]:
     """The settings ``config_cls`` gets for ``env_id`` when the user gives none."""
     name = config_cls.__name__
-    return {**BASE[name], **PRESETS[env_family(env_id)][name]}
+    return {**BASE[name], **PRESETS[env_family(env_id)].get(name, {})}
 
 
 def resolve(args: T) -> T:

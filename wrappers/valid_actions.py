@@ -82,6 +82,7 @@ _QUESTION_WORDS = frozenset("What Who Whom Whose When Where Which Why How In On 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _QUOTE_LINE = re.compile(r'^\[\d+\] [^:]*: "(.*)"$')
 _POSITION_LINE = re.compile(r"^-- lines \d+-\d+ of \d+")
+_NAME_OR_NUMBER = re.compile(r"\b[A-Z][\w'-]+(?: (?:of |the )?[A-Z][\w'-]+)*|\d[\d,.]*")
 _QUANTITY = re.compile(r"\b\d[\d,.]*\d? [a-z]+")
 
 
@@ -97,6 +98,13 @@ def propose_entities(text: str) -> list[str]:
         if name and name not in out:
             out.append(name)
     return out
+
+
+def strip_names(text: str) -> str:
+    """``text`` without its capitalised names and numbers: what is said about them ("The last
+    census counted 732,600 inhabitants in Zaelgate." -> "The last census counted
+    inhabitants in ."), which is what tells a fact's relation apart."""
+    return " ".join(_NAME_OR_NUMBER.sub(" ", text).split())
 
 
 def page_quotes(page: str) -> list[str]:

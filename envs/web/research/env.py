@@ -75,7 +75,10 @@ class ResearchEnv(WebEnv):
     * ``observation_mode``: ``"text"`` | ``"html"``; ``backend``: ``"text"``;
       ``render_mode``: ``"ansi"`` | ``"human"``.
 
-    ``reset(options={"question_index": i})`` picks question ``i`` of the split.
+    ``reset(options={"question_index": i})`` picks question ``i`` of the split. ``info`` has
+    ``question_index``, ``answered``, ``abstained``, ``answerable`` (the wiki states the fact)
+    and ``quotes`` (how many were collected); :meth:`episode_metrics` turns the last infos of
+    many episodes into the rates evaluation reports.
     """
 
     commands = frozenset({"search", "click", "find", "scroll", "back", "top", "quote", "answer",
@@ -252,7 +255,25 @@ class ResearchEnv(WebEnv):
 
     def _extra_info(self) -> dict[str, Any]:
         return {"question_index": self.question_index, "answered": self.answered,
-                "abstained": self.abstained}
+                "abstained": self.abstained, "answerable": self.question.answer is not None,
+                "quotes": len(self.quotes)}
+
+    @staticmethod
+    def episode_metrics(final_infos: list[dict[str, Any]]) -> dict[str, float]:
+        """What evaluation reports beside success for a batch of finished episodes (their last
+        ``info``): accuracy on answerable questions, how often the agent answers when the wiki
+        lacks the fact (hallucinates), abstains when it has it, and quoted evidence before a
+        correct answer. NaN where no episode qualifies."""
+        def rate(flags: list[bool]) -> float:
+            return float(sum(flags) / len(flags)) if flags else float("nan")
+
+        answerable = [i for i in final_infos if i.get("answerable")]
+        unanswerable = [i for i in final_infos if not i.get("answerable")]
+        correct = [i for i in answerable if i.get("success") and i.get("answered")]
+        return {"answerable accuracy": rate([bool(i.get("success")) for i in answerable]),
+                "answers unanswerable": rate([bool(i.get("answered")) for i in unanswerable]),
+                "abstains answerable": rate([bool(i.get("abstained")) for i in answerable]),
+                "quoted before correct": rate([i.get("quotes", 0) > 0 for i in correct])}
 
     def expert(self):
         """The scripted expert (privileged: it follows the question's gold hop path)."""

@@ -24,8 +24,11 @@ class ResearchExpert:
     (usable as a DAgger-style corrector).
     """
 
-    def __init__(self, env: ResearchEnv):
+    def __init__(self, env: ResearchEnv, abstains: bool = True):
         self.env = env.unwrapped
+        self.abstains = abstains
+        """False: an expert that never admits ignorance; where the wiki lacks the fact it
+        answers a guess from the page instead (for the imitation-only comparison)."""
 
     def reset(self) -> None:
         """Nothing to reset: the expert reads the env's state at every step."""
@@ -44,7 +47,7 @@ class ResearchExpert:
                     return self._go_to(entity)
                 continue
             if fact is None:  # the wiki lacks the fact this page should state
-                return "abstain"
+                return "abstain" if self.abstains else self._guess()
             if fact.sentence in quoted:
                 continue
             return self._bring_into_view(fact.sentence) or f"quote[{fact.sentence}]"
@@ -68,6 +71,14 @@ class ResearchExpert:
         if first < env.cursor:
             return "top" if first < HEIGHT else "scroll[up]"
         return None
+
+    def _guess(self) -> str:
+        """An answer that sounds right: the first answer a policy could propose from the page."""
+        from rlft.wrappers.valid_actions import propose_answers
+
+        page = self.env._page_text()
+        guesses = propose_answers(page, self.env.question.text)
+        return f"answer[{guesses[0] if guesses else 'unknown'}]"
 
     def _go_to(self, entity: Entity) -> str:
         env = self.env
