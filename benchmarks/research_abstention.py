@@ -50,8 +50,6 @@ class Args:
 
 def main(args: Args) -> None:
     """Run the stages and write the results."""
-    import gymnasium as gym
-
     import rlft.envs  # noqa: F401
     from rlft.envs.web.research.expert import ResearchExpert
     from rlft.training.benchmark import evaluate_agents
@@ -66,10 +64,8 @@ def main(args: Args) -> None:
     for name, abstains in (("abstaining", True), ("never-abstaining", False)):
         demos, il = args.work / f"demos-{name}", args.work / f"il-{name}"
         if not demos_complete(demos):
-            env = gym.make(ENV, split="train")
             collect(ENV, args.demos, demos, seed=args.seed,
-                    agent=ResearchExpert(env, abstains=abstains))
-            env.close()
+                    agent=lambda env, a=abstains: ResearchExpert(env, abstains=a))
         if not (il / "summary.json").exists():
             imitate(ImitateArgs(demos=demos, out=il, env=ENV, epochs=args.epochs,
                                 seed=args.seed))

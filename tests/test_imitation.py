@@ -190,3 +190,13 @@ def test_bad_training_settings_get_one_line(tmp_path, demos, capsys):
         err = capsys.readouterr().err
         assert err.startswith("rlft: error: ") and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "c").exists()
+
+
+def test_collect_binds_an_agent_factory_to_the_recording_env(tmp_path):
+    """An expert reads privileged state, so it must act on the env being recorded: collect
+    takes a function of that env (an expert bound to another env would wander)."""
+    from rlft.envs.web.research.expert import ResearchExpert
+
+    meta = collect("rlft/Research-v0", 5, tmp_path / "d", seed=0,
+                   agent=lambda env: ResearchExpert(env))
+    assert meta["agent"] == "ResearchExpert" and meta["success"] == 1.0

@@ -37,7 +37,8 @@ def demos_complete(directory: str | Path) -> bool:
 def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train", seed: int = 0,
             progress: Callable[[int], None] | None = None, agent: Any = None,
             **env_kwargs: Any) -> dict[str, Any]:
-    """Roll out the env's expert (or ``agent``: anything with ``reset`` and ``act``) for
+    """Roll out the env's expert (or ``agent``: anything with ``reset`` and ``act``, or a
+    function of the recording env that makes one, e.g. an expert bound to that env) for
     ``episodes`` episodes (seeds ``seed, seed+1, ...``) and record them in ``out``; returns
     (and writes to ``meta.json``, last) a summary. An interrupted collect left in ``out`` (no
     ``meta.json``) is deleted and redone."""
@@ -51,7 +52,10 @@ def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train"
         print(f"{out} holds an interrupted collect (no {META_FILE}): redoing it")
         shutil.rmtree(out)
     env = TrajectoryRecorder(gym.make(env_id, split=split, **env_kwargs), out)
-    actor = agent if agent is not None else ExpertAgent(env)
+    if agent is None:
+        actor = ExpertAgent(env)
+    else:
+        actor = agent if hasattr(agent, "act") else agent(env)
     successes, steps = 0, 0
     try:
         for i in range(episodes):
@@ -66,7 +70,7 @@ def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train"
         env.close()
     meta = {"format": FORMAT, "env_id": env_id, "split": split, "episodes": episodes,
             "seed": seed, "env_kwargs": env_kwargs, "steps": steps,
-            "agent": "expert" if agent is None else type(agent).__name__,
+            "agent": "expert" if agent is None else type(actor).__name__,
             "expert_success" if agent is None else "success": successes / episodes}
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
