@@ -184,3 +184,67 @@ def test_async_vector_envs_give_the_same_rollouts_as_sync(init_policy, tmp_path)
     wb = load_file(str(tmp_path / "async" / "policy" / "head.safetensors"))
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k])
+
+
+@pytest.mark.parametrize("fault", ["writing state", "old moved aside", "new in place",
+                                   "new written, old not moved"])
+def test_resume_after_a_kill_inside_a_checkpoint_write(init_policy, tmp_path, fault, capsys):
+    """Each point of a checkpoint write where a kill can land leaves files from which
+    --resume continues from the last complete checkpoint (and cleans up), never from scratch
+    and never stuck."""
+    import shutil
+
+    common = dict(env="rlft-test/Doors-v0", policy=init_policy, num_envs=2, num_steps=3,
+                  learning_rate=1e-3, eval_episodes=0, progress=False, checkpoint_every=1,
+                  anneal_lr=False)
+    out = tmp_path / "run"
+    train_ppo(PPOArgs(out=str(out), updates=1, **common))
+    prev = tmp_path / "prev"
+    shutil.copytree(out / "checkpoint", prev)
+    train_ppo(PPOArgs(out=str(out), updates=2, resume=True, **common))
+    ckpt, tmp, old = out / "checkpoint", out / "checkpoint.tmp", out / "checkpoint.old"
+    new = tmp_path / "new"
+    shutil.move(ckpt, new)
+    if fault == "writing state":  # the previous one in place, a half-written state.pt
+        shutil.copytree(prev, ckpt)
+        tmp.mkdir()
+        (tmp / "state.pt").write_bytes((new / "state.pt").read_bytes()[:100])
+        expect = 1
+    elif fault == "old moved aside":  # between the two renames
+        shutil.copytree(prev, old)
+        shutil.copytree(new, tmp)
+        expect = 2
+    elif fault == "new in place":  # before the old one was removed
+        shutil.copytree(new, ckpt)
+        shutil.copytree(prev, old)
+        expect = 2
+    else:  # the new one complete in .tmp, the old one not yet moved
+        shutil.copytree(prev, ckpt)
+        shutil.copytree(new, tmp)
+        expect = 1
+    capsys.readouterr()
+    summary = train_ppo(PPOArgs(out=str(out), updates=3, resume=True, **common))
+    assert f"resuming at update {expect + 1}" in capsys.readouterr().out
+    assert summary["global_step"] == 3 * 2 * 3
+    assert not tmp.exists() and not old.exists()
+    state = torch.load(ckpt / "state.pt", weights_only=False)
+    assert state["update"] == 3
+
+
+def test_a_damaged_checkpoint_is_named(init_policy, tmp_path, capsys):
+    from rlft.training.cli import main
+
+    out = tmp_path / "run"
+    common = ["--env", "rlft-test/Doors-v0", "--policy", init_policy, "--out", str(out),
+              "--num-envs", "2", "--num-steps", "3", "--eval-episodes", "0", "--no-progress",
+              "--checkpoint-every", "1"]
+    main(["train", "ppo", "--updates", "1", *common])
+    state = out / "checkpoint" / "state.pt"
+    for damage in (b"", b"garbage", state.read_bytes()[:200]):
+        state.write_bytes(damage)
+        with pytest.raises(SystemExit) as e:
+            main(["train", "ppo", "--updates", "2", "--resume", *common])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("rlft: error: ")]
+        assert len(errors) == 1 and str(state) in errors[0] and "Traceback" not in err, err

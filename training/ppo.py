@@ -151,8 +151,11 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     start_update, global_step = 0, 0
     history: list[dict[str, float]] = []  # per update: the learning curve
     episodes: dict[str, list[float]] = {"return": [], "success": [], "score": []}
+    if args.resume and accelerator.is_main_process:
+        recover_checkpoint(ckpt_dir)
+    accelerator.wait_for_everyone()
     if args.resume and (ckpt_dir / "state.pt").exists():
-        state = torch.load(ckpt_dir / "state.pt", weights_only=False)
+        state = _load_state(ckpt_dir / "state.pt")
         if len(state["rng"]) != world:
             raise ValueError(f"{ckpt_dir} was written by {len(state['rng'])} processes; resume "
                              f"it with as many (this run has {world})")
@@ -391,19 +394,67 @@ def _broadcast_weights(params: list[torch.Tensor]) -> None:
             i += p.numel()
 
 
+COMPLETE = "COMPLETE"
+
+
 def _save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
-    """Write the resumable state atomically: to a temporary folder, then rename over the old."""
+    """Write the resumable state so that a kill at any point leaves a complete checkpoint: into
+    ``checkpoint.tmp`` (``state.pt``, then the ``COMPLETE`` marker), the old one moved aside to
+    ``checkpoint.old``, the new one renamed into place, the old one removed.
+    :func:`recover_checkpoint` finishes or undoes an interrupted write."""
     import torch
 
+    recover_checkpoint(directory, quiet=True)
     tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save(state, tmp / "state.pt")
+    (tmp / COMPLETE).write_text("")
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         os.replace(directory, old)
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_checkpoint(directory: Path, quiet: bool = False) -> str | None:
+    """Leave ``directory`` as the last complete checkpoint after an interrupted
+    :func:`_save_checkpoint`, and remove its leftovers; returns a line saying what was found
+    (None when nothing was amiss). A complete ``checkpoint.tmp`` is newer than everything else;
+    a ``checkpoint.old`` is the previous complete one."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    found = None
+    if not directory.exists() and (tmp / COMPLETE).is_file():
+        os.replace(tmp, directory)
+        found = f"{directory}: recovered the checkpoint being put in place ({tmp.name})"
+    elif not directory.exists() and (old / "state.pt").is_file():
+        os.replace(old, directory)
+        found = f"{directory}: restored the previous checkpoint ({old.name})"
+    elif tmp.exists() or old.exists():
+        found = (f"{directory}: removed the leftovers of an interrupted checkpoint write "
+                 f"({', '.join(d.name for d in (tmp, old) if d.exists())})")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    if found and not quiet:
+        print(found)
+    return found
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint's state, with an error naming the file when damaged."""
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as e:  # noqa: BLE001  (torch raises many kinds on a damaged file)
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}): the checkpoint is "
+                         f"damaged; delete {path.parent} to start over") from None
+    need = {"model", "optimizer", "reference", "update", "global_step", "history", "rng",
+            "episodes"}
+    if not isinstance(state, dict) or not need <= set(state):
+        raise ValueError(f"{path} is not a PPO checkpoint of this rlft (missing "
+                         f"{sorted(need - set(state) if isinstance(state, dict) else need)})")
+    return state
 
 if __name__ == "__main__":
     import tyro
