@@ -104,3 +104,42 @@ def test_make_vec_four_envs(env_id, mode):
         assert all(isinstance(p, str) and p for p in obs["page"])
     finally:
         envs.close()
+
+
+def test_reset_options_take_any_integer_index_but_not_bools():
+    import numpy as np
+    import pytest
+
+    for env_id, key in (("rlft/Shop-v0", "goal_index"), ("rlft/Research-v0", "question_index")):
+        env = gym.make(env_id)
+        _, info = env.reset(seed=0, options={key: np.int64(3)})
+        assert info[key] == 3 and type(info[key]) is int
+        for bad in (True, 2.0, -1, "3"):
+            with pytest.raises(ValueError, match=key):
+                env.reset(seed=0, options={key: bad})
+        env.close()
+
+
+def test_text_backend_envs_pass_check_env_with_its_render_check():
+    from gymnasium.utils.env_checker import check_env
+
+    for env_id in ("rlft/Shop-v0", "rlft/Research-v0"):
+        env = gym.make(env_id)
+        assert "rgb_array" not in env.unwrapped.metadata["render_modes"]
+        check_env(env.unwrapped)  # skip_render_check=False: renders each listed mode
+        env.close()
+
+
+def test_a_tabletop_env_refuses_to_be_copied_or_pickled():
+    import copy
+    import pickle
+
+    import pytest
+
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    env.reset(seed=0)
+    for clone in (copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="PyBullet"):
+            clone(env.unwrapped)
+    obs, *_ = env.step(env.unwrapped.expert().act(*env.reset(seed=0)))  # still usable
+    env.close()

@@ -214,3 +214,13 @@ class TabletopEnv(gym.Env):
         """Disconnect the PyBullet client."""
         self.sim.close()
         super().close()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TabletopEnv:
+        raise TypeError("a TabletopEnv cannot be copied: the copy would share (and close) its "
+                        "PyBullet client; make another with gym.make(...) and reset it with the "
+                        "same seed")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a TabletopEnv cannot be pickled: its PyBullet client lives in this "
+                        "process; pass the env id and kwargs instead (gym.make_vec(..., "
+                        "vectorization_mode='async') does)")

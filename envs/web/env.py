@@ -82,6 +82,8 @@ class WebEnv(gym.Env[dict, str]):
             if render_mode == "rgb_array" and backend != "browser":
                 raise ValueError("render_mode='rgb_array' needs backend='browser'")
         self.render_mode = render_mode
+        if backend != "browser":  # what this instance can render (gymnasium's check_env reads it)
+            self.metadata = {**self.metadata, "render_modes": ["ansi", "human"]}
         self.site = site
         self.backend_name = backend
         self._backend = make_backend(backend, site, **(backend_options or {}))
@@ -189,3 +191,18 @@ class WebEnv(gym.Env[dict, str]):
             "action_error": error,
             **self._extra_info(),
         }
+
+
+def option_index(options: dict[str, Any], key: str, size: int, split: str) -> int | None:
+    """``options[key]`` as an index in ``[0, size)`` (any integer type, numpy's too; not a bool),
+    None when absent; a ValueError saying what is allowed otherwise."""
+    import numbers
+
+    index = options.get(key)
+    if index is None:
+        return None
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral) \
+            or not 0 <= int(index) < size:
+        raise ValueError(f"{key} must be an int in [0, {size}) for split {split!r}; got "
+                         f"{index!r}")
+    return int(index)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER, ActionError, ParsedAction
-from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice
+from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice, option_index
 from rlft.envs.web.research.corpus import DEFAULT_SIZE, build_corpus
 from rlft.envs.web.research.grader import Grader, check_rewards, grade
 from rlft.envs.web.research.questions import SPLITS, Question, question_pool
@@ -109,13 +109,9 @@ class ResearchEnv(WebEnv):
 
     # -- episode -------------------------------------------------------------------------
     def _new_episode(self, options: dict[str, Any]) -> str:
-        index = options.get("question_index")
+        index = option_index(options, "question_index", len(self.questions), self.split)
         if index is None:
             index = int(self.np_random.integers(len(self.questions)))
-        elif isinstance(index, bool) or not isinstance(index, int) \
-                or not 0 <= index < len(self.questions):
-            raise ValueError(f"question_index must be an int in [0, {len(self.questions)}) for "
-                             f"split {self.split!r}; got {index!r}")
         self.question_index, self.question = index, self.questions[index]
         self.cursor, self.history, self.quotes = 0, [], []
         self.answered = self.abstained = False

@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER, ActionError, ParsedAction
-from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice
+from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice, option_index
 from rlft.envs.web.shop.catalog import build_catalog
 from rlft.envs.web.shop.goals import SPLITS, Goal, goal_pool
 from rlft.envs.web.shop.reward import PurchaseScore, score_purchase
@@ -81,14 +81,9 @@ class ShopEnv(WebEnv):
         self.purchase: PurchaseScore | None = None
 
     def _new_episode(self, options: dict[str, Any]) -> str:
-        index = options.get("goal_index")
+        index = option_index(options, "goal_index", len(self.goals), self.split)
         if index is None:
             index = int(self.np_random.integers(len(self.goals)))
-        elif not isinstance(index, int) or not 0 <= index < len(self.goals):
-            raise ValueError(
-                f"goal_index must be an int in [0, {len(self.goals)}) for split {self.split!r}; "
-                f"got {index!r}"
-            )
         self.goal_index, self.goal = index, self.goals[index]
         self.purchase = None
         return self.goal.instruction
