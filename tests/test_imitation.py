@@ -183,13 +183,25 @@ def test_bad_training_settings_get_one_line(tmp_path, demos, capsys):
                   "--policy-config", "nonsense=1"],
                  ["collect", "--episodes", "-3", "--out", str(tmp_path / "c")],
                  ["evaluate", "--env", "rlft/Nope-v0", "--episodes", "1"],
+                 ["evaluate", "--episodes", "0"],
+                 ["benchmark", "--episodes", "-3", "--out", str(tmp_path / "bench")],
+                 ["collect", "--env", "rlft/Shop-v1", "--episodes", "1",
+                  "--out", str(tmp_path / "c")],
+                 ["imitate", "--env", "rlft/Nope-v0", "--demos", str(demos),
+                  "--out", str(tmp_path / "e")],
+                 ["play", "rlft/Nope-v0"],
+                 ["train", "ppo", "--env", "rlft/Nope-v0", "--out", str(tmp_path / "f")],
+                 ["train", "ppo", "--updates", "-3", "--out", str(tmp_path / "g")],
+                 ["train", "ppo", "--minibatch-size", "0", "--out", str(tmp_path / "h")],
+                 ["evaluate", "--agent", str(demos)],  # a folder that is no checkpoint
                  ["train", "ppo", "--num-envs", "0", "--out", str(tmp_path / "d")]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("rlft: error: ") and err.count("\n") == 1, (argv, err)
-    assert not (tmp_path / "c").exists()
+    for never_made in ("c", "bench.md", "g", "h"):
+        assert not (tmp_path / never_made).exists()
 
 
 def test_collect_binds_an_agent_factory_to_the_recording_env(tmp_path):
