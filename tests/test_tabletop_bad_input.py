@@ -93,3 +93,38 @@ def test_exploding_object_is_detected(env):
     px, py = u.sim.pose(other)[0][:2]
     _, _, term, _, info = env.step([px, py, px, py, 0.0])
     assert term and "exploded" in info["sim_error"]
+
+
+class _Explodes:
+    """An object whose every conversion raises."""
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    def __repr__(self):
+        raise RuntimeError("no repr either")
+
+
+def test_step_fuzz_never_raises():
+    """Adversarial actions of every kind: huge Python ints, tensors that require grad, complex,
+    nested and ragged lists, mappings, strings, objects that raise: each is refused with a
+    reason, and the episode goes on."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    weird = [10**400, [10**400] * 5, torch.zeros(5, requires_grad=True), [1j] * 5,
+             [[0.5], [0.0], [0.5], [0.1], [0.0, 1.0]], {"pick": 1}, b"\x00" * 5, _Explodes(),
+             [_Explodes()] * 5, np.array(["a"] * 5), [True] * 5, np.zeros((5, 0)), float("nan"),
+             [1e308, -1e308, 1e308, 1e308, 1e308], set(), object()]
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    env.reset(seed=0)
+    refused = 0
+    for i in range(400):
+        action = weird[i % len(weird)] if i < 2 * len(weird) else rng.normal(0, 10.0 ** rng.integers(0, 30),
+                                                                      size=rng.integers(0, 8))
+        _, reward, terminated, truncated, info = env.step(action)
+        refused += bool(info["action_error"])
+        if terminated or truncated:
+            env.reset(seed=i)
+    assert refused >= 2 * len(weird) - 2  # [True]*5 is five numbers (1.0): off the workspace
+    env.close()

@@ -19,6 +19,15 @@ from rlft.envs.tabletop.tasks.base import Oracle, Task
 REWARD_MODES = ("sparse", "shaped", "dense")
 
 
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, or its type when ``repr`` itself fails."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TabletopEnv(gym.Env):
     """Language-conditioned pick-and-place on a table (CLIPort / Ravens style), in PyBullet.
 
@@ -147,8 +156,9 @@ class TabletopEnv(gym.Env):
     def _check_action(self, action: Any) -> tuple[np.ndarray | None, str]:
         try:
             a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
-            return None, f"action must be 5 numbers [pick_x, pick_y, place_x, place_y, theta], got {action!r:.80}"
+        except Exception:  # noqa: BLE001  (whatever the object raises: big ints, grad tensors...)
+            return None, ("action must be 5 numbers [pick_x, pick_y, place_x, place_y, theta], "
+                          f"got {_short_repr(action)}")
         if a.shape != (5,):
             return None, f"action must have shape (5,) [pick_x, pick_y, place_x, place_y, theta], got shape {a.shape}"
         if not np.all(np.isfinite(a)):
