@@ -128,7 +128,8 @@ def train(algorithm: tyro.conf.Positional[Literal["ppo"]],
 
 def demo(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:
     """The main job: expert demos -> imitation -> PPO -> a random / IL / IL+RL / expert table
-    on the test split (what `make demo` runs, on these embedded defaults)."""
+    on the test split (what `make demo` runs, on these embedded defaults; `--env
+    rlft/Research-v0` is `make demo-research`, with always-abstain and abstention rates)."""
     from rlft.training.main_job import run_main_job
 
     run_main_job(args)

@@ -33,7 +33,8 @@ class MainJobArgs:
     their env, directories, model and seed itself."""
 
     env: str = "rlft/Shop-v0"
-    """Web environment id."""
+    """Web environment id: rlft/Shop-v0 (the main job) or rlft/Research-v0 (the second one,
+    ``make demo-research``)."""
     out: str = "runs/demo"
     """Run directory (demos/, il/, ppo/, results.md, results.json, learning_curve.png)."""
     model: str = DEFAULT_ENCODER
