@@ -61,6 +61,26 @@ def load_weights(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} cannot be read ({e}); the checkpoint is damaged") from None
 
 
+def load_training_state(path: str | Path, required: frozenset[str] = frozenset()
+                        ) -> dict[str, Any]:
+    """A resumable training state written with ``torch.save`` (imitation's ``checkpoint.pt``,
+    PPO's ``state.pt``), with an error naming the file when it is damaged or lacks a key of
+    ``required``."""
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as e:  # noqa: BLE001  (torch raises many kinds on a damaged file)
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}): the checkpoint is "
+                         f"damaged; delete it to start over") from None
+    missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
+    if not isinstance(state, dict) or missing:
+        raise ValueError(f"{path} is not a checkpoint of this rlft (missing {missing}); delete "
+                         f"it to start over")
+    return state
+
+
 def save_weights(tensors: dict[str, Any], path: str | Path) -> None:
     """Write a state dict as safetensors (contiguous CPU copies)."""
     from safetensors.torch import save_file

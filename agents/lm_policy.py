@@ -173,17 +173,18 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         return next(self.model.parameters()).device
 
     # -- prompts -------------------------------------------------------------------------
-    def prompt(self, turn: Turn) -> str:
+    def prompt(self, turn: Turn, candidates: Sequence[str] | None = None) -> str:
         """The chat prompt of ``turn``: its last ``window`` (page, action) turns, the current
-        page and the concrete valid actions."""
-        return render_prompt(turn_messages(turn, self.candidates(turn), self.config.window,
+        page and the concrete valid actions (``candidates``, made from ``turn`` when None)."""
+        cands = self.candidates(turn) if candidates is None else candidates
+        return render_prompt(turn_messages(turn, cands, self.config.window,
                                            self.config.max_page_chars), self.tokenizer)
 
     def encode(self, turn: Turn) -> LMTurn:
         """The model input of ``turn`` (acting, SFT and PPO alike): :meth:`prompt`'s token ids
         and the candidates with theirs."""
         cands = self.candidates(turn)
-        return LMTurn(tuple(self.prompt_ids(self.prompt(turn))), tuple(cands),
+        return LMTurn(tuple(self.prompt_ids(self.prompt(turn, cands))), tuple(cands),
                       tuple(tuple(self.action_ids(c)) for c in cands))
 
     def candidates(self, turn: Turn) -> list[str]:

@@ -218,10 +218,10 @@ def test_resume_after_a_kill_inside_a_checkpoint_write(init_policy, tmp_path, fa
         shutil.copytree(new, ckpt)
         shutil.copytree(prev, old)
         expect = 2
-    else:  # the new one complete in .tmp, the old one not yet moved
+    else:  # the new one complete in .tmp, the old one not yet moved: the new one wins
         shutil.copytree(prev, ckpt)
         shutil.copytree(new, tmp)
-        expect = 1
+        expect = 2
     capsys.readouterr()
     summary = train_ppo(PPOArgs(out=str(out), updates=3, resume=True, **common))
     assert f"resuming at update {expect + 1}" in capsys.readouterr().out

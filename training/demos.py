@@ -19,14 +19,10 @@ import numpy as np
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents import ExpertAgent
 from rlft.agents.episode import Episode, Turn, rollout
-from rlft.wrappers.recorder import TRAJECTORY_FILE, TrajectoryRecorder
+from rlft.wrappers.recorder import RECORD_FIELDS, TRAJECTORY_FILE, TrajectoryRecorder
 
 META_FILE = "meta.json"
 FORMAT = "rlft-trajectories-v1"
-#: fields of a step record that are not part of the observation
-RECORD_FIELDS = frozenset({"episode", "step", "seed", "arrays", "valid_actions", "action",
-                           "reward", "terminated", "truncated", "success", "score",
-                           "action_error"})
 
 
 def demos_complete(directory: str | Path) -> bool:

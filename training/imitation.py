@@ -30,12 +30,16 @@ import numpy as np
 import torch
 
 import rlft.envs  # noqa: F401  (registers the ids)
+from rlft.agents.checkpoint import load_training_state
 from rlft.agents.loading import build_policy, check_pairing, policy_class
 from rlft.training.configs import ImitateArgs
 from rlft.training.demos import demo_turns, expert_turns, load_demos
 from rlft.training.presets import resolve
 
 CHECKPOINT = "checkpoint.pt"
+#: what ``checkpoint.pt`` must hold to resume
+CHECKPOINT_KEYS = frozenset({"policy", "optim", "sched", "torch_rng", "py_rng", "epoch",
+                             "best_val", "history"})
 SUMMARY = "summary.json"
 
 
@@ -117,11 +121,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     start_epoch, best_val, history = 0, None, []
     ckpt_path = out / CHECKPOINT
     if args.resume and ckpt_path.is_file():
-        try:
-            ckpt = torch.load(ckpt_path, weights_only=False)
-        except Exception as e:  # noqa: BLE001  (torch raises many kinds on a damaged file)
-            raise ValueError(f"{ckpt_path} cannot be read ({type(e).__name__}); delete it to "
-                             f"start over") from None
+        ckpt = load_training_state(ckpt_path, CHECKPOINT_KEYS)
         policy.load_state_dict(ckpt["policy"], strict=False)
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])

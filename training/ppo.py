@@ -2,9 +2,11 @@
 
     rlft train ppo --env rlft/Shop-v0 --policy runs/il-shop --out runs/ppo-shop
 
-One turn is one PPO step. Each env's episode so far lives in an :class:`rlft.agents.episode.Episode`
-and the policy (any :class:`rlft.agents.rl.RLPolicy`: choice, CLIP, LM) encodes its turn with
-``encode``, the same input it acts on and imitation trains on; it samples the turn's action, the env returns the turn's reward, GAE runs over turns. An action is
+One turn is one PPO step. Each env's episode so far lives in an
+:class:`rlft.agents.episode.Episode` and the policy (any :class:`rlft.agents.rl.RLPolicy`:
+choice, CLIP, LM) encodes its turn with ``encode``, the same input it acts on and imitation
+trains on; it samples the turn's action, the env returns the turn's reward, GAE runs over
+turns. An action is
 made of scored parts (one for a choice, one per token for an LM); the loss is the clipped
 surrogate on each part's probability ratio weighted by the turn's advantage, a clipped value
 loss, an entropy bonus and a KL penalty to the frozen imitation checkpoint. The reference is the
@@ -31,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 import rlft.envs  # noqa: F401  (registers the ids)
+from rlft.agents.checkpoint import load_training_state
 from rlft.agents.episode import Episode
 from rlft.training.configs import PPOArgs, parse_options
 from rlft.training.presets import resolve
@@ -155,7 +158,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         recover_checkpoint(ckpt_dir)
     accelerator.wait_for_everyone()
     if args.resume and (ckpt_dir / "state.pt").exists():
-        state = _load_state(ckpt_dir / "state.pt")
+        state = load_training_state(ckpt_dir / "state.pt", STATE_KEYS)
         if len(state["rng"]) != world:
             raise ValueError(f"{ckpt_dir} was written by {len(state['rng'])} processes; resume "
                              f"it with as many (this run has {world})")
@@ -424,7 +427,8 @@ def recover_checkpoint(directory: Path, quiet: bool = False) -> str | None:
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
     found = None
-    if not directory.exists() and (tmp / COMPLETE).is_file():
+    if (tmp / COMPLETE).is_file():  # the newest complete one, wherever the write stopped
+        shutil.rmtree(directory, ignore_errors=True)
         os.replace(tmp, directory)
         found = f"{directory}: recovered the checkpoint being put in place ({tmp.name})"
     elif not directory.exists() and (old / "state.pt").is_file():
@@ -440,21 +444,9 @@ def recover_checkpoint(directory: Path, quiet: bool = False) -> str | None:
     return found
 
 
-def _load_state(path: Path) -> dict[str, Any]:
-    """``torch.load`` of a checkpoint's state, with an error naming the file when damaged."""
-    import torch
-
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as e:  # noqa: BLE001  (torch raises many kinds on a damaged file)
-        raise ValueError(f"{path} cannot be read ({type(e).__name__}): the checkpoint is "
-                         f"damaged; delete {path.parent} to start over") from None
-    need = {"model", "optimizer", "reference", "update", "global_step", "history", "rng",
-            "episodes"}
-    if not isinstance(state, dict) or not need <= set(state):
-        raise ValueError(f"{path} is not a PPO checkpoint of this rlft (missing "
-                         f"{sorted(need - set(state) if isinstance(state, dict) else need)})")
-    return state
+#: what a PPO ``state.pt`` must hold to resume
+STATE_KEYS = frozenset({"model", "optimizer", "reference", "update", "global_step", "history",
+                        "rng", "episodes"})
 
 if __name__ == "__main__":
     import tyro

@@ -28,6 +28,10 @@ import gymnasium as gym
 import numpy as np
 
 TRAJECTORY_FILE = "trajectories.jsonl"
+#: the fields of a step record that are not part of the observation (everything else is)
+RECORD_FIELDS = frozenset({"episode", "step", "seed", "arrays", "valid_actions", "action",
+                           "reward", "terminated", "truncated", "success", "score",
+                           "action_error"})
 
 
 def _jsonable(value: Any) -> Any:
