@@ -16,6 +16,7 @@ are saved as PEFT adapters next to the head.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,13 @@ NUM_FEATURES = 10
 NUM_EVIDENCE_FEATURES = 8
 #: similarity columns the head also reads with ``evidence_features`` (computed from embeddings)
 NUM_EVIDENCE_SIMILARITIES = 3
+#: similarity columns the head also reads with ``semantic_features``
+NUM_SEMANTIC_SIMILARITIES = 3
+_NUMBER = re.compile(r"^[0-9.]+$")
+#: goal words that say how to ask, not what to buy (left out of the semantic match)
+_REQUEST_WORDS = frozenset(
+    "need find looking want buy could get price lower than less under below costs budget "
+    "dollars size color flavor pack count capacity model scent".split())
 
 
 @dataclass
@@ -85,10 +93,25 @@ class ChoicePolicyConfig:
     X?" meets "The last census counted N inhabitants in X.") with its margin to the turn's
     best."""
 
+    semantic_features: bool = False
+    """Similarity columns that match the goal to a candidate beyond shared words (for stores
+    whose goals say things in other words than the products: ``rlft/Shop-v1``). Only the
+    words each side has that the other lacks are compared: the candidate's (a result's title,
+    an option's label, without numbers) against the goal's (without the request and price
+    words), as whole phrases (cosine of their embeddings) and word by word (the best pair, and
+    the mean over the candidate's words of their best match), so *Onyx* meets *black* and a
+    title's *Waterproof* meets *that keep the rain out*."""
+
     @property
     def num_features(self) -> int:
         """Lexical features per candidate."""
         return NUM_FEATURES + (NUM_EVIDENCE_FEATURES if self.evidence_features else 0)
+
+    @property
+    def num_similarities(self) -> int:
+        """Embedding-similarity columns per candidate."""
+        return (NUM_EVIDENCE_SIMILARITIES * int(self.evidence_features)
+                + NUM_SEMANTIC_SIMILARITIES * int(self.semantic_features))
 
 
 @dataclass
@@ -107,6 +130,9 @@ class TurnFeatures:
     relation_texts: list[str] = field(default_factory=list)
     """With ``evidence_features``: per candidate, a quote's sentence without its names and
     numbers ("" for other candidates)."""
+    residual_words: list[tuple[list[str], list[str]]] = field(default_factory=list)
+    """With ``semantic_features``: per candidate, (its words the goal lacks, the goal's words
+    it lacks)."""
 
 
 @dataclass
@@ -156,8 +182,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             self._add_lora()
         d, h = self.encoder.dim, config.hidden
         self.score_head = nn.Sequential(
-            nn.Linear(4 * d + config.num_features
-                      + NUM_EVIDENCE_SIMILARITIES * int(config.evidence_features), h),
+            nn.Linear(4 * d + config.num_features + config.num_similarities, h),
             nn.GELU(), nn.Dropout(config.dropout),
             nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
         self.value_head = nn.Sequential(
@@ -171,9 +196,13 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                 **options: Any) -> ChoicePolicy:
         """A fresh policy for a web env: ``model`` is the encoder (default: the bundled
         MiniLM); ``options`` are :class:`ChoicePolicyConfig` fields. ``evidence_features``
-        defaults to whether the env has a ``quote`` command."""
+        defaults to whether the env has a ``quote`` command, ``semantic_features`` to whether
+        its goals are phrased in other words than its pages (an env attribute
+        ``paraphrased_goals``, true for the hard store)."""
         options.setdefault("evidence_features",
                            "quote" in getattr(env.unwrapped, "commands", ()))
+        options.setdefault("semantic_features",
+                           bool(getattr(env.unwrapped, "paraphrased_goals", False)))
         return cls(ChoicePolicyConfig(**({"encoder": model} if model else {}), **options),
                    seed=seed)
 
@@ -240,11 +269,30 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             texts.append(text)
         relation_texts = [self._relation_text(a, quoted) for a in candidates] if evidence \
             else []
+        residual = ([self._residual_words(a, turn.goal, buttons) for a in candidates]
+                    if self.config.semantic_features else [])
         return TurnFeatures(candidates, texts, turn.goal, list(recent),
                             torch.tensor(feats, dtype=torch.float32),
                             min(1.0, turn.step / max(1, self.config.max_steps)),
                             relation_goal=strip_names(turn.goal) if evidence else "",
-                            relation_texts=relation_texts)
+                            relation_texts=relation_texts, residual_words=residual)
+
+    @staticmethod
+    def _residual_words(action: str, goal: str, buttons: dict[str, tuple[str, bool]]
+                        ) -> tuple[list[str], list[str]]:
+        """(the candidate's words the goal lacks, the goal's words the candidate lacks), without
+        numbers and request words. A candidate is its label, or for a label that names no
+        words (a product id) the text after its button."""
+        label = action_label(action)
+        if not action.startswith("click["):
+            return [], []
+        if not any(c.islower() for c in label) and any(c.isdigit() for c in label):
+            label = buttons.get(label.casefold(), ("", False))[0]
+        goal_words = [w for w in dict.fromkeys(content_words(goal))
+                      if not _NUMBER.match(w) and w not in _REQUEST_WORDS]
+        words = [w for w in dict.fromkeys(content_words(label)) if not _NUMBER.match(w)]
+        mine = [w for w in words if w not in goal_words]
+        return mine, [w for w in goal_words if w not in words]
 
     # -- scoring -------------------------------------------------------------------------
     def forward(self, turns: Sequence[Turn | TurnFeatures]) -> PolicyOutput:
@@ -286,6 +334,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         if self.config.evidence_features:
             parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1),
                       *self._relation_similarity(feats, K)]
+        if self.config.semantic_features:
+            parts.append(self._semantic_similarity(feats, K))
         inp = torch.cat(parts, dim=-1)
         logits = self.score_head(inp).squeeze(-1).masked_fill(~mask, float("-inf"))
         steps = torch.tensor([[f.step] for f in feats], device=self.device)
@@ -326,6 +376,37 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             sim[b, idx, 0] = cos
             margin[b, idx, 0] = cos - cos.max()
         return sim, margin
+
+    def _semantic_similarity(self, feats: Sequence[TurnFeatures], K: int) -> torch.Tensor:
+        """``[B, K, 3]``: per candidate, the cosine of its residual words (as one phrase) to the
+        goal's, the best word-to-word cosine, and the mean over its words of their best match
+        (zeros where a side has no residual words)."""
+        enc = self.encoder
+        out = torch.zeros(len(feats), K, NUM_SEMANTIC_SIMILARITIES, device=self.device)
+        for b, f in enumerate(feats):
+            if enc.frozen and "sem" in f.extra:
+                out[b, : len(f.candidates)] = f.extra["sem"].to(self.device)
+                continue
+            rows = torch.zeros(len(f.candidates), NUM_SEMANTIC_SIMILARITIES)
+            idx = [k for k, (mine, theirs) in enumerate(f.residual_words) if mine and theirs]
+            if idx:
+                words = list(dict.fromkeys(w for k in idx for side in f.residual_words[k]
+                                           for w in side))
+                pos = {w: i for i, w in enumerate(words)}
+                word_emb = enc(words).to(self.device)
+                phrases = enc([" ".join(side) for k in idx for side in f.residual_words[k]])
+                phrases = phrases.to(self.device).view(len(idx), 2, -1)
+                for j, k in enumerate(idx):
+                    mine, theirs = f.residual_words[k]
+                    sim = word_emb[[pos[w] for w in mine]] @ word_emb[[pos[w] for w in theirs]].T
+                    best = sim.max(dim=1).values
+                    rows[k, 0] = (phrases[j, 0] * phrases[j, 1]).sum().cpu()
+                    rows[k, 1] = best.max().cpu()
+                    rows[k, 2] = best.mean().cpu()
+            if enc.frozen:
+                f.extra["sem"] = rows
+            out[b, : len(f.candidates)] = rows.to(self.device)
+        return out
 
     # -- imitation (rlft.agents.policy.TrainablePolicy) ----------------------------------
     def imitation_target(self, features: TurnFeatures, action: str) -> int:

@@ -78,8 +78,9 @@ def load_policy(directory: str | Path, **kwargs: Any) -> Any:
 
 
 def make_agent(spec: str | Path, env: gym.Env, seed: int = 0) -> Agent:
-    """``"expert"``, ``"random"``, ``"always:ACTION"`` (e.g. ``always:abstain``) or the path
-    of a saved policy, as an agent acting in ``env`` (a loaded policy is in eval mode and acts
+    """``"expert"``, ``"random"``, ``"always:ACTION"`` (e.g. ``always:abstain``),
+    ``"rule:first"`` / ``"rule:overlap"`` (the store's lexical rule baselines) or the path of a
+    saved policy, as an agent acting in ``env`` (a loaded policy is in eval mode and acts
     greedily)."""
     from rlft.agents.expert_agent import ExpertAgent
     from rlft.agents.fixed_agent import FixedAgent
@@ -91,12 +92,16 @@ def make_agent(spec: str | Path, env: gym.Env, seed: int = 0) -> Agent:
         return RandomAgent(env.action_space, seed=seed)
     if isinstance(spec, str) and spec.startswith("always:"):
         return FixedAgent(spec[len("always:"):])
+    if isinstance(spec, str) and spec.startswith("rule:"):
+        from rlft.agents.rule_agent import LexicalRuleAgent
+
+        return LexicalRuleAgent(spec[len("rule:"):])
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"agent {str(spec)!r} is neither 'expert', 'random', "
-                                f"'always:ACTION' nor an existing checkpoint directory; train one "
-                                f"with `rlft imitate ... --out {spec}` or pass --agent "
-                                f"expert|random")
+                                f"'always:ACTION', 'rule:first|overlap' nor an existing "
+                                f"checkpoint directory; train one with `rlft imitate ... --out "
+                                f"{spec}` or pass --agent expert|random")
     policy = load_policy(path, seed=seed)
     check_pairing(policy, env)
     return policy

@@ -25,6 +25,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: (label, env id, kwargs, target steps/s, target resets/s). Later issues append rows.
 CONFIGS: list[tuple[str, str, dict, float | None, float | None]] = [
+    ("Shop hard text (10k products)", "rlft/Shop-v1", {}, 3000.0, 500.0),
+    ("Shop hard browser text", "rlft/Shop-v1", {"backend": "browser"}, 50.0, None),
     ("Shop text (2k products)", "rlft/Shop-v0", {}, 3000.0, 500.0),
     ("Shop text (100k products)", "rlft/Shop-v0", {"num_products": 100_000}, None, None),
     ("Research text (5k articles)", "rlft/Research-v0", {}, 3000.0, 500.0),

@@ -1,12 +1,12 @@
 """The ``rlft`` command: one entry point for environments, evaluation and training.
 
     rlft envs                          list the registered environments
-    rlft play rlft/Shop-v0 --seed 3    play an env in the terminal
-    rlft evaluate --env rlft/Shop-v0 --agent expert|random|PATH --episodes 100
-    rlft collect --env rlft/Shop-v0 --episodes 500 --out runs/demos
-    rlft imitate --policy choice --env rlft/Shop-v0 --demos runs/demos --out runs/il-shop
-    rlft benchmark --agents random expert runs/il-shop --envs rlft/Shop-v0
-    rlft train ppo --env rlft/Shop-v0 --policy runs/il-shop --out runs/ppo-shop
+    rlft play rlft/Shop-v1 --seed 3    play an env in the terminal
+    rlft evaluate --env rlft/Shop-v1 --agent expert|random|PATH --episodes 100
+    rlft collect --env rlft/Shop-v1 --episodes 500 --out runs/demos
+    rlft imitate --policy choice --env rlft/Shop-v1 --demos runs/demos --out runs/il-shop
+    rlft benchmark --agents random expert runs/il-shop --envs rlft/Shop-v1
+    rlft train ppo --env rlft/Shop-v1 --policy runs/il-shop --out runs/ppo-shop
     rlft demo --out runs/demo          the main job: demos -> imitation -> PPO -> table
     rlft setup-browser                 install a Chromium for the browser backend
 """
@@ -55,7 +55,7 @@ def play(env_id: tyro.conf.Positional[str], seed: int = 0, split: str = "train",
     play_text(env_id, seed=seed, split=split, reward_mode=reward_mode)
 
 
-def evaluate(env: str = "rlft/Shop-v0", agent: str = "expert",
+def evaluate(env: str = "rlft/Shop-v1", agent: str = "expert",
              episodes: int = 100, split: str = "test", seed: int = 0,
              out: Path | None = None) -> None:
     """Evaluate an agent: 'expert', 'random' or a checkpoint directory written by
@@ -81,7 +81,7 @@ def setup_browser() -> None:
         print("The text backend works without it; the browser backend needs it.", file=sys.stderr)
 
 
-def collect(env: str = "rlft/Shop-v0", episodes: int = 500, out: Path = Path("runs/demos"),
+def collect(env: str = "rlft/Shop-v1", episodes: int = 500, out: Path = Path("runs/demos"),
             split: str = "train", seed: int = 0) -> None:
     """Record expert demonstrations (trajectories.jsonl + meta.json in --out; see README)."""
     from rich.progress import Progress

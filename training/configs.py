@@ -35,7 +35,7 @@ class ImitateArgs:
     out: Path = Path("runs/il-shop")
     """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs,
     summary.json (written last: the stage is complete)."""
-    env: str = "rlft/Shop-v0"
+    env: str = "rlft/Shop-v1"
     """Environment id the demos come from (its val split is used for validation)."""
     policy: str = "choice"
     """Policy kind: choice (text encoder + heads, BC), lm (causal LM, SFT on action tokens),
@@ -88,7 +88,7 @@ class PPOArgs:
     """PPO fine-tuning of an imitation-tuned policy (choice, CLIP or LM). Fields left unset
     take the env's preset (:mod:`rlft.training.presets`: the Shop's, or tabletop's)."""
 
-    env: str = "rlft/Shop-v0"
+    env: str = "rlft/Shop-v1"
     """Environment id (a web env for choice and LM policies, a tabletop env for CLIP)."""
     policy: str = "runs/il-shop"
     """Checkpoint directory of the policy to fine-tune (``rlft imitate`` writes one)."""
@@ -159,7 +159,7 @@ class BenchmarkArgs:
 
     agents: tuple[str, ...] = ("random", "expert")
     """Agents: expert, random, or a checkpoint directory (optionally NAME=PATH)."""
-    envs: tuple[str, ...] = ("rlft/Shop-v0",)
+    envs: tuple[str, ...] = ("rlft/Shop-v1",)
     """Environment ids."""
     episodes: int = 100
     """Episodes per (agent, env)."""

@@ -1,6 +1,6 @@
 """Imitation from expert demos, one loop for every policy kind: BC (choice, clip), SFT (lm).
 
-``rlft imitate --policy choice --env rlft/Shop-v0 --demos runs/demos --out runs/il-shop``
+``rlft imitate --policy choice --env rlft/Shop-v1 --demos runs/demos --out runs/il-shop``
 
 Every demo step is replayed as a :class:`rlft.agents.episode.Turn` (the episode so far, as the
 policy would have seen it acting) and encoded by the policy's own ``encode``, the input it acts

@@ -32,9 +32,9 @@ class MainJobArgs:
     The stages' own configs are composed here (``--imitate.*``, ``--ppo.*``); the job sets
     their env, directories, model and seed itself."""
 
-    env: str = "rlft/Shop-v0"
-    """Web environment id: rlft/Shop-v0 (the main job) or rlft/Research-v0 (the second one,
-    ``make demo-research``)."""
+    env: str = "rlft/Shop-v1"
+    """Web environment id: rlft/Shop-v1 (the main job, the hard store), rlft/Shop-v0 (the easy
+    store) or rlft/Research-v0 (the second one, ``make demo-research``)."""
     out: str = "runs/demo"
     """Run directory (demos/, il/, ppo/, results.md, results.json, learning_curve.png)."""
     model: str = DEFAULT_ENCODER
@@ -43,6 +43,9 @@ class MainJobArgs:
     """Expert demo episodes for imitation (preset: 20; research 1,000)."""
     eval_episodes: int = 200
     """Test-split episodes per agent in the final table."""
+    held_out: bool = True
+    """Also evaluate IL and IL+RL where they never trained: the ``unseen`` split and a store /
+    wiki built from another seed (the generalisation table)."""
     seed: int = 0
     """Seed of every stage."""
     imitate: ImitateArgs = field(default_factory=ImitateArgs)
@@ -124,19 +127,56 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
         finally:
             env.close()
     print_table(results, title=f"{args.env}: test split, {args.eval_episodes} episodes per agent")
+    general: dict[str, list[Any]] = {}
+    if args.held_out:
+        from rlft.training.presets import held_out
+
+        for where, kwargs in held_out(args.env).items():
+            print(f"      generalisation: IL and IL+RL on {where}")
+            general[where] = []
+            for name in ("IL", "IL+RL"):
+                env = gym.make(args.env, **kwargs)
+                try:
+                    agent = make_agent(agents[name], env, seed=args.seed)
+                    general[where].append(evaluate(env, agent, args.eval_episodes,
+                                                   seed=10_000, name=name))
+                finally:
+                    env.close()
     settings = _settings(args)
     (out / "results.json").write_text(json.dumps(
         {"args": settings, "results": [r.to_dict() for r in results],
+         "held_out": {k: [r.to_dict() for r in v] for k, v in general.items()},
          "ppo_history": ppo["history"]}, indent=2))
     plot_learning_curve(ppo["history"], results, out / "learning_curve.png")
+    table = generalisation_table(results, general)
+    if table:
+        print(table)
     (out / "results.md").write_text(  # last: the job is complete
-        f"Produced by `rlft demo` ({json.dumps(settings)}).\n\n{markdown_table(results)}\n")
+        f"Produced by `rlft demo` ({json.dumps(settings)}).\n\n{markdown_table(results)}\n"
+        + (f"\nGeneralisation (success, 95% CI; {args.eval_episodes} episodes each):\n\n"
+           f"{table}\n" if table else ""))
     print(f"wrote {out / 'results.md'} and {out / 'learning_curve.png'}")
     return results
 
 
+def generalisation_table(results: list[Any], general: dict[str, list[Any]]) -> str:
+    """Markdown: IL and IL+RL success on the test split and on each held-out set."""
+    if not general:
+        return ""
+    test = {r.name: r for r in results}
+    names = [n for n in ("IL", "IL+RL") if n in test]
+    cols = ["test", *general]
+    lines = ["| agent | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name in names:
+        cells = [test[name]] + [next(r for r in general[w] if r.name == name) for w in general]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{r.success:.3f} [{r.success_ci[0]:.2f}, {r.success_ci[1]:.2f}]" for r in cells)
+            + " |")
+    return "\n".join(lines)
+
+
 #: MainJobArgs fields that do not change what the stages write
-_NOT_STAGE_SETTINGS = ("out", "eval_episodes")
+_NOT_STAGE_SETTINGS = ("out", "eval_episodes", "held_out")
 SETTINGS_FILE = "job.json"
 
 

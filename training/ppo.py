@@ -1,6 +1,6 @@
 """PPO over multi-turn episodes for every policy kind, read top to bottom like cleanrl's ``ppo.py``.
 
-    rlft train ppo --env rlft/Shop-v0 --policy runs/il-shop --out runs/ppo-shop
+    rlft train ppo --env rlft/Shop-v1 --policy runs/il-shop --out runs/ppo-shop
 
 One turn is one PPO step. Each env's episode so far lives in an
 :class:`rlft.agents.episode.Episode` and the policy (any :class:`rlft.agents.rl.RLPolicy`:

@@ -43,6 +43,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                  "ImitateArgs": {"batch_size": 16, "lr": 2e-3}},
 }
 
+#: Where the main job also evaluates its policies, per env family (name -> env kwargs): held-out
+#: categories or question kinds, and a store / wiki generated from another seed, so a policy
+#: that memorised one catalog shows it.
+HELD_OUT: dict[str, dict[str, dict[str, Any]]] = {
+    "web": {"unseen": {"split": "unseen"}, "catalog_seed=1": {"split": "test", "catalog_seed": 1}},
+    "research": {"unseen": {"split": "unseen"},
+                 "corpus_seed=1": {"split": "test", "corpus_seed": 1}},
+    "tabletop": {"unseen": {"split": "unseen"}},
+}
+
 T = TypeVar("T")
 
 
@@ -60,6 +70,11 @@ def env_family(env_id: str) -> str:
     if ".tabletop" in entry:
         return "tabletop"
     return "research" if ".research." in entry else "web"
+
+
+def held_out(env_id: str) -> dict[str, dict[str, Any]]:
+    """The main job's generalisation evaluations for ``env_id`` (:data:`HELD_OUT`)."""
+    return HELD_OUT[env_family(env_id)]
 
 
 def preset(config_cls: type, env_id: str) -> dict[str, Any]:

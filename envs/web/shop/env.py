@@ -1,4 +1,5 @@
-"""``rlft/Shop-v0``: a WebShop-style shopping task in a simulated store."""
+"""``rlft/Shop-v1`` (the hard store) and ``rlft/Shop-v0``: WebShop-style shopping in a simulated
+store."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER, ActionError, ParsedAction
 from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice, option_index
-from rlft.envs.web.shop.catalog import build_catalog
+from rlft.envs.web.shop.catalog import DIFFICULTIES, build_catalog
 from rlft.envs.web.shop.goals import SPLITS, Goal, goal_pool
 from rlft.envs.web.shop.reward import PurchaseScore, score_purchase
 from rlft.envs.web.shop.search import build_search
@@ -15,9 +16,11 @@ from rlft.envs.web.shop.site import ShopSite
 
 
 @lru_cache(maxsize=4)
-def build_site(num_products: int = 2000, seed: int = 0) -> ShopSite:
-    """The store over catalog ``(num_products, seed)``, shared by every env of the process."""
-    return ShopSite(build_catalog(num_products, seed), build_search(num_products, seed))
+def build_site(num_products: int = 2000, seed: int = 0, difficulty: str = "easy") -> ShopSite:
+    """The store over catalog ``(num_products, seed, difficulty)``, shared by every env of the
+    process."""
+    return ShopSite(build_catalog(num_products, seed, difficulty),
+                    build_search(num_products, seed, difficulty))
 
 
 class ShopEnv(WebEnv):
@@ -50,7 +53,15 @@ class ShopEnv(WebEnv):
     * ``reward_mode``: ``"shaped"`` | ``"sparse"``.
     * ``split``: ``"train"`` | ``"val"`` | ``"test"`` (disjoint goals) | ``"unseen"`` (goals
       from categories never used in train).
-    * ``num_products``: catalog size (default 2,000; up to 100,000, built once per process).
+    * ``difficulty``: ``"hard"`` (``rlft/Shop-v1``) | ``"easy"`` (``rlft/Shop-v0``). The hard
+      store sells near-duplicate families (one brand and type, two shared attributes, one
+      attribute that differs; sometimes named on the item page only; one member may cost
+      twice as much) and its goals name the attribute that sets the target apart in other
+      words (*"that keep the rain out"* for waterproof) and options as a shopper says them
+      (*black* for the *Onyx* button, *medium* for *M*, *1.7 fl oz* for *50 ml*). In the easy
+      store the goal's words are the product's.
+    * ``num_products``: catalog size (default 10,000 for ``rlft/Shop-v1``, 2,000 for
+      ``rlft/Shop-v0``; up to 100,000, built once per process).
     * ``catalog_seed``: seed of the generated catalog and goals (default 0).
     * ``observation_mode``: ``"text"`` | ``"html"``; with the browser backend also ``"axtree"``
       (accessibility tree text) | ``"screenshot"`` (``Box(uint8, (H, W, 3))`` page).
@@ -64,16 +75,23 @@ class ShopEnv(WebEnv):
     commands = frozenset({"search", "click"})
 
     def __init__(self, *, reward_mode: str = "shaped", split: str = "train",
-                 num_products: int = 2000, catalog_seed: int = 0, observation_mode: str = "text",
+                 difficulty: str = "easy", num_products: int = 2000, catalog_seed: int = 0,
+                 observation_mode: str = "text",
                  backend: str = "text", render_mode: str | None = None,
                  backend_options: dict[str, Any] | None = None):
         self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
         self.split = check_choice("split", split, SPLITS)
         if not isinstance(num_products, int) or not 1 <= num_products <= 100_000:
             raise ValueError(f"num_products must be an int in [1, 100000]; got {num_products!r}")
+        if not isinstance(catalog_seed, int) or isinstance(catalog_seed, bool):
+            raise ValueError(f"catalog_seed must be an int; got {catalog_seed!r}")
+        self.difficulty = check_choice("difficulty", difficulty, DIFFICULTIES)
+        #: goals say things in other words than the pages (policies may match meanings)
+        self.paraphrased_goals = self.difficulty == "hard"
         self.num_products = num_products
-        self.goals: tuple[Goal, ...] = goal_pool(split, num_products, catalog_seed)
-        self.shop: ShopSite = build_site(num_products, catalog_seed)
+        self.catalog_seed = catalog_seed
+        self.goals: tuple[Goal, ...] = goal_pool(split, num_products, catalog_seed, difficulty)
+        self.shop: ShopSite = build_site(num_products, catalog_seed, difficulty)
         super().__init__(self.shop, observation_mode=observation_mode, render_mode=render_mode,
                          backend=backend, backend_options=backend_options)
         self.goal: Goal = self.goals[0]

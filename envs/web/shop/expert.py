@@ -16,8 +16,9 @@ class ShopExpert:
     """Acts from privileged state (the goal's target product), from any page.
 
     It searches with the most natural query that finds the target (the goal's attributes and
-    product type, then wider ones, the title last), pages to the target, opens it, selects each
-    option the goal asks for and buys. Being state-based, it recovers from any detour, so it
+    product type, then wider ones, the title last; in the hard store the instruction itself
+    comes first, the query a shopper, and a policy proposing queries from the goal, would
+    type), pages to the target, opens it, selects each option the goal asks for and buys. Being state-based, it recovers from any detour, so it
     also serves as a DAgger-style corrector.
     """
 
@@ -32,7 +33,8 @@ class ShopExpert:
         highest (fewest result pages to turn)."""
         env, goal = self.env, self.env.goal
         product = env.shop.catalog.get(goal.asin)
-        candidates = [
+        candidates = [goal.instruction] if env.difficulty == "hard" else []
+        candidates += [
             f"{' '.join(goal.attributes)} {goal.product_type}",
             f"{goal.product_type} {' '.join(product.attributes)}",
             product.title,

@@ -2,7 +2,8 @@
 
 Every product of a seen category gets one goal; those goals are partitioned 80/10/10 into
 ``train``/``val``/``test`` (disjoint target products, so disjoint goals). ``unseen`` goals come
-from categories that ``train`` never uses (CLIPort's seen/unseen idea).
+from categories that ``train`` never uses (CLIPort's seen/unseen idea). The hard store's goals
+(:func:`make_hard_goal`) name attributes and options in other words than the product text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rlft.envs.web.shop import hard
 from rlft.envs.web.shop.catalog import Catalog, Product, build_catalog
 
 SPLITS = ("train", "val", "test", "unseen")
@@ -73,17 +75,32 @@ def make_goal(product: Product, rng: random.Random) -> Goal:
                 attrs, options, price_upper)
 
 
+def make_hard_goal(product: Product, rng: random.Random) -> Goal:
+    """A hard-store goal (:mod:`rlft.envs.web.shop.hard`): the family's base attributes in the
+    product's words, the product's variant attribute in other words, one option value per
+    option type as a shopper names it, and a price bound above its price."""
+    labels = {name: rng.choice(values) for name, values in product.options.items()}
+    spoken = {name: product.spoken_options.get(label, label) for name, label in labels.items()}
+    price_upper = hard.budget(product.price, rng)
+    text = hard.phrase_goal(rng, product.product_type, product.base, product.variant, spoken,
+                            price_upper, hard.load_hard_vocabulary())
+    return Goal(product.asin, text, product.product_type, product.category,
+                product.base + (product.variant,), labels, price_upper)
+
+
 def is_unseen_category(index: int) -> bool:
     """Whether the category at ``index`` of the category table is held out of train."""
     return index % UNSEEN_EVERY == UNSEEN_OFFSET
 
 
 @lru_cache(maxsize=8)
-def goal_pool(split: str, num_products: int = 2000, seed: int = 0) -> tuple[Goal, ...]:
-    """All goals of ``split`` for the catalog ``(num_products, seed)`` (cached per process)."""
+def goal_pool(split: str, num_products: int = 2000, seed: int = 0,
+              difficulty: str = "easy") -> tuple[Goal, ...]:
+    """All goals of ``split`` for the catalog ``(num_products, seed, difficulty)`` (cached per
+    process)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    catalog: Catalog = build_catalog(num_products, seed)
+    catalog: Catalog = build_catalog(num_products, seed, difficulty)
     unseen_names = {c.name for i, c in enumerate(catalog.categories) if is_unseen_category(i)}
     seen, unseen = [], []
     for i, p in enumerate(catalog.products):
@@ -100,7 +117,12 @@ def goal_pool(split: str, num_products: int = 2000, seed: int = 0) -> tuple[Goal
     if not members:
         raise ValueError(f"the {split!r} split is empty for a catalog of {num_products} products")
     # One goal per product, drawn from a per-product stream so it never depends on the split.
+    if difficulty == "easy":
+        return tuple(
+            make_goal(catalog.products[i], random.Random(f"rlft-shop-goal-{seed}-{i}"))
+            for i in sorted(members)
+        )
     return tuple(
-        make_goal(catalog.products[i], random.Random(f"rlft-shop-goal-{seed}-{i}"))
+        make_hard_goal(catalog.products[i], random.Random(f"rlft-shop-hard-goal-{seed}-{i}"))
         for i in sorted(members)
     )

@@ -26,6 +26,8 @@ class ProductSearch(BM25Index):
 
 
 @lru_cache(maxsize=4)
-def build_search(num_products: int = 2000, seed: int = 0) -> ProductSearch:
-    """The search engine over ``build_catalog(num_products, seed)`` (cached per process)."""
-    return ProductSearch(build_catalog(num_products, seed))
+def build_search(num_products: int = 2000, seed: int = 0, difficulty: str = "easy"
+                 ) -> ProductSearch:
+    """The search engine over ``build_catalog(num_products, seed, difficulty)`` (cached per
+    process)."""
+    return ProductSearch(build_catalog(num_products, seed, difficulty))
