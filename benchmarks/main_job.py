@@ -2,11 +2,13 @@
 
     python benchmarks/main_job.py [--seeds 0 1 2]
 
-Each seed runs the whole job on its embedded defaults (`MainJobArgs`: 20 expert demos ->
-imitation of the MiniLM ChoicePolicy -> PPO -> random / IL / IL+RL / expert on 200 test-split
-episodes each) in its own directory under --work, timing it end to end. Writes
-benchmarks/results/main_job.{md,json}: every seed's table, the mean IL -> IL+RL lift and the
-wall time per run (with the load average, since the machine is shared).
+Each seed runs the whole job on its embedded defaults (`MainJobArgs`: 20 expert demos of the
+hard store rlft/Shop-v1 -> imitation of the MiniLM ChoicePolicy -> PPO -> random / IL / IL+RL /
+expert on 200 test-split episodes each, and IL / IL+RL on the unseen categories and on a store
+built from catalog_seed 1) in its own directory under --work, timing it end to end. Writes
+benchmarks/results/main_job.{md,json}: every seed's tables, the mean IL -> IL+RL lift and the
+wall time per run (with the load average, since the machine is shared). ``--env`` runs the job
+on another env (e.g. rlft/Shop-v0, the easy store) and writes main_job_<env>.{md,json}.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tyro
 
 from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
 from rlft.training.evaluate import markdown_table
-from rlft.training.main_job import MainJobArgs, run_main_job
+from rlft.training.main_job import MainJobArgs, generalisation_table, run_main_job
 
 RESULTS = Path(__file__).parent / "results" / "main_job"
 
@@ -35,13 +37,15 @@ class Args:
     """Seeds, one full run each."""
     work: Path = Path("runs/bench-main-job")
     """Run directories (cleared first, so every stage is timed)."""
+    env: str = MainJobArgs.env
+    """The job's env (the default: the main job's)."""
 
 
 def main(args: Args) -> None:
     """Run the job per seed and write the results."""
     runs = []
     for seed in args.seeds:
-        job = MainJobArgs(out=str(args.work / f"seed{seed}"), seed=seed)
+        job = MainJobArgs(out=str(args.work / f"seed{seed}"), seed=seed, env=args.env)
         shutil.rmtree(job.out, ignore_errors=True)
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
@@ -52,12 +56,17 @@ def main(args: Args) -> None:
                      "load_after": os.getloadavg()[0],
                      "results": [r.to_dict() for r in results],
                      "lift": by_name["IL+RL"].success - by_name["IL"].success,
-                     "table": markdown_table(results)})
+                     "table": markdown_table(results),
+                     "held_out": json.loads((Path(job.out) / "results.json").read_text())
+                     .get("held_out", {}),
+                     "general": _general(job.out, results)})
     lifts = [r["lift"] for r in runs]
-    defaults = asdict(MainJobArgs())
-    lines = ["# Main job: imitation then PPO on rlft/Shop-v0", "",
+    defaults = asdict(MainJobArgs(env=args.env).resolved())
+    defaults = {k: v for k, v in defaults.items() if k not in ("out", "imitate", "ppo")} | {
+        "imitate.epochs": defaults["imitate"]["epochs"], "ppo.updates": defaults["ppo"]["updates"]}
+    lines = [f"# Main job: imitation then PPO on {args.env}", "",
              "Produced by `python benchmarks/main_job.py` (each seed = one `rlft demo` run on "
-             f"its defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'out'})}).",
+             f"its defaults: {json.dumps(defaults)}).",
              "", "Target: IL+RL success >= IL success + 15 points, within 20 minutes per run.",
              "", "| seed | IL success | IL+RL success | lift (points) | wall time | load avg |",
              "|---:|---:|---:|---:|---:|---:|"]
@@ -70,10 +79,25 @@ def main(args: Args) -> None:
               f"{len(lifts)} seeds.", ""]
     for r in runs:
         lines += [f"## Seed {r['seed']}", "", r["table"], ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".md").write_text("\n".join(lines))
-    RESULTS.with_suffix(".json").write_text(json.dumps(runs, indent=2))
+        if r["general"]:
+            lines += ["Generalisation (success, 95% CI):", "", r["general"], ""]
+    out = RESULTS if args.env == MainJobArgs.env else RESULTS.with_name(
+        "main_job_" + args.env.split("/")[-1].lower().replace("-", "_"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(lines))
+    out.with_suffix(".json").write_text(json.dumps(runs, indent=2))
     print("\n".join(lines))
+
+
+def _general(out: str, results: list) -> str:
+    """The run's generalisation table, from its results.json."""
+    from rlft.training.evaluate import EvalResult
+
+    held = json.loads((Path(out) / "results.json").read_text()).get("held_out", {})
+    general = {k: [EvalResult(**{**d, "success_ci": tuple(d["success_ci"]),
+                                 "score_ci": tuple(d["score_ci"])}) for d in v]
+               for k, v in held.items()}
+    return generalisation_table(results, general)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 
 from rlft.training import configs
 from rlft.training.configs import ImitateArgs, PPOArgs
-from rlft.training.presets import BASE, PRESETS, env_family, resolve
+from rlft.training.presets import BASE, ENV_PRESETS, PRESETS, env_family, resolve
+from rlft.training.presets import preset as preset_for
 
 
 def test_env_families():
@@ -61,3 +62,8 @@ def test_help_states_the_preset_values(cls):
                 got = quoted.group(1)
                 assert (got == value) if isinstance(value, str) else float(got) == value, (
                     name, family, doc)
+        for env_id, by_cls in ENV_PRESETS.items():
+            value = by_cls.get(cls.__name__, {}).get(name)
+            if value is not None:
+                assert f"{env_id} {value}" in doc, (name, env_id, doc)
+                assert preset_for(cls, env_id)[name] == value

@@ -185,7 +185,7 @@ def _make_family(rng: random.Random, asins: list[str], cat: Category, vocab: dic
     base_price = _price(rng, cat)
     premium = rng.randrange(len(variants)) if len(variants) >= 3 and rng.random() < 0.5 else -1
     out = []
-    for i, (asin, variant) in enumerate(zip(asins, variants)):
+    for i, (asin, variant) in enumerate(zip(asins, variants, strict=True)):
         extra = tuple(rng.sample(fillers, min(len(fillers), rng.randint(0, 1))))
         attributes = tuple(rng.sample(base + (variant,) + extra, len(base) + 1 + len(extra)))
         options: dict[str, tuple[str, ...]] = {}
@@ -241,9 +241,10 @@ def build_catalog(num_products: int = 2000, seed: int = 0, difficulty: str = "ea
         rng = random.Random(f"rlft-shop-hard-catalog-{seed}")
         f = 0
         while len(products) < num_products:
-            size = min(rng.randint(3, 5), num_products - len(products))
+            cat = cats[f % len(cats)]
+            size = min(rng.randint(4, 6), len(cat.attributes) - 2, num_products - len(products))
             asins = [_new_asin(rng, by_asin) for _ in range(size)]
-            products.extend(_make_family(rng, asins, cats[f % len(cats)], vocab))
+            products.extend(_make_family(rng, asins, cat, vocab))
             f += 1
         rng.shuffle(products)
         by_asin = {p.asin: i for i, p in enumerate(products)}

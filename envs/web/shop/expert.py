@@ -60,9 +60,11 @@ class ShopExpert:
             if len(segs) == 3:
                 return "click[< Prev]"
             chosen = {k[2:]: v for k, v in params.items() if k.startswith("o_")}
+            labels = {v: k for k, v in env.shop.catalog.get(goal.asin).spoken_options.items()}
             for name, value in goal.options.items():
-                if chosen.get(name) != value:
-                    return f"click[{value}]"
+                label = labels.get(value, value)  # the store's label for what the goal says
+                if chosen.get(name) != label:
+                    return f"click[{label}]"
             return "click[Buy Now]"
         if segs == ["search"] and params.get("q") == self.query():
             hits = env.shop.engine.search(params["q"])

@@ -78,14 +78,15 @@ def make_goal(product: Product, rng: random.Random) -> Goal:
 def make_hard_goal(product: Product, rng: random.Random) -> Goal:
     """A hard-store goal (:mod:`rlft.envs.web.shop.hard`): the family's base attributes in the
     product's words, the product's variant attribute in other words, one option value per
-    option type as a shopper names it, and a price bound above its price."""
+    option type as a shopper names it (``options`` holds these values: any product's button
+    that means the value matches, whatever its label), and a price bound above its price."""
     labels = {name: rng.choice(values) for name, values in product.options.items()}
     spoken = {name: product.spoken_options.get(label, label) for name, label in labels.items()}
     price_upper = hard.budget(product.price, rng)
     text = hard.phrase_goal(rng, product.product_type, product.base, product.variant, spoken,
                             price_upper, hard.load_hard_vocabulary())
     return Goal(product.asin, text, product.product_type, product.category,
-                product.base + (product.variant,), labels, price_upper)
+                product.base + (product.variant,), spoken, price_upper)
 
 
 def is_unseen_category(index: int) -> bool:

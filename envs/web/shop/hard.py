@@ -2,7 +2,7 @@
 
 What makes it hard, each thing built from the vocabulary in ``rlft.assets/shop``:
 
-* **Near-duplicate families.** Products come in families of 3-5 of one brand and type that share
+* **Near-duplicate families.** Products come in families of 4-6 of one brand and type that share
   two *base* attributes and differ in one *variant* attribute each; one member may cost about
   twice as much. A search for the goal finds the whole family, ranked in no useful order.
 * **Attributes in other words.** A goal names the base attributes as the product text does

@@ -41,12 +41,13 @@ def score_purchase(goal: Goal, product: Product, options: dict[str, str]) -> Pur
     """Score buying ``product`` with the chosen ``options`` against ``goal``.
 
     Attributes match when the product has them; an option matches when the chosen value for
-    that option type equals the goal's (case-insensitive); the price is ok when it does not
+    that option type means the goal's (case-insensitive; a hard-store label such as *Onyx* means
+    what the product's ``spoken_options`` say, *black*); the price is ok when it does not
     exceed the goal's bound.
     """
     have = {a.lower() for a in product.attributes}
     matched_attributes = sum(a.lower() in have for a in goal.attributes)
-    chosen = {k.lower(): v.lower() for k, v in options.items()}
+    chosen = {k.lower(): product.spoken_options.get(v, v).lower() for k, v in options.items()}
     matched_options = sum(chosen.get(k.lower()) == v.lower() for k, v in goal.options.items())
     price_ok = product.price <= goal.price_upper
     total = len(goal.attributes) + len(goal.options) + 1
