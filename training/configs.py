@@ -109,7 +109,7 @@ class PPOArgs:
     num_steps: int | None = None
     """Turns per environment per rollout (preset: 32; tabletop 8)."""
     updates: int | None = None
-    """Rollout + optimisation rounds (preset: 60; tabletop 64; research 30; rlft/Shop-v1 150)."""
+    """Rollout + optimisation rounds (preset: 60; tabletop 64; research 30; rlft/Shop-v1 100)."""
     learning_rate: float | None = None
     """Adam learning rate, linearly annealed to 0 when ``anneal_lr`` (preset: 3e-4; tabletop
     1e-3)."""

@@ -40,7 +40,7 @@ class MainJobArgs:
     model: str = DEFAULT_ENCODER
     """Text encoder of the choice policy: HF name or local path (default: the bundled MiniLM)."""
     demos: int | None = None
-    """Expert demo episodes for imitation (preset: 20; research 1,000)."""
+    """Expert demo episodes for imitation (preset: 20; research 1,000; rlft/Shop-v1 50)."""
     eval_episodes: int = 200
     """Test-split episodes per agent in the final table."""
     held_out: bool = True
