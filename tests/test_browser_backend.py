@@ -121,6 +121,37 @@ def test_screenshot_shape_viewport_and_content_changes():
     env.close()
 
 
+def test_hard_store_expert_and_random_episodes_match_the_text_backend():
+    """rlft/Shop-v1's labels (marketing colour names with spaces, "US 9", "50 ml") are
+    clicked and scored the same in Chromium as in the text backend."""
+    kwargs = {"split": "test", "num_products": 3000}
+    text = gym.make("rlft/Shop-v1", **kwargs)
+    browser = gym.make("rlft/Shop-v1", backend="browser", **kwargs)
+    random_agent = RandomAgent(text.action_space, seed=3)
+    wins = 0
+    try:
+        for episode in range(16):
+            expert = text.unwrapped.expert()
+            agent = expert if episode % 2 == 0 else random_agent
+            obs_t, info_t = text.reset(seed=episode)
+            obs_b, info_b = browser.reset(seed=episode)
+            assert obs_b == obs_t and info_b == info_t
+            done = False
+            while not done:
+                action = agent.act(obs_t, info_t)
+                out_t, out_b = text.step(action), browser.step(action)
+                assert out_b[0] == out_t[0] and out_b[1:4] == out_t[1:4], (episode, action)
+                info_b, info_t = dict(out_b[4]), dict(out_t[4])
+                assert _query(info_b.pop("url")) == _query(info_t.pop("url"))
+                assert info_b == info_t
+                obs_t, done = out_t[0], out_t[2] or out_t[3]
+            wins += agent is expert and info_t["success"]
+    finally:
+        text.close()
+        browser.close()
+    assert wins == 8
+
+
 @pytest.mark.parametrize("mode", ["text", "html", "axtree", "screenshot"])
 def test_check_env_on_every_browser_observation_mode(mode):
     env = gym.make("rlft/Shop-v0", backend="browser", observation_mode=mode,

@@ -109,12 +109,12 @@ def test_cli_collect_imitate_evaluate_benchmark(tmp_path, tiny_encoder, capsys):
     main(["imitate", "--demos", str(demos), "--out", str(model), "--model", tiny_encoder,
           "--epochs", "2", "--val-episodes", "3", "--eval-episodes", "2"])
     assert "val success" in capsys.readouterr().out
-    main(["evaluate", "--agent", str(model), "--episodes", "2", "--out",
-          str(tmp_path / "eval.json")])
+    main(["evaluate", "--env", "rlft/Shop-v0", "--agent", str(model), "--episodes", "2",
+          "--out", str(tmp_path / "eval.json")])
     assert json.loads((tmp_path / "eval.json").read_text())[0]["episodes"] == 2
     prefix = tmp_path / "bench" / "agents"
-    main(["benchmark", "--agents", "random", f"il={model}", "--episodes", "2", "--out",
-          str(prefix)])
+    main(["benchmark", "--envs", "rlft/Shop-v0", "--agents", "random", f"il={model}",
+          "--episodes", "2", "--out", str(prefix)])
     table = capsys.readouterr().out
     assert "| rlft/Shop-v0 | il | 2 |" in table and "actions/s" in table
     rows = json.loads(prefix.with_suffix(".json").read_text())
@@ -185,7 +185,7 @@ def test_bad_training_settings_get_one_line(tmp_path, demos, capsys):
                  ["evaluate", "--env", "rlft/Nope-v0", "--episodes", "1"],
                  ["evaluate", "--episodes", "0"],
                  ["benchmark", "--episodes", "-3", "--out", str(tmp_path / "bench")],
-                 ["collect", "--env", "rlft/Shop-v1", "--episodes", "1",
+                 ["collect", "--env", "rlft/Shop-v9", "--episodes", "1",
                   "--out", str(tmp_path / "c")],
                  ["imitate", "--env", "rlft/Nope-v0", "--demos", str(demos),
                   "--out", str(tmp_path / "e")],

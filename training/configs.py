@@ -35,8 +35,9 @@ class ImitateArgs:
     out: Path = Path("runs/il-shop")
     """Output directory: the best policy (save_pretrained), checkpoint.pt, tb/ logs,
     summary.json (written last: the stage is complete)."""
-    env: str = "rlft/Shop-v1"
-    """Environment id the demos come from (its val split is used for validation)."""
+    env: str | None = None
+    """Environment id the demos come from (its val split is used for validation; default: the
+    env the demos were recorded on, from their meta.json)."""
     policy: str = "choice"
     """Policy kind: choice (text encoder + heads, BC), lm (causal LM, SFT on action tokens),
     clip (CLIP towers + pick/place heatmaps, BC; tabletop envs), or module:Class."""

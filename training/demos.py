@@ -72,6 +72,18 @@ def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train"
     return meta
 
 
+def demos_env(directory: str | Path) -> str:
+    """The env id the finished collect in ``directory`` was recorded on (the errors of
+    :func:`load_demos` when there is none)."""
+    directory = Path(directory)
+    if not demos_complete(directory):
+        load_demos(directory)  # raises the precise error: no demos, or an interrupted collect
+    env_id = json.loads((directory / META_FILE).read_text()).get("env_id")
+    if not isinstance(env_id, str):
+        raise ValueError(f"{directory / META_FILE} names no env_id; pass --env")
+    return env_id
+
+
 def load_demos(directory: str | Path, max_episodes: int | None = None, *,
                complete: bool = True) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
     """``(meta, episodes)``: each episode is its list of step records, in order. With

@@ -21,7 +21,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
 from rlft.agents.loading import build_policy, check_pairing, policy_class
 from rlft.training.configs import ImitateArgs
-from rlft.training.demos import demo_turns, expert_turns, load_demos
+from rlft.training.demos import demo_turns, demos_env, expert_turns, load_demos
 from rlft.training.presets import resolve
 
 CHECKPOINT = "checkpoint.pt"
@@ -88,6 +88,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     from rich.progress import Progress
     from torch.utils.tensorboard import SummaryWriter
 
+    if args.env is None:
+        args = replace(args, env=demos_env(args.demos))
     args = resolve(args)
     _check_args(args)
     t_start = time.perf_counter()
