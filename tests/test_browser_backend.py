@@ -43,6 +43,17 @@ def _query(url: str) -> tuple[str, list[tuple[str, str]]]:
     return parts.path, parse_qsl(parts.query, keep_blank_values=True)
 
 
+def _same_step(out_t: tuple, out_b: tuple, where: Any) -> dict[str, Any]:
+    """Assert that a text-backend and a browser-backend step gave the same observation,
+    reward, ends and info (URLs compared as path and parameters); returns the text info."""
+    assert out_b[0] == out_t[0], where
+    assert out_b[1:4] == out_t[1:4], where
+    info_b, info_t = dict(out_b[4]), dict(out_t[4])
+    assert _query(info_b.pop("url")) == _query(info_t.pop("url")), where
+    assert info_b == info_t, where
+    return out_t[4]
+
+
 @pytest.fixture
 def browser_shop():
     env = gym.make("rlft/Shop-v0", backend="browser", split="test")
@@ -66,13 +77,8 @@ def test_text_observations_equal_the_text_backend_over_60_random_episodes(browse
             if action.startswith("search[") and rng.random() < 0.3:
                 action = f"search[{ODD_QUERIES[int(rng.integers(len(ODD_QUERIES)))]}]"
             out_t = text.step(action)
-            out_b = browser_shop.step(action)
+            info_t = _same_step(out_t, browser_shop.step(action), (episode, action))
             steps += 1
-            assert out_b[0] == out_t[0], (episode, action)
-            assert out_b[1:4] == out_t[1:4], (episode, action)
-            info_b, info_t = dict(out_b[4]), dict(out_t[4])
-            assert _query(info_b.pop("url")) == _query(info_t.pop("url"))
-            assert info_b == info_t
             obs_t, done = out_t[0], out_t[2] or out_t[3]
     text.close()
     assert steps >= 300
@@ -139,11 +145,8 @@ def test_hard_store_expert_and_random_episodes_match_the_text_backend():
             done = False
             while not done:
                 action = agent.act(obs_t, info_t)
-                out_t, out_b = text.step(action), browser.step(action)
-                assert out_b[0] == out_t[0] and out_b[1:4] == out_t[1:4], (episode, action)
-                info_b, info_t = dict(out_b[4]), dict(out_t[4])
-                assert _query(info_b.pop("url")) == _query(info_t.pop("url"))
-                assert info_b == info_t
+                out_t = text.step(action)
+                info_t = _same_step(out_t, browser.step(action), (episode, action))
                 obs_t, done = out_t[0], out_t[2] or out_t[3]
             wins += agent is expert and info_t["success"]
     finally:

@@ -43,15 +43,22 @@ class Goal:
     price_upper: float
 
 
-def _phrase_options(options: dict[str, str]) -> str:
+def option_phrases(options: dict[str, str], color: str = " color") -> list[str]:
+    """How a goal asks for each option: "in black color" (``color`` is what follows a colour),
+    "size 9", "flavor vanilla"."""
     parts = []
     for name, value in options.items():
         if name == "color":
-            parts.append(f"in {value} color")
+            parts.append(f"in {value}{color}")
         elif name == "size":
             parts.append(f"size {value}")
         else:
             parts.append(f"{name} {value}")
+    return parts
+
+
+def _phrase_options(options: dict[str, str]) -> str:
+    parts = option_phrases(options)
     return (", " + " and ".join(parts)) if parts else ""
 
 
@@ -83,8 +90,9 @@ def make_hard_goal(product: Product, rng: random.Random) -> Goal:
     labels = {name: rng.choice(values) for name, values in product.options.items()}
     spoken = {name: product.spoken_options.get(label, label) for name, label in labels.items()}
     price_upper = hard.budget(product.price, rng)
-    text = hard.phrase_goal(rng, product.product_type, product.base, product.variant, spoken,
-                            price_upper, hard.load_hard_vocabulary())
+    text = hard.phrase_goal(rng, product.product_type, product.base, product.variant,
+                            option_phrases(spoken, color=""), price_upper,
+                            hard.load_hard_vocabulary())
     return Goal(product.asin, text, product.product_type, product.category,
                 product.base + (product.variant,), spoken, price_upper)
 

@@ -85,18 +85,11 @@ def family_layout(rng: random.Random, attributes: tuple[str, ...], size: int
 
 
 def phrase_goal(rng: random.Random, product_type: str, base: tuple[str, ...], variant: str,
-                spoken_options: dict[str, str], price_upper: float, vocab: dict) -> str:
+                opts: list[str], price_upper: float, vocab: dict) -> str:
     """The instruction of a hard goal: base attributes in the product's words before the type,
-    the variant attribute by one of its paraphrases, options as a shopper says them."""
+    the variant attribute by one of its paraphrases, then the option phrases ``opts`` (what a
+    shopper says: "in black", "size medium")."""
     para = rng.choice(vocab["attribute_phrases"][variant])
-    opts = []
-    for name, value in spoken_options.items():
-        if name == "color":
-            opts.append(f"in {value}")
-        elif name == "size":
-            opts.append(f"size {value}")
-        else:
-            opts.append(f"{name} {value}")
     text = (f"{rng.choice(_LEADS)} {' and '.join(base)} {product_type} {para}"
             + (", " + ", ".join(opts) if opts else "")
             + ", " + rng.choice(_TAILS).format(p=f"{price_upper:.2f}"))
