@@ -234,6 +234,32 @@ def test_killed_browser_truncates_the_step_and_is_relaunched_at_reset():
     assert chromium_pids() == []
 
 
+def test_dead_playwright_driver_truncates_the_step_and_reset_starts_a_new_one():
+    """Issue 17: when the driver (node) died, every later reset in the process raised
+    "Playwright connection closed", on new envs too."""
+    from rlft.envs.web.browser import _process_table
+
+    env = gym.make("rlft/Shop-v0", backend="browser")
+    env.reset(seed=0)
+    env.step("search[hiking boots]")
+    children, names = _process_table()
+    drivers = [c for c in children.get(os.getpid(), []) if names[c].startswith("node")]
+    assert len(drivers) == 1
+    os.kill(drivers[0], signal.SIGKILL)
+    time.sleep(0.5)
+    obs, r, term, trunc, info = env.step("click[Next >]")
+    assert trunc and "reset" in info["error"]
+    obs, info = env.reset(seed=0)
+    obs, r, term, trunc, info = env.step("search[hiking boots]")
+    assert "Page 1 (Total results" in obs["page"] and not trunc
+    other = gym.make("rlft/Shop-v0", backend="browser")
+    obs, info = other.reset(seed=1)
+    assert info["valid_actions"] == ["search[...]"]
+    env.close()
+    other.close()
+    assert chromium_pids() == []
+
+
 # -- a page that hangs, on a site that is not the shop -------------------------------------
 class SlowSite(Site):
     """Pages linking to each other; ``/slow`` takes ``delay`` seconds to answer, ``/missing``

@@ -123,15 +123,38 @@ class _SharedBrowser:
         if self.browser is not None and self.browser.is_connected():
             return self.browser
         self.browser = None
+        if self.playwright is not None and not _driver_alive():
+            self._restart_driver()
+        try:
+            self.browser = self._launch()
+        except ChromiumNotFound:
+            raise
+        except Exception:
+            # The Playwright driver itself may be gone (its node process died): every call
+            # through it fails with "connection closed" until a fresh driver is started.
+            self._restart_driver()
+            self.browser = self._launch()
+        return self.browser
+
+    def _launch(self) -> Any:
         if self.playwright is None:
             from playwright.sync_api import sync_playwright
 
             self.playwright = sync_playwright().start()
-        self.browser = self.playwright.chromium.launch(
+        return self.playwright.chromium.launch(
             executable_path=find_chromium(), args=[*LAUNCH_ARGS, *_ISOLATION_ARGS],
             headless=True
         )
-        return self.browser
+
+    def _restart_driver(self) -> None:
+        """Forget a dead Playwright driver (stopping what is left of it) so the next
+        :meth:`_launch` starts a new one."""
+        playwright, self.playwright, self.browser = self.playwright, None, None
+        if playwright is not None:
+            try:
+                playwright.stop()
+            except Exception:  # its connection is already closed
+                pass
 
     def discard_if_dead(self) -> None:
         """Forget the browser if its process is gone, so :meth:`get` launches a new one."""
@@ -194,14 +217,8 @@ def _is_chromium(name: str) -> bool:
     return "chrom" in name or "headless_shell" in name
 
 
-def chromium_pids(root: int | None = None) -> list[int]:
-    """Process ids of the Chromium processes that ``root`` (default: this process) launched
-    through its Playwright driver; other processes' browsers (e.g. those of async vector env
-    workers, which are children too) are not included.
-
-    Reads ``/proc`` (Linux). The first pid is the browser's main process.
-    """
-    root = os.getpid() if root is None else root
+def _process_table() -> tuple[dict[int, list[int]], dict[int, str]]:
+    """``(children by parent pid, name by pid)`` of the live processes, from ``/proc``."""
     children: dict[int, list[int]] = {}
     names: dict[int, str] = {}
     for entry in os.listdir("/proc"):
@@ -218,6 +235,18 @@ def chromium_pids(root: int | None = None) -> list[int]:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
         names[int(entry)] = name
+    return children, names
+
+
+def chromium_pids(root: int | None = None) -> list[int]:
+    """Process ids of the Chromium processes that ``root`` (default: this process) launched
+    through its Playwright driver; other processes' browsers (e.g. those of async vector env
+    workers, which are children too) are not included.
+
+    Reads ``/proc`` (Linux). The first pid is the browser's main process.
+    """
+    root = os.getpid() if root is None else root
+    children, names = _process_table()
     found, todo = [], [root]
     while todo:
         pid = todo.pop(0)
@@ -228,6 +257,15 @@ def chromium_pids(root: int | None = None) -> list[int]:
             elif pid == root and names[child].startswith("node"):  # the Playwright driver
                 todo.append(child)
     return found
+
+
+def _driver_alive() -> bool:
+    """Whether this process's Playwright driver (a ``node`` child process) is running."""
+    try:
+        children, names = _process_table()
+    except OSError:  # no /proc: trust Playwright's view
+        return True
+    return any(names[c].startswith("node") for c in children.get(os.getpid(), []))
 
 
 def _running(pid: int) -> bool:
