@@ -317,6 +317,38 @@ def test_page_hanging_past_the_timeout_truncates_with_an_error():
     env.close()
 
 
+class SlowHomeSite(SlowSite):
+    """A site whose home page answers after ``delay`` seconds while ``slow`` is set."""
+
+    slow = True
+
+    def get(self, url: str) -> str:
+        if self.slow and url == "/":
+            time.sleep(self.delay)
+        return super().get(url)
+
+
+def test_home_page_timeout_at_reset_is_reported_and_the_first_step_truncates():
+    """Issue 17: a page-load timeout during reset() raised, ending a vector training loop."""
+    site = SlowHomeSite()
+    env = LinkEnv(site, backend="browser", backend_options={"timeout_s": 0.5})
+    obs, info = env.reset(seed=0)
+    assert "could not start" in info["error"] and "reset() tries again" in info["error"]
+    assert obs["page"].startswith("Error: the episode could not start")
+    assert info["valid_actions"] == []
+    obs, r, term, trunc, info = env.step("click[Next page]")
+    assert trunc and not term and r == 0.0 and "could not start" in info["error"]
+    obs, r, term, trunc, info = env.step("click[Next page]")
+    assert not trunc and "episode is over" in info["action_error"]
+    site.slow = False
+    obs, info = env.reset()
+    assert "error" not in info and obs["page"].startswith("at /")
+    obs, r, term, trunc, info = env.step("click[Next page]")
+    assert info["url"] == "/next" and not trunc
+    env.close()
+    assert chromium_pids() == []
+
+
 def test_page_whose_script_hangs_gets_its_browser_killed_and_relaunched():
     env = LinkEnv(SlowSite(), backend="browser", backend_options={"timeout_s": 0.5})
     env.reset(seed=0)

@@ -97,6 +97,7 @@ class WebEnv(gym.Env[dict, str]):
         self.action_space = UnicodeText(MAX_ACTION_LENGTH)
         self.goal_text = ""
         self._done = False
+        self._reset_error: str | None = None
         self._success = False
         self._score = 0.0
 
@@ -130,15 +131,28 @@ class WebEnv(gym.Env[dict, str]):
         """Start an episode on the site's home page with a goal drawn from the split."""
         super().reset(seed=seed)
         self.goal_text = self._new_episode(dict(options or {}))
-        self._backend.goto(self.site.home_url)
-        self._done, self._success, self._score = False, False, 0.0
-        return self._obs(None), self._info(None)
+        self._success, self._score = False, 0.0
+        self._reset_error = None
+        try:
+            self._backend.goto(self.site.home_url)
+        except BackendError as e:
+            # The browser could not show the home page (overloaded, or it failed twice): the
+            # episode starts over, so a training loop goes on; its first step truncates and
+            # the next reset tries again.
+            self._reset_error = f"the episode could not start ({e}); reset() tries again"
+        self._done = self._reset_error is not None
+        obs, info = self._obs(self._reset_error), self._info(None)
+        if self._reset_error is not None:
+            info["error"] = self._reset_error
+        return obs, info
 
     def step(self, action: str):
         """Apply ``action``; malformed or impossible actions set ``info["action_error"]``."""
         error = failure = None
         reward, terminated = 0.0, False
-        if self._done:
+        if self._done and self._reset_error is not None:
+            failure, self._reset_error = self._reset_error, None  # it never started: end it
+        elif self._done:
             error = "the episode is over; call reset() to start a new one"
         else:
             try:
@@ -176,8 +190,15 @@ class WebEnv(gym.Env[dict, str]):
     # -- helpers -------------------------------------------------------------------------
     def _obs(self, error: str | None) -> dict[str, Any]:
         if self.observation_mode == "screenshot":
-            return {"goal": self.goal_text, "page": self._backend.screenshot()}
-        page = self._page_text()
+            try:
+                shot = self._backend.screenshot()
+            except BackendError:  # no page to show (the browser failed): a blank one
+                shot = np.zeros(self.observation_space["page"].shape, dtype=np.uint8)
+            return {"goal": self.goal_text, "page": shot}
+        try:
+            page = self._page_text()
+        except BackendError:  # the browser failed and shows no page (an axtree needs one)
+            page = ""
         if error is not None:
             page = f"Error: {error}\n{page}"
         return {"goal": self.goal_text, "page": page}
