@@ -32,7 +32,11 @@ _TEMPLATES = (
 
 @dataclass(frozen=True)
 class Goal:
-    """A shopping goal: what to buy and the instruction that asks for it."""
+    """A shopping goal: what to buy and the instruction that asks for it.
+
+    ``options`` holds one value per option type: in the easy store a button label of the
+    target, in the hard store what a shopper says ("black"), which any product's button
+    meaning it matches (:func:`rlft.envs.web.shop.reward.score_purchase`)."""
 
     asin: str
     instruction: str
