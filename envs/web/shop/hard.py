@@ -47,6 +47,7 @@ OPTION_LABELS = {
 }
 _LEADS = ("i am looking for", "i need", "find me", "i want to buy", "looking for",
           "could you get me")
+#: price clauses; WebShop's own phrasing is listed twice, so it is drawn twice as often
 _TAILS = ("and price lower than {p} dollars", "that costs less than {p} dollars",
           "under {p} dollars", "with a price below {p} dollars", "and price lower than {p} dollars")
 
