@@ -269,8 +269,11 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             texts.append(text)
         relation_texts = [self._relation_text(a, quoted) for a in candidates] if evidence \
             else []
-        residual = ([self._residual_words(a, turn.goal, buttons) for a in candidates]
-                    if self.config.semantic_features else [])
+        residual = []
+        if self.config.semantic_features:
+            asked = [w for w in dict.fromkeys(content_words(turn.goal))
+                     if not _NUMBER.match(w) and w not in _REQUEST_WORDS]
+            residual = [self._residual_words(a, asked, buttons) for a in candidates]
         return TurnFeatures(candidates, texts, turn.goal, list(recent),
                             torch.tensor(feats, dtype=torch.float32),
                             min(1.0, turn.step / max(1, self.config.max_steps)),
@@ -278,18 +281,16 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                             relation_texts=relation_texts, residual_words=residual)
 
     @staticmethod
-    def _residual_words(action: str, goal: str, buttons: dict[str, tuple[str, bool]]
-                        ) -> tuple[list[str], list[str]]:
-        """(the candidate's words the goal lacks, the goal's words the candidate lacks), without
-        numbers and request words. A candidate is its label, or for a label that names no
-        words (a product id) the text after its button."""
+    def _residual_words(action: str, goal_words: list[str],
+                        buttons: dict[str, tuple[str, bool]]) -> tuple[list[str], list[str]]:
+        """(the candidate's words the goal lacks, the goal's words the candidate lacks);
+        ``goal_words`` are the goal's, without numbers and request words. A candidate is its
+        label, or for a label that names no words (a product id) the text after its button."""
         label = action_label(action)
         if not action.startswith("click["):
             return [], []
         if not any(c.islower() for c in label) and any(c.isdigit() for c in label):
             label = buttons.get(label.casefold(), ("", False))[0]
-        goal_words = [w for w in dict.fromkeys(content_words(goal))
-                      if not _NUMBER.match(w) and w not in _REQUEST_WORDS]
         words = [w for w in dict.fromkeys(content_words(label)) if not _NUMBER.match(w)]
         mine = [w for w in words if w not in goal_words]
         return mine, [w for w in goal_words if w not in words]

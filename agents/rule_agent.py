@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlft.envs.web.actions import SEARCH_PLACEHOLDER
 from rlft.wrappers.valid_actions import (
     action_label,
     content_words,
@@ -39,11 +40,9 @@ class LexicalRuleAgent:
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         self.rule = rule
-        self._opened = False
 
     def reset(self) -> None:
-        """Start a new episode."""
-        self._opened = False
+        """Nothing to forget: the rule reads the page at every step."""
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
         """The next action: search, open a result, press options, buy."""
@@ -68,7 +67,7 @@ class LexicalRuleAgent:
                         len(set(content_words(context)) & goal_words))
 
             return max(products, key=score)
-        if "search[...]" in valid:
+        if SEARCH_PLACEHOLDER in valid:
             return f"search[{propose_queries(goal)[0]}]"
         return "click[Back to Search]" if "click[Back to Search]" in valid else valid[0]
 

@@ -52,14 +52,13 @@ def main(args: Args) -> None:
         results = run_main_job(job)
         wall = time.perf_counter() - t0
         by_name = {r.name: r for r in results}
+        held = json.loads((Path(job.out) / "results.json").read_text()).get("held_out", {})
         runs.append({"seed": seed, "wall_s": wall, "load_before": load_before,
                      "load_after": os.getloadavg()[0],
                      "results": [r.to_dict() for r in results],
                      "lift": by_name["IL+RL"].success - by_name["IL"].success,
-                     "table": markdown_table(results),
-                     "held_out": json.loads((Path(job.out) / "results.json").read_text())
-                     .get("held_out", {}),
-                     "general": _general(job.out, results)})
+                     "table": markdown_table(results), "held_out": held,
+                     "general": generalisation_table(results, held)})
     lifts = [r["lift"] for r in runs]
     defaults = asdict(MainJobArgs(env=args.env).resolved())
     defaults = {k: v for k, v in defaults.items() if k not in ("out", "imitate", "ppo")} | {
@@ -87,17 +86,6 @@ def main(args: Args) -> None:
     out.with_suffix(".md").write_text("\n".join(lines))
     out.with_suffix(".json").write_text(json.dumps(runs, indent=2))
     print("\n".join(lines))
-
-
-def _general(out: str, results: list) -> str:
-    """The run's generalisation table, from its results.json."""
-    from rlft.training.evaluate import EvalResult
-
-    held = json.loads((Path(out) / "results.json").read_text()).get("held_out", {})
-    general = {k: [EvalResult(**{**d, "success_ci": tuple(d["success_ci"]),
-                                 "score_ci": tuple(d["score_ci"])}) for d in v]
-               for k, v in held.items()}
-    return generalisation_table(results, general)
 
 
 if __name__ == "__main__":

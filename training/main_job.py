@@ -129,19 +129,14 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     print_table(results, title=f"{args.env}: test split, {args.eval_episodes} episodes per agent")
     general: dict[str, list[Any]] = {}
     if args.held_out:
+        from rlft.training.benchmark import evaluate_agents
         from rlft.training.presets import held_out
 
         for where, kwargs in held_out(args.env).items():
             print(f"      generalisation: IL and IL+RL on {where}")
-            general[where] = []
-            for name in ("IL", "IL+RL"):
-                env = gym.make(args.env, **kwargs)
-                try:
-                    agent = make_agent(agents[name], env, seed=args.seed)
-                    general[where].append(evaluate(env, agent, args.eval_episodes,
-                                                   seed=10_000, name=name))
-                finally:
-                    env.close()
+            general[where] = evaluate_agents(
+                args.env, {name: str(agents[name]) for name in ("IL", "IL+RL")},
+                episodes=args.eval_episodes, seed=10_000, **kwargs)
     settings = _settings(args)
     (out / "results.json").write_text(json.dumps(
         {"args": settings, "results": [r.to_dict() for r in results],
@@ -160,18 +155,24 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
 
 
 def generalisation_table(results: list[Any], general: dict[str, list[Any]]) -> str:
-    """Markdown: IL and IL+RL success on the test split and on each held-out set."""
+    """Markdown: IL and IL+RL success on the test split and on each held-out set (results
+    as :class:`~rlft.training.evaluate.EvalResult` s or their dicts, as in results.json)."""
     if not general:
         return ""
-    test = {r.name: r for r in results}
+
+    def as_dict(r: Any) -> dict[str, Any]:
+        return r if isinstance(r, dict) else r.to_dict()
+
+    test = {d["name"]: d for d in map(as_dict, results)}
     names = [n for n in ("IL", "IL+RL") if n in test]
     cols = ["test", *general]
     lines = ["| agent | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name in names:
-        cells = [test[name]] + [next(r for r in general[w] if r.name == name) for w in general]
+        cells = [test[name]] + [next(d for d in map(as_dict, general[w]) if d["name"] == name)
+                                for w in general]
         lines.append(f"| {name} | " + " | ".join(
-            f"{r.success:.3f} [{r.success_ci[0]:.2f}, {r.success_ci[1]:.2f}]" for r in cells)
-            + " |")
+            f"{d['success']:.3f} [{d['success_ci'][0]:.2f}, {d['success_ci'][1]:.2f}]"
+            for d in cells) + " |")
     return "\n".join(lines)
 
 

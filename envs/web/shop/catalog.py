@@ -129,9 +129,14 @@ def _options(rng: random.Random, cat: Category) -> dict[str, tuple[str, ...]]:
     return options
 
 
+def _price_tag(amount: float) -> float:
+    """A shop price near ``amount``: whole dollars less a cent, at least 1.99."""
+    return max(round(amount, 0) - 0.01, 1.99)
+
+
 def _price(rng: random.Random, cat: Category) -> float:
     lo, hi = cat.price_range
-    return max(round(lo + (hi - lo) * rng.random() ** 1.5, 0) - 0.01, 1.99)
+    return _price_tag(lo + (hi - lo) * rng.random() ** 1.5)
 
 
 def _texts(rng: random.Random, brand: str, ptype: str, attributes: tuple[str, ...],
@@ -195,7 +200,7 @@ def _make_family(rng: random.Random, asins: list[str], cat: Category, vocab: dic
             options[name] = tuple(labels[name, v] for v in keep)
             spoken.update({labels[name, v]: v for v in keep})
         factor = rng.uniform(2.2, 2.8) if i == premium else rng.uniform(0.9, 1.1)
-        price = max(round(base_price * factor, 0) - 0.01, 1.99)
+        price = _price_tag(base_price * factor)
         title_attrs = list(base) if hidden else rng.sample(base + (variant,), 3)
         title, description, features, reviews, rating = _texts(
             rng, brand, ptype, attributes, title_attrs, cat, vocab)
