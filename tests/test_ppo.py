@@ -248,3 +248,75 @@ def test_a_damaged_checkpoint_is_named(init_policy, tmp_path, capsys):
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("rlft: error: ")]
         assert len(errors) == 1 and str(state) in errors[0] and "Traceback" not in err, err
+
+
+def test_group_advantages_by_hand():
+    from rlft.training.ppo import group_advantages
+
+    returns = torch.tensor([[1.0, 0.0, 0.0, -1.0], [1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 1.0]])
+    grpo, informative = group_advantages(returns, "grpo")
+    assert informative.tolist() == [True, False, True]
+    std0 = (2 / 3) ** 0.5                       # sample std of (1, 0, 0, -1)
+    torch.testing.assert_close(grpo[0], torch.tensor([1.0, 0.0, 0.0, -1.0]) / (std0 + 1e-6))
+    assert grpo[1].abs().sum() == 0             # equal returns: nothing to learn
+    rloo, _ = group_advantages(returns, "rloo")
+    # each return minus the mean of the other three
+    torch.testing.assert_close(rloo[2], torch.tensor([2 - 2 / 3, 0 - 4 / 3, 1 - 1.0, 1 - 1.0]))
+    torch.testing.assert_close(rloo[0], torch.tensor([1 + 1 / 3, 0.0, 0.0, -1 - 1 / 3]))
+    with pytest.raises(ValueError, match="at least 2"):
+        group_advantages(torch.zeros(3, 1), "grpo")
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "rloo"])
+def test_group_relative_ppo_learns_the_doors_task(init_policy, tmp_path, advantage):
+    before = _success(init_policy)
+    summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                                reward_mode="sparse", num_envs=8, num_steps=8, updates=25,
+                                learning_rate=1e-3, minibatch_size=32, kl_coef=0.0,
+                                ent_coef=0.0, eval_episodes=0, progress=False,
+                                checkpoint_every=0, advantage=advantage, group_size=4))
+    after = _success(str(tmp_path / "policy"))
+    assert before < 0.5
+    assert after >= 0.95, (before, after, summary)
+    last = summary["history"][-1]
+    # two goals a round, 2 turns an episode: 4 rounds make the 64-turn budget
+    assert last["rounds"] == 4 and last["groups"] == 8
+    assert summary["global_step"] == 25 * 64
+    # a group of one goal played the same goal: once the task is learnt, its groups all succeed
+    # and are skipped
+    assert last["groups_skipped"] >= 6
+
+
+def test_group_rollouts_play_one_goal_per_group(init_policy, tmp_path, monkeypatch):
+    """The G envs of a group see the same goal; the groups of a round see different ones."""
+    import rlft.training.ppo as ppo
+
+    seen: list[list[str]] = []
+    real = ppo._group_rollout
+
+    def spy(envs, *a, **k):
+        if not hasattr(envs, "inner_reset"):
+            envs.inner_reset = envs.reset
+
+            def reset(**kw):
+                obs, info = envs.inner_reset(**kw)
+                seen.append(list(obs["goal"]))
+                return obs, info
+            envs.reset = reset
+        return real(envs, *a, **k)
+
+    monkeypatch.setattr(ppo, "_group_rollout", spy)
+    train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                      reward_mode="sparse", num_envs=8, num_steps=4, updates=2,
+                      eval_episodes=0, progress=False, checkpoint_every=0, advantage="grpo",
+                      group_size=4))
+    assert len(seen) == 2 * 2
+    for goals in seen:
+        assert len(set(goals[:4])) == 1 and len(set(goals[4:])) == 1
+    assert len({g[0] for g in seen} | {g[4] for g in seen}) > 2
+
+
+def test_group_size_must_divide_num_envs(init_policy, tmp_path):
+    with pytest.raises(ValueError, match="multiple of --group-size"):
+        train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                          num_envs=6, advantage="grpo", group_size=4, progress=False))

@@ -137,7 +137,18 @@ class PPOArgs:
     max_grad_norm: float = 0.5
     """Gradient norm clip."""
     norm_adv: bool = True
-    """Normalise advantages per minibatch."""
+    """Normalise advantages per minibatch (``gae`` only: group advantages are already
+    relative)."""
+    advantage: Literal["gae", "grpo", "rloo"] = "gae"
+    """How a turn's advantage is estimated: ``gae`` (a critic, GAE over turns), or critic-free
+    over groups of ``group_size`` rollouts of the same goal: ``grpo`` (the episode's return
+    minus the group's mean, divided by the group's std) or ``rloo`` (minus the mean of the
+    others). A group's every turn gets its episode's advantage; groups whose returns are all
+    equal teach nothing and are skipped (counted as ``groups_skipped``)."""
+    group_size: int = 4
+    """Rollouts per goal in ``grpo``/``rloo`` (``num_envs`` must be a multiple of it). Each
+    update runs rounds of complete episodes, every group of envs reset with one seed, until
+    ``num_envs * num_steps`` turns were taken: the same turn budget as ``gae``."""
     seed: int = 0
     """Seed of torch, numpy, the sampler and the environments."""
     checkpoint_every: int = 5

@@ -38,7 +38,7 @@ from rlft.agents.episode import Episode
 from rlft.training.configs import PPOArgs, parse_options
 from rlft.training.presets import resolve
 
-__all__ = ["PPOArgs", "compute_gae", "load_rl_policy", "train_ppo"]
+__all__ = ["PPOArgs", "compute_gae", "group_advantages", "load_rl_policy", "train_ppo"]
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +64,27 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     return adv, adv + values
 
 
+def group_advantages(returns: torch.Tensor, kind: str, eps: float = 1e-6
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Critic-free advantages of episode returns ``[groups, G]`` (each row: ``G`` rollouts of
+    one goal). ``grpo``: ``(R - mean) / (std + eps)`` with the row's sample std (GRPO,
+    DeepSeekMath); ``rloo``: ``R`` minus the mean of the row's other ``G - 1`` returns (RLOO,
+    Ahmadian et al. 2024). Returns ``(advantages [groups, G], informative [groups])``: a row
+    whose returns are all equal has advantage 0 and ``informative`` False."""
+    G = returns.shape[1]
+    if G < 2:
+        raise ValueError(f"a group needs at least 2 rollouts, got {G}")
+    mean = returns.mean(dim=1, keepdim=True)
+    informative = (returns.max(dim=1).values - returns.min(dim=1).values) > 1e-9
+    if kind == "grpo":
+        adv = (returns - mean) / (returns.std(dim=1, keepdim=True) + eps)
+    elif kind == "rloo":
+        adv = (returns - mean) * G / (G - 1)
+    else:
+        raise ValueError(f"unknown group advantage {kind!r}; use 'grpo' or 'rloo'")
+    return adv * informative.unsqueeze(1), informative
+
+
 def _split_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Per-env info dicts from a vector env's batched infos (the ``_key`` masks dropped)."""
     keys = [k for k in infos if not k.startswith("_") and k not in ("final_obs", "final_info")]
@@ -87,6 +108,13 @@ def _check_args(args: PPOArgs) -> None:
         raise ValueError(f"--eval-episodes cannot be negative, got {args.eval_episodes}")
     if not 0.0 < args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
+    if args.advantage != "gae":
+        if args.group_size < 2:
+            raise ValueError(f"--group-size must be at least 2 for --advantage "
+                             f"{args.advantage}, got {args.group_size}")
+        if args.num_envs % args.group_size:
+            raise ValueError(f"--num-envs ({args.num_envs}) must be a multiple of --group-size "
+                             f"({args.group_size}): each group of envs plays one goal")
 
 
 def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
@@ -191,8 +219,10 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     t_start, steps_at_start = time.perf_counter(), global_step
     next_obs = None
 
+    grouped = args.advantage != "gae"
     for update in range(start_update, args.updates):
-        if next_obs is None or (args.checkpoint_every and update % args.checkpoint_every == 0):
+        if not grouped and (next_obs is None
+                            or (args.checkpoint_every and update % args.checkpoint_every == 0)):
             # (Re)start every episode at checkpoint boundaries: what a resumed run does too.
             obs, infos = envs.reset(seed=_env_seed(args, rank, update))
             next_obs = _split_obs(obs, N), _split_infos(infos, N)
@@ -203,55 +233,62 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                 g["lr"] = args.learning_rate * (1.0 - update / args.updates)
 
         # ---- rollout: T turns in each of N envs ----------------------------------------
-        feats: list[Any] = []          # time-major: turn t of env i is at t * N + i
-        actions: list[Any] = []
-        logprobs: list[torch.Tensor] = []  # per turn: log-probs of the action's parts
-        values, rewards, dones = torch.zeros(T, N), torch.zeros(T, N), torch.zeros(T, N)
-        for t in range(T):
-            obs_list, info_list = next_obs
-            for i in range(N):
-                episodes_so_far[i].observe(obs_list[i], info_list[i])
-            turn = [policy.encode(episodes_so_far[i].turn()) for i in range(N)]
+        group_stats: dict[str, float] = {}
+        if grouped:  # complete episodes, G per goal; every turn gets its episode's advantage
+            feats, actions, logprobs, b_adv, taken, group_stats = _group_rollout(
+                envs, policy, args, sampler, _env_seed(args, rank, update), episodes)
+            global_step += taken * world
+            b_ret = b_val = None
+        else:
+            feats: list[Any] = []          # time-major: turn t of env i is at t * N + i
+            actions: list[Any] = []
+            logprobs: list[torch.Tensor] = []  # per turn: log-probs of the action's parts
+            values, rewards, dones = torch.zeros(T, N), torch.zeros(T, N), torch.zeros(T, N)
+            for t in range(T):
+                obs_list, info_list = next_obs
+                for i in range(N):
+                    episodes_so_far[i].observe(obs_list[i], info_list[i])
+                turn = [policy.encode(episodes_so_far[i].turn()) for i in range(N)]
+                with torch.no_grad():
+                    step = policy.rl_act(turn, sampler)
+                obs, reward, term, trunc, infos = envs.step(step.env_actions)
+                global_step += N * world
+                reward_t = torch.as_tensor(reward, dtype=torch.float32)
+                final_infos = (_split_infos(infos["final_info"], N) if "final_info" in infos
+                               else None)
+                for i in range(N):
+                    episodes_so_far[i].record(step.env_actions[i])
+                    running[i] += reward[i]
+                    if trunc[i] and not term[i]:  # bootstrap the cut-off episode's value
+                        episodes_so_far[i].observe(infos["final_obs"][i], final_infos[i])
+                        with torch.no_grad():
+                            v = policy.rl_values([policy.encode(episodes_so_far[i].turn())])
+                        reward_t[i] += args.gamma * float(v[0])
+                    if term[i] or trunc[i]:
+                        fin = infos["final_info"]
+                        episodes["return"].append(float(running[i]))
+                        episodes["success"].append(float(fin["success"][i]))
+                        episodes["score"].append(float(fin["score"][i]))
+                        for k in episodes:
+                            del episodes[k][:-1000]
+                        running[i] = 0.0
+                        episodes_so_far[i].reset()
+                feats.extend(turn)
+                actions.extend(step.actions)
+                logprobs.extend(step.log_probs[i][step.mask[i] > 0].cpu() for i in range(N))
+                values[t] = step.values.cpu()
+                rewards[t] = reward_t
+                dones[t] = torch.as_tensor(term | trunc, dtype=torch.float32)
+                next_obs = _split_obs(obs, N), _split_infos(infos, N)
             with torch.no_grad():
-                step = policy.rl_act(turn, sampler)
-            obs, reward, term, trunc, infos = envs.step(step.env_actions)
-            global_step += N * world
-            reward_t = torch.as_tensor(reward, dtype=torch.float32)
-            final_infos = _split_infos(infos["final_info"], N) if "final_info" in infos else None
-            for i in range(N):
-                episodes_so_far[i].record(step.env_actions[i])
-                running[i] += reward[i]
-                if trunc[i] and not term[i]:  # bootstrap the cut-off episode's value
-                    episodes_so_far[i].observe(infos["final_obs"][i], final_infos[i])
-                    with torch.no_grad():
-                        v = policy.rl_values([policy.encode(episodes_so_far[i].turn())])
-                    reward_t[i] += args.gamma * float(v[0])
-                if term[i] or trunc[i]:
-                    fin = infos["final_info"]
-                    episodes["return"].append(float(running[i]))
-                    episodes["success"].append(float(fin["success"][i]))
-                    episodes["score"].append(float(fin["score"][i]))
-                    for k in episodes:
-                        del episodes[k][:-1000]
-                    running[i] = 0.0
-                    episodes_so_far[i].reset()
-            feats.extend(turn)
-            actions.extend(step.actions)
-            logprobs.extend(step.log_probs[i][step.mask[i] > 0].cpu() for i in range(N))
-            values[t] = step.values.cpu()
-            rewards[t] = reward_t
-            dones[t] = torch.as_tensor(term | trunc, dtype=torch.float32)
-            next_obs = _split_obs(obs, N), _split_infos(infos, N)
-        with torch.no_grad():
-            for i in range(N):
-                episodes_so_far[i].observe(next_obs[0][i], next_obs[1][i])
-            last = [policy.encode(episodes_so_far[i].turn()) for i in range(N)]
-            next_value = policy.rl_values(last).cpu()
-        advantages, returns = compute_gae(rewards, values, dones, next_value, args.gamma,
-                                          args.gae_lambda)
-
+                for i in range(N):
+                    episodes_so_far[i].observe(next_obs[0][i], next_obs[1][i])
+                last = [policy.encode(episodes_so_far[i].turn()) for i in range(N)]
+                next_value = policy.rl_values(last).cpu()
+            advantages, returns = compute_gae(rewards, values, dones, next_value, args.gamma,
+                                              args.gae_lambda)
+            b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         # ---- optimisation: clipped surrogate per action part ---------------------------
-        b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         order = np.arange(len(feats))
         clipfracs, stats = [], {}
         for _epoch in range(args.update_epochs):
@@ -268,18 +305,22 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                     clipfracs.append(masked_mean(
                         ((ratio - 1.0).abs() > args.clip_coef).float(), ev.mask).item())
                 adv = b_adv[mb].to(ratio.device)
-                if args.norm_adv and len(mb) > 1:
+                if args.norm_adv and not grouped and len(mb) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 adv = adv.unsqueeze(1)  # the turn's advantage for each of its parts
                 pg_loss = masked_mean(torch.max(
                     -adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)),
                     ev.mask)
-                v, ret, val = ev.values, b_ret[mb].to(ev.values.device), b_val[mb].to(ev.values.device)
-                if args.clip_vloss:
-                    v_clipped = val + (v - val).clamp(-args.clip_coef, args.clip_coef)
-                    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+                if grouped:  # critic-free: the value head is neither trained nor used
+                    v_loss = torch.zeros((), device=ratio.device)
                 else:
-                    v_loss = 0.5 * ((v - ret) ** 2).mean()
+                    v, ret, val = (ev.values, b_ret[mb].to(ev.values.device),
+                                   b_val[mb].to(ev.values.device))
+                    if args.clip_vloss:
+                        v_clipped = val + (v - val).clamp(-args.clip_coef, args.clip_coef)
+                        v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+                    else:
+                        v_loss = 0.5 * ((v - ret) ** 2).mean()
                 entropy = ev.entropy.mean()
                 with torch.no_grad(), reference_weights(policy, reference):
                     ref = policy.rl_evaluate(mb_feats, mb_actions)
@@ -296,8 +337,9 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                          "approx_kl": approx_kl.item()}
 
         # ---- logging and checkpoints ---------------------------------------------------
-        var_y = b_ret.var()
-        explained = float("nan") if var_y == 0 else float(1 - (b_ret - b_val).var() / var_y)
+        explained = float("nan")
+        if not grouped and b_ret.var() > 0:
+            explained = float(1 - (b_ret - b_val).var() / b_ret.var())
         recent = slice(-max(1, 4 * N), None)
         mine = {k: v[recent] for k, v in episodes.items()}
         everyone = gather_object([mine]) if world > 1 else [mine]
@@ -306,7 +348,10 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         if writer is not None:
             for k, v in stats.items():
                 writer.add_scalar(f"losses/{k}", v, global_step)
-            writer.add_scalar("losses/clipfrac", float(np.mean(clipfracs)), global_step)
+            writer.add_scalar("losses/clipfrac", float(np.mean(clipfracs)) if clipfracs
+                              else float("nan"), global_step)
+            for k, v in group_stats.items():
+                writer.add_scalar(f"groups/{k}", v, global_step)
             writer.add_scalar("losses/explained_variance", explained, global_step)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
             writer.add_scalar("charts/samples_per_s", (global_step - steps_at_start) / elapsed,
@@ -321,7 +366,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             history.append({"update": update + 1, "global_step": global_step,
                             "success": float(np.mean(recent_eps["success"])),
                             "score": float(np.mean(recent_eps["score"])),
-                            "kl_ref": stats.get("kl_ref", 0.0)})
+                            "kl_ref": stats.get("kl_ref", 0.0), **group_stats})
         if bar is not None:
             bar.update(1)
             if recent_eps["success"]:
@@ -365,6 +410,81 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             writer.close()
     accelerator.wait_for_everyone()
     return summary
+
+
+def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generator,
+                   seed: int, episodes: dict[str, list[float]]
+                   ) -> tuple[list[Any], list[Any], list[torch.Tensor], torch.Tensor, int,
+                              dict[str, float]]:
+    """One update's rollouts for ``grpo``/``rloo``: rounds of complete episodes, the envs in
+    each group of ``group_size`` reset with one seed (so they play one goal), until
+    ``num_envs * num_steps`` turns were taken. An env whose episode has ended waits for the
+    round's last one (the vector env is stepped with a throw-away action there, its data
+    unused: one of the live envs' actions). Returns the turns' features, actions, part log-probs and advantages (every turn
+    its episode's), the turns taken, and group counts for logging."""
+    import torch
+
+    N, G = args.num_envs, args.group_size
+    feats: list[Any] = []
+    actions: list[Any] = []
+    logprobs: list[torch.Tensor] = []
+    advantages: list[torch.Tensor] = []
+    taken = rounds = groups = skipped = 0
+    while taken < N * args.num_steps:
+        round_seed = seed + rounds * N
+        obs, infos = envs.reset(seed=[round_seed + i // G for i in range(N)])
+        next_obs = _split_obs(obs, N), _split_infos(infos, N)
+        so_far = [Episode() for _ in range(N)]
+        turns: list[list[int]] = [[] for _ in range(N)]  # indices into this round's buffers
+        r_feats: list[Any] = []
+        r_actions: list[Any] = []
+        r_logprobs: list[torch.Tensor] = []
+        returns = torch.zeros(N)
+        active = np.ones(N, dtype=bool)
+        while active.any():
+            live = np.flatnonzero(active)
+            for i in live:
+                so_far[i].observe(next_obs[0][i], next_obs[1][i])
+            turn = [policy.encode(so_far[i].turn()) for i in live]
+            with torch.no_grad():
+                step = policy.rl_act(turn, sampler)
+            env_actions = [step.env_actions[0]] * N  # a finished env's action is thrown away
+            for k, i in enumerate(live):
+                env_actions[i] = step.env_actions[k]
+            obs, reward, term, trunc, infos = envs.step(env_actions)
+            final = infos.get("final_info", {})
+            for k, i in enumerate(live):
+                so_far[i].record(step.env_actions[k])
+                turns[i].append(len(r_feats))
+                r_feats.append(turn[k])
+                r_actions.append(step.actions[k])
+                r_logprobs.append(step.log_probs[k][step.mask[k] > 0].cpu())
+                returns[i] += float(reward[i])
+                if term[i] or trunc[i]:
+                    active[i] = False
+                    episodes["return"].append(float(returns[i]))
+                    episodes["success"].append(float(final["success"][i]))
+                    episodes["score"].append(float(final["score"][i]))
+                    for key in episodes:
+                        del episodes[key][:-1000]
+            taken += len(live)
+            next_obs = _split_obs(obs, N), _split_infos(infos, N)
+        adv, informative = group_advantages(returns.view(N // G, G), args.advantage)
+        adv = adv.reshape(-1)
+        for i in range(N):
+            if not informative[i // G]:
+                continue  # equal returns: a zero advantage would only cost compute
+            for j in turns[i]:
+                feats.append(r_feats[j])
+                actions.append(r_actions[j])
+                logprobs.append(r_logprobs[j])
+                advantages.append(adv[i])
+        rounds += 1
+        groups += N // G
+        skipped += int((~informative).sum())
+    stats = {"groups": float(groups), "groups_skipped": float(skipped), "rounds": float(rounds)}
+    return feats, actions, logprobs, torch.stack(advantages) if advantages else torch.zeros(0), \
+        taken, stats
 
 
 def _average_gradients(accelerator: Any, params: list[torch.Tensor]) -> None:
