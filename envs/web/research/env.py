@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from rlft.envs.graders import build_grader
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER, ActionError, ParsedAction
 from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice, option_index
 from rlft.envs.web.research.corpus import DEFAULT_SIZE, build_corpus
@@ -57,7 +59,8 @@ class ResearchEnv(WebEnv):
     the normalised answer matches the answer or an alias, else ``wrong``. ``shaped``:
     ``wrong + F1 * (correct - wrong)`` with token F1 as partial credit. Abstaining pays
     ``abstain``, or ``correct`` when the wiki lacks the fact (then any answer is ``wrong``).
-    A ``grader(question, answer, references) -> float`` replaces exact match / F1.
+    A ``grader`` replaces exact match / F1: its output, clipped to [0, 1], is the score, and
+    ``>= 0.5`` is correct (``shaped`` pays ``wrong + score * (correct - wrong)``).
 
     ## Episode End
     Terminates on ``answer`` or ``abstain``; truncated after ``max_episode_steps`` (30 by
@@ -68,8 +71,14 @@ class ResearchEnv(WebEnv):
     * ``split``: ``"train"`` | ``"val"`` | ``"test"`` (disjoint questions and anchor pages) |
       ``"unseen"`` (relations ``train`` never asks about).
     * ``rewards``: the abstention table (partial dicts are filled from the default).
-    * ``grader``: callable ``(question, answer, references) -> float in [0, 1]``, e.g. a
-      model judge (pass it to ``gym.make``; it is not part of the registered spec).
+    * ``grader``: a grader config, a dict or its JSON string in the public grader format
+      (``string_check``, ``text_similarity``, ``python``, ``score_model``, ``multi``; see
+      ``rlft.envs.graders``), which grades sample ``{"output_text": answer}`` against item
+      ``{"question", "answer", "references"}``, e.g.
+      ``{"type": "string_check", "input": "{{sample.output_text}}",``
+      ``"reference": "{{item.answer}}", "operation": "ilike"}``; or a callable
+      ``(question, answer, references) -> float`` such as a model judge. Pass it to
+      ``gym.make``; it is not part of the registered spec.
     * ``corpus_size``: number of articles (default 5,000; built once per process).
     * ``corpus_seed``: seed of the generated wiki and questions (default 0).
     * ``observation_mode``: ``"text"`` | ``"html"``; ``backend``: ``"text"``;
@@ -85,17 +94,18 @@ class ResearchEnv(WebEnv):
                           "abstain"})
 
     def __init__(self, *, reward_mode: str = "sparse", split: str = "train",
-                 rewards: dict[str, float] | None = None, grader: Grader | None = None,
+                 rewards: dict[str, float] | None = None,
+                 grader: Grader | Mapping[str, Any] | str | None = None,
                  corpus_size: int = DEFAULT_SIZE, corpus_seed: int = 0,
                  observation_mode: str = "text", backend: str = "text",
                  render_mode: str | None = None, backend_options: dict[str, Any] | None = None):
         self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
         self.split = check_choice("split", split, SPLITS)
         self.rewards = check_rewards(rewards)
-        if grader is not None and not callable(grader):
-            raise ValueError(f"grader must be callable (question, answer, references) -> float; "
-                             f"got {grader!r}")
-        self.grader = grader
+        # A config (dict or JSON) is built here; a callable is kept as it is. A bad config
+        # raises GraderConfigError (a ValueError) naming the field.
+        self.grader: Grader | None = (
+            grader if grader is None or callable(grader) else build_grader(grader))
         self.questions: tuple[Question, ...] = question_pool(split, corpus_size, corpus_seed)
         self.wiki: WikiSite = build_site(corpus_size, corpus_seed)
         super().__init__(self.wiki, observation_mode=observation_mode, render_mode=render_mode,
