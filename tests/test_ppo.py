@@ -320,3 +320,23 @@ def test_group_size_must_divide_num_envs(init_policy, tmp_path):
     with pytest.raises(ValueError, match="multiple of --group-size"):
         train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
                           num_envs=6, advantage="grpo", group_size=4, progress=False))
+
+
+def test_goal_pool_trains_on_the_pools_goals_only(init_policy, tmp_path, monkeypatch):
+    import rlft.training.ppo as ppo
+
+    goals: set[str] = set()
+    real = ppo._split_obs
+
+    def spy(obs, n):
+        goals.update(obs["goal"])
+        return real(obs, n)
+
+    monkeypatch.setattr(ppo, "_split_obs", spy)
+    summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                                reward_mode="sparse", num_envs=8, num_steps=8, updates=6,
+                                learning_rate=1e-3, kl_coef=0.0, ent_coef=0.0, eval_episodes=0,
+                                progress=False, checkpoint_every=0, advantage="grpo",
+                                goal_pool=2))
+    assert len(goals) == 2, goals
+    assert summary["global_step"] == 6 * 64

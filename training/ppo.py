@@ -108,6 +108,9 @@ def _check_args(args: PPOArgs) -> None:
         raise ValueError(f"--eval-episodes cannot be negative, got {args.eval_episodes}")
     if not 0.0 < args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
+    if args.goal_pool < 0:
+        raise ValueError(f"--goal-pool must be 0 (every goal of the split) or a pool size, got "
+                         f"{args.goal_pool}")
     if args.advantage != "gae":
         if args.group_size < 2:
             raise ValueError(f"--group-size must be at least 2 for --advantage "
@@ -203,8 +206,14 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
 
+    wrappers = []
+    if args.goal_pool:  # "few prompts, many epochs": every episode from the same few goals
+        from rlft.wrappers.goal_pool import GoalPool
+
+        wrappers = [lambda env: GoalPool(env, args.goal_pool, pool_seed=args.seed)]
     envs = gym.make_vec(args.env, num_envs=args.num_envs, vectorization_mode=args.vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                        wrappers=wrappers,
                         split=args.split, reward_mode=args.reward_mode,
                         **parse_options(args.env_kwargs, "--env-kwargs"))
     N, T = args.num_envs, args.num_steps
