@@ -37,6 +37,10 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
+#: a frozen encoder pads each text to a multiple of this many tokens (see ``_encode_bucketed``)
+PAD_MULTIPLE = 8
+
+
 class TextEncoder(nn.Module):
     """Mean-pooled, L2-normalised sentence embeddings from an HF encoder.
 
@@ -106,19 +110,46 @@ class TextEncoder(nn.Module):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return nn.functional.normalize(pooled, dim=-1)
 
+    def _encode_bucketed(self, texts: list[str]) -> list[torch.Tensor]:
+        """Embeddings of ``texts`` that depend on each text alone, not on the batch it is in.
+
+        Padding a batch to its longest text changes the shape of every row's matrix products,
+        and with it the float sums (by ~1e-7): a text embedded beside other texts would differ
+        from the same text embedded in another process whose memo was filled in another order
+        (a resumed PPO run). Each text is padded instead to its own length rounded up to
+        :data:`PAD_MULTIPLE` tokens, and batched only with texts of that padded length; on this
+        CPU that is also no slower than padding to the batch's longest."""
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        buckets: dict[int, list[int]] = {}
+        for i, row in enumerate(ids):
+            width = min(self.max_length, -(-len(row) // PAD_MULTIPLE) * PAD_MULTIPLE)
+            buckets.setdefault(max(width, len(row)), []).append(i)
+        out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+        for width, members in sorted(buckets.items()):
+            for s in range(0, len(members), self.batch_size):
+                chunk = members[s : s + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]},
+                                           padding="max_length", max_length=width,
+                                           return_tensors="pt")
+                batch = {k: v.to(self.model.device) for k, v in batch.items()}
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                for i, e in zip(chunk, nn.functional.normalize(pooled, dim=-1), strict=True):
+                    out[i] = e.clone()
+        return out
+
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embeddings ``[len(texts), dim]`` (cached and without grad while frozen)."""
+        """Embeddings ``[len(texts), dim]`` (cached and without grad while frozen; a frozen
+        encoder's embedding of a text is the same bits whatever else is embedded with it)."""
         texts = list(texts)
         if not texts:
             return torch.zeros(0, self.dim, device=self.model.device)
         if not self.frozen:
             return self._encode(texts)
-        # Length-sorted batches pad little; ties by text, so batches (and the float sums in
-        # them) do not depend on the per-process hash seed of set iteration.
-        missing = sorted({t for t in texts if t not in self._cache}, key=lambda t: (len(t), t))
-        with torch.inference_mode():
-            for i in range(0, len(missing), self.batch_size):
-                chunk = missing[i : i + self.batch_size]
-                for t, e in zip(chunk, self._encode(chunk), strict=True):
-                    self._cache[t] = e.clone()
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            with torch.inference_mode():
+                for t, e in zip(missing, self._encode_bucketed(missing), strict=True):
+                    self._cache[t] = e
         return torch.stack([self._cache[t] for t in texts])

@@ -241,21 +241,22 @@ def test_frozen_encoders_share_embeddings_but_adapted_ones_do_not(tiny_encoder, 
     torch.testing.assert_close(a(["click[buy now]"]), first)
 
 
-def test_encoder_batches_do_not_depend_on_set_order(tiny_encoder):
-    """Texts are batched in (length, text) order, not the per-process hash order of a set:
-    padding inside a batch changes MiniLM's float sums slightly, and the batches used to
-    differ between processes, so imitation did not reproduce across runs."""
+def test_a_frozen_encoders_embedding_does_not_depend_on_its_batch():
+    """A text's embedding is the same bits alone, beside texts of other lengths, and in any
+    memo order: padding a batch to its longest text changed MiniLM's float sums by ~1e-7, so a
+    resumed PPO process (its memo filled in another order) drifted from an uninterrupted run."""
     from rlft.agents.text_encoder import TextEncoder
 
-    enc = TextEncoder(tiny_encoder, batch_size=3)
-    batches = []
-    real = enc._encode
-    enc._encode = lambda texts: (batches.append(list(texts)), real(texts))[1]
-    texts = [f"click[{w}]" for w in ("pear", "kiwi", "plum", "lime", "date", "fig", "yam")]
-    enc(texts)
-    flat = [t for b in batches for t in b]
-    assert flat == sorted(texts, key=lambda t: (len(t), t))
-    assert [len(b) for b in batches] == [3, 3, 1]
+    texts = ["click[buy now]", "search[red waterproof hiking boots for rainy trails]",
+             "click[B0A1]", "quote[The town's last census counted 12,400 inhabitants.]",
+             "answer[12400]", "click[Next >]", "scroll[down]", "abstain"]
+    together = TextEncoder(batch_size=4)
+    together.clear_cache()  # a memo of its own: nothing shared with other tests
+    all_at_once = together(texts)
+    alone = TextEncoder()
+    alone.clear_cache()
+    for k in (5, 2, 0, 7, 1, 3, 6, 4):  # another order, one text per call
+        assert torch.equal(alone([texts[k]])[0], all_at_once[k]), texts[k]
 
 
 def test_frozen_encoder_never_runs_dropout(tiny_encoder):
