@@ -51,6 +51,10 @@ from rlft.wrappers.valid_actions import expand_valid_actions, match_candidate
 VALUE_HEAD = "value_head.safetensors"
 
 
+#: base-model weight types an :class:`LMPolicyConfig` takes
+DTYPES = ("float32", "bfloat16")
+
+
 @dataclass
 class LMPolicyConfig:
     """Hyper-parameters of an :class:`LMPolicy` (saved with every checkpoint)."""
@@ -75,6 +79,13 @@ class LMPolicyConfig:
     """Longest action, in tokens."""
     constrained: bool = True
     """Decode only valid actions (score each candidate) instead of free generation."""
+    dtype: str = "float32"
+    """Weights of the base model: ``float32`` or, on a GPU, ``bfloat16`` (log-probs, the value
+    head and LoRA updates stay in float32)."""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
 
 
 @dataclass
@@ -143,7 +154,7 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, config.dtype))
         if _adapter is not None:
             from peft import PeftModel
 

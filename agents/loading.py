@@ -28,6 +28,14 @@ POLICY_KINDS = {
 }
 
 
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``: where imitation and evaluation put a policy
+    (PPO places it through ``accelerate``)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def policy_class(kind: str) -> type:
     """The class of a policy kind (a :data:`POLICY_KINDS` name or ``module:Class``)."""
     target = POLICY_KINDS.get(kind, kind)
@@ -104,4 +112,4 @@ def make_agent(spec: str | Path, env: gym.Env, seed: int = 0) -> Agent:
                                 f"{spec}` or pass --agent expert|random")
     policy = load_policy(path, seed=seed)
     check_pairing(policy, env)
-    return policy
+    return policy.to(default_device())

@@ -94,3 +94,8 @@ def test_one_sft_step_and_one_ppo_update_on_the_real_model(tmp_path):
                                 progress=False, checkpoint_every=0))
     assert summary["global_step"] == 2
     assert (tmp_path / "ppo" / "policy" / "adapter" / "adapter_config.json").exists()
+
+
+def test_lm_config_checks_its_dtype():
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
+        LMPolicyConfig(model="x", dtype="float64")

@@ -31,7 +31,7 @@ import torch
 
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
-from rlft.agents.loading import build_policy, check_pairing, policy_class
+from rlft.agents.loading import build_policy, check_pairing, default_device, policy_class
 from rlft.training.configs import ImitateArgs
 from rlft.training.demos import demo_turns, demos_env, expert_turns, load_demos
 from rlft.training.presets import resolve
@@ -106,7 +106,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)
         policy = build_policy(args.policy, probe, model=args.model, seed=args.seed,
-                              **args.policy_options())
+                              **args.policy_options()).to(default_device())
     finally:
         probe.close()
     train_inputs, train_targets = encode_examples(policy, demo_turns(args.demos, episodes))

@@ -1,0 +1,201 @@
+"""A real pretrained LM end to end: SmolLM2-135M-Instruct zero-shot, after SFT, after SFT + PPO.
+
+    python benchmarks/lm_pretrained.py                 # CPU settings -> benchmarks/results/lm_pretrained.{md,json}
+    bash benchmarks/lm_pretrained_gpu.sh               # the same at full settings on one GPU
+
+Per env: expert demos of the train split; the bundled SmolLM2-135M-Instruct
+(:mod:`rlft.agents.pretrained_lm`) with a fresh LoRA adapter (zero-shot: constrained decoding
+over the valid actions, the adapter still zero); SFT of the adapter on the demos (``rlft
+imitate --policy lm``); PPO from the SFT checkpoint (``rlft train ppo``); and, beside them, the
+MiniLM ChoicePolicy imitated on the same demos. Every policy plays the same held-out test goals
+(95% Wilson intervals). Measured on the way: prompt tokens per turn, actions/s of each policy,
+SFT examples/s and PPO samples/s. Stages already in ``--work`` are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import tyro
+
+RESULTS = Path(__file__).parent / "results" / "lm_pretrained"
+
+
+@dataclass
+class Args:
+    """SmolLM2-135M-Instruct: zero-shot, SFT, SFT + PPO (defaults sized for a 2-core CPU)."""
+
+    envs: tuple[str, ...] = ("rlft/Shop-v0",)
+    """Envs to run on (``rlft/Research-v0`` too on a GPU)."""
+    model: str = "SmolLM2-135M-Instruct"
+    """The causal LM (the bundled one, an HF name or a folder)."""
+    demos: int = 20
+    """Expert demo episodes for SFT (and the ChoicePolicy)."""
+    epochs: int = 2
+    """SFT epochs."""
+    batch_size: int = 4
+    """SFT batch size."""
+    lr: float = 3e-4
+    """SFT learning rate (LoRA)."""
+    lora_r: int = 8
+    """LoRA rank of SFT and PPO."""
+    window: int = 1
+    """Past turns in the prompt."""
+    max_page_chars: int = 600
+    """Page characters in the prompt."""
+    max_prompt_tokens: int = 384
+    """Prompt tokens kept."""
+    dtype: str = "float32"
+    """Base weights: float32, or bfloat16 on a GPU."""
+    updates: int = 6
+    """PPO updates."""
+    num_envs: int = 4
+    """PPO envs."""
+    num_steps: int = 8
+    """PPO turns per env per update."""
+    minibatch_size: int = 8
+    """PPO minibatch (turns)."""
+    update_epochs: int = 2
+    """PPO epochs per update."""
+    ppo_lr: float = 1e-4
+    """PPO learning rate."""
+    episodes: int = 30
+    """Test goals per policy."""
+    work: Path = Path("runs/bench-lm-pretrained")
+    """Where demos, checkpoints and runs go (reused when present)."""
+
+
+def _policy_config(args: Args) -> tuple[str, ...]:
+    return (f"window={args.window}", f"max_page_chars={args.max_page_chars}",
+            f"max_prompt_tokens={args.max_prompt_tokens}", f'dtype="{args.dtype}"')
+
+
+def prompt_tokens(policy_dir: str, env_id: str, episodes: int = 5) -> dict[str, float]:
+    """Prompt tokens per turn on the expert's test-split trajectories (mean, max)."""
+    import gymnasium as gym
+
+    from rlft.agents import load_policy
+    from rlft.agents.episode import Episode
+
+    policy = load_policy(policy_dir)
+    env = gym.make(env_id, split="test")
+    counts = []
+    for seed in range(episodes):
+        obs, info = env.reset(seed=20_000 + seed)
+        expert, ep, done = env.unwrapped.expert(), Episode(), False
+        while not done:
+            ep.observe(obs, info)
+            counts.append(len(policy.encode(ep.turn()).prompt_ids))
+            action = expert.act(obs, info)
+            ep.record(action)
+            obs, _, term, trunc, info = env.step(action)
+            done = term or trunc
+    env.close()
+    return {"mean": sum(counts) / len(counts), "max": max(counts), "turns": len(counts)}
+
+
+def run_env(env_id: str, args: Args) -> dict:
+    """Every stage on one env; the rows and the measured speeds."""
+    import torch
+
+    from rlft.agents import LMPolicy, LMPolicyConfig
+    from rlft.training.benchmark import evaluate_agents
+    from rlft.training.configs import ImitateArgs, PPOArgs
+    from rlft.training.demos import collect, demos_complete
+    from rlft.training.imitation import imitate
+    from rlft.training.ppo import train_ppo
+
+    work = args.work / env_id.split("/")[-1]
+    demos, zero, sft, ppo, choice = (work / n for n in ("demos", "zero-shot", "sft", "ppo",
+                                                       "choice"))
+    speeds: dict[str, float] = {}
+    if not demos_complete(demos):
+        collect(env_id, args.demos, demos, seed=0)
+    if not (zero / "rlft_policy.json").exists():
+        torch.manual_seed(0)
+        LMPolicy(LMPolicyConfig(model=args.model, lora_r=args.lora_r, window=args.window,
+                                max_page_chars=args.max_page_chars,
+                                max_prompt_tokens=args.max_prompt_tokens,
+                                dtype=args.dtype)).save_pretrained(zero)
+    if not (sft / "summary.json").exists():
+        imitate(ImitateArgs(demos=demos, out=sft, env=env_id, policy="lm", model=args.model,
+                            lora_r=args.lora_r, policy_config=_policy_config(args),
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            val_episodes=2, seed=0))
+    summary = json.loads((sft / "summary.json").read_text())
+    speeds["sft_examples_per_s"] = (summary["train_turns"] * args.epochs
+                                    / max(1e-9, summary["optimise_seconds"]))
+    if not (ppo / "summary.json").exists():
+        train_ppo(PPOArgs(env=env_id, policy=str(sft), out=str(ppo), updates=args.updates,
+                          num_envs=args.num_envs, num_steps=args.num_steps,
+                          minibatch_size=args.minibatch_size, update_epochs=args.update_epochs,
+                          learning_rate=args.ppo_lr, lora_r=args.lora_r, eval_episodes=0,
+                          checkpoint_every=0, progress=True))
+    speeds["ppo_samples_per_s"] = json.loads((ppo / "summary.json").read_text())["samples_per_s"]
+    if not (choice / "summary.json").exists():
+        imitate(ImitateArgs(demos=demos, out=choice, env=env_id, policy="choice", seed=0))
+    tokens = prompt_tokens(str(sft), env_id)
+    results = evaluate_agents(env_id, {"zero-shot": str(zero), "SFT": str(sft),
+                                       "SFT+RL": str(ppo / "policy"),
+                                       "ChoicePolicy (IL, same demos)": str(choice)},
+                              episodes=args.episodes, split="test", seed=10_000, timed=True)
+    return {"env": env_id, "rows": [r.to_dict() for r in results], "speeds": speeds,
+            "prompt_tokens": tokens, "load": os.getloadavg()[0]}
+
+
+def main(args: Args) -> None:
+    """Run every env and write the results."""
+    import torch
+
+    import rlft.envs  # noqa: F401
+
+    t0 = time.perf_counter()
+    envs = [run_env(env_id, args) for env_id in args.envs]
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
+        f"CPU ({os.cpu_count()} cores)"
+    out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
+           "device": device, "seconds": time.perf_counter() - t0, "envs": envs}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "" if not torch.cuda.is_available() else "_gpu"
+    path = RESULTS.with_name(RESULTS.name + suffix)
+    path.with_suffix(".json").write_text(json.dumps(out, indent=2))
+    text = report(out)
+    path.with_suffix(".md").write_text(text)
+    print(text)
+
+
+def report(out: dict) -> str:
+    """The tables of :func:`main`'s results."""
+    a = out["args"]
+    lines = [f"# {a['model']}: zero-shot, SFT, SFT+RL", "",
+             f"Produced by `python benchmarks/lm_pretrained.py` on {out['device']} in "
+             f"{out['seconds'] / 60:.0f} minutes. SFT: {a['demos']} expert demos, {a['epochs']} "
+             f"epochs, LoRA r {a['lora_r']}, batch {a['batch_size']}; PPO: {a['updates']} updates "
+             f"x {a['num_envs']} envs x {a['num_steps']} turns from the SFT checkpoint; prompts: "
+             f"{a['window']} past turn(s), {a['max_page_chars']} page characters, at most "
+             f"{a['max_prompt_tokens']} tokens; weights {a['dtype']}. Every policy plays the same "
+             f"{a['episodes']} held-out test goals (95% Wilson intervals).", ""]
+    for env in out["envs"]:
+        s, t = env["speeds"], env["prompt_tokens"]
+        lines += [f"## {env['env']}", "",
+                  "| policy | success | 95% CI | score | steps | actions/s |",
+                  "|---|---:|---|---:|---:|---:|"]
+        for r in env["rows"]:
+            lo, hi = r["success_ci"]
+            lines.append(f"| {r['name']} | {r['success']:.3f} | [{lo:.2f}, {hi:.2f}] | "
+                         f"{r['score']:.3f} | {r['mean_steps']:.1f} | "
+                         f"{r.get('actions_per_s', float('nan')):.2f} |")
+        lines += ["", f"Prompt tokens per turn (expert's test trajectories): mean {t['mean']:.0f}, "
+                      f"max {t['max']} over {t['turns']} turns. SFT {s['sft_examples_per_s']:.2f} "
+                      f"examples/s; PPO {s['ppo_samples_per_s']:.2f} samples/s (env turns, "
+                      f"rollout and update together). Load average at the end: {env['load']:.1f}.",
+                  ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
