@@ -100,12 +100,13 @@ def test_resume_continues_from_the_checkpoint(init_policy, tmp_path):
     assert summary["global_step"] == 4 * 4 * 4
 
 
-def test_resumed_run_reproduces_the_uninterrupted_one(init_policy, tmp_path):
+@pytest.mark.parametrize("advantage", ["gae", "grpo"])
+def test_resumed_run_reproduces_the_uninterrupted_one(init_policy, tmp_path, advantage):
     from safetensors.torch import load_file
 
     common = dict(env="rlft-test/Doors-v0", policy=init_policy, num_envs=4, num_steps=3,
                   learning_rate=1e-3, eval_episodes=0, progress=False, checkpoint_every=2,
-                  anneal_lr=False)
+                  anneal_lr=False, advantage=advantage, group_size=2)
     train_ppo(PPOArgs(out=str(tmp_path / "straight"), updates=4, **common))
     train_ppo(PPOArgs(out=str(tmp_path / "resumed"), updates=2, **common))
     train_ppo(PPOArgs(out=str(tmp_path / "resumed"), updates=4, resume=True, **common))
