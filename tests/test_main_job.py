@@ -55,3 +55,25 @@ def test_research_demo_adds_always_abstain_and_the_abstention_columns(tmp_path):
     assert results["args"]["ppo.reward_mode"] == "sparse"  # the research preset
     table = (out / "results.md").read_text()
     assert "answers unanswerable" in table and "always-abstain" in table
+
+
+def test_a_run_made_before_a_setting_existed_is_still_reused(tmp_path):
+    """job.json of a run made by an older rlft lacks the settings added since; while they keep
+    their defaults the run is the same job, and a changed one is still refused."""
+    import json
+
+    import pytest
+
+    from rlft.training.main_job import SETTINGS_FILE, MainJobArgs, check_settings
+
+    args = MainJobArgs(out=str(tmp_path))
+    assert check_settings(tmp_path, args) is False
+    recorded = json.loads((tmp_path / SETTINGS_FILE).read_text())
+    del recorded["ppo.advantage"], recorded["ppo.goal_pool"]
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(recorded))
+    assert check_settings(tmp_path, args) is True
+    from dataclasses import replace
+
+    changed = replace(args, ppo=replace(args.ppo, advantage="grpo"))
+    with pytest.raises(ValueError, match="ppo.advantage=None there, 'grpo' now"):
+        check_settings(tmp_path, changed)

@@ -201,8 +201,12 @@ def check_settings(out: Path, args: MainJobArgs) -> bool:
     path = out / SETTINGS_FILE
     if path.exists():
         old = json.loads(path.read_text())
+        # A setting added to rlft after the run was made counts as unchanged while it keeps its
+        # default: the run was made with what is now the default (e.g. ppo.advantage = gae).
+        defaults = _settings(MainJobArgs(env=args.env, out=args.out, model=args.model,
+                                         seed=args.seed))
         diff = [f"{k}={old.get(k)!r} there, {v!r} now" for k, v in settings.items()
-                if old.get(k) != v]
+                if (old[k] if k in old else defaults.get(k)) != v]
         if diff:
             raise ValueError(f"{out} holds a run made with other settings ({'; '.join(diff)}); "
                              f"pass --out NEW_DIR, or delete {out} to redo it")
