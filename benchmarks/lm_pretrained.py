@@ -171,9 +171,16 @@ def main(args: Args) -> None:
 def report(out: dict) -> str:
     """The tables of :func:`main`'s results."""
     a = out["args"]
+    defaults = json.loads(json.dumps(asdict(Args()), default=str))
+    flags = ""
+    for k, v in a.items():
+        if defaults.get(k) != v:
+            flags += f" --{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list)
+                                                    else str(v))
     lines = [f"# {a['model']}: zero-shot, SFT, SFT+RL", "",
-             f"Produced by `python benchmarks/lm_pretrained.py` on {out['device']} in "
-             f"{out['seconds'] / 60:.0f} minutes. SFT: {a['demos']} expert demos, {a['epochs']} "
+             f"Produced by `python benchmarks/lm_pretrained.py{flags}` on {out['device']}: "
+             f"{out['seconds'] / 60:.0f} minutes for the stages not already in `--work` (the "
+             f"speeds below are each stage's own, with the load at the end). SFT: {a['demos']} expert demos, {a['epochs']} "
              f"epochs, LoRA r {a['lora_r']}, batch {a['batch_size']}; PPO: {a['updates']} updates "
              f"x {a['num_envs']} envs x {a['num_steps']} turns from the SFT checkpoint; prompts: "
              f"{a['window']} past turn(s), {a['max_page_chars']} page characters, at most "
