@@ -426,14 +426,12 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
     def prepare_imitation(self, features: Sequence[TurnFeatures],
                           progress: Callable[[int, int], None] | None = None) -> None:
         """With a frozen encoder, embed every distinct text once (the epochs then reuse the
-        memo), batched by (length, text) so that batch padding, and so the floats, do not depend
-        on the process's hash seed."""
+        memo; an embedding does not depend on the batch it is made in)."""
         if not self.encoder.frozen:
             return
-        texts = sorted({t for f in features for t in [f.goal, *f.candidate_texts,
-                                                      *f.history_texts, f.relation_goal,
-                                                      *f.relation_texts] if t},
-                       key=lambda t: (len(t), t))
+        texts = list(dict.fromkeys(t for f in features for t in [
+            f.goal, *f.candidate_texts, *f.history_texts, f.relation_goal, *f.relation_texts]
+            if t))
         step = self.encoder.batch_size * 4
         for i in range(0, len(texts), step):
             self.encoder(texts[i : i + step])

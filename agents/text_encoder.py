@@ -123,7 +123,7 @@ class TextEncoder(nn.Module):
         buckets: dict[int, list[int]] = {}
         for i, row in enumerate(ids):
             width = min(self.max_length, -(-len(row) // PAD_MULTIPLE) * PAD_MULTIPLE)
-            buckets.setdefault(max(width, len(row)), []).append(i)
+            buckets.setdefault(width, []).append(i)  # rows are truncated to max_length
         out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
         for width, members in sorted(buckets.items()):
             for s in range(0, len(members), self.batch_size):

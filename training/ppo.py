@@ -274,12 +274,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                             v = policy.rl_values([policy.encode(episodes_so_far[i].turn())])
                         reward_t[i] += args.gamma * float(v[0])
                     if term[i] or trunc[i]:
-                        fin = infos["final_info"]
-                        episodes["return"].append(float(running[i]))
-                        episodes["success"].append(float(fin["success"][i]))
-                        episodes["score"].append(float(fin["score"][i]))
-                        for k in episodes:
-                            del episodes[k][:-1000]
+                        _record_episode(episodes, float(running[i]), infos["final_info"], i)
                         running[i] = 0.0
                         episodes_so_far[i].reset()
                 feats.extend(turn)
@@ -421,6 +416,17 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     return summary
 
 
+def _record_episode(episodes: dict[str, list[float]], ret: float, final_info: dict[str, Any],
+                    i: int) -> None:
+    """Append env ``i``'s finished episode (its return, and success and score from the vector
+    env's batched ``final_info``) to the running statistics, keeping the last 1,000."""
+    episodes["return"].append(ret)
+    episodes["success"].append(float(final_info["success"][i]))
+    episodes["score"].append(float(final_info["score"][i]))
+    for key in episodes:
+        del episodes[key][:-1000]
+
+
 def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generator,
                    seed: int, episodes: dict[str, list[float]]
                    ) -> tuple[list[Any], list[Any], list[torch.Tensor], torch.Tensor, int,
@@ -428,9 +434,9 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
     """One update's rollouts for ``grpo``/``rloo``: rounds of complete episodes, the envs in
     each group of ``group_size`` reset with one seed (so they play one goal), until
     ``num_envs * num_steps`` turns were taken. An env whose episode has ended waits for the
-    round's last one (the vector env is stepped with a throw-away action there, its data
-    unused: one of the live envs' actions). Returns the turns' features, actions, part log-probs and advantages (every turn
-    its episode's), the turns taken, and group counts for logging."""
+    round's last one (the vector env steps every env: it gets one of the live envs' actions,
+    and what it returns is unused). Returns the turns' features, actions, part log-probs and
+    advantages (every turn its episode's), the turns taken, and group counts for logging."""
     import torch
 
     N, G = args.num_envs, args.group_size
@@ -438,16 +444,12 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
     actions: list[Any] = []
     logprobs: list[torch.Tensor] = []
     advantages: list[torch.Tensor] = []
-    taken = rounds = groups = skipped = 0
+    taken = rounds = skipped = 0
     while taken < N * args.num_steps:
-        round_seed = seed + rounds * N
-        obs, infos = envs.reset(seed=[round_seed + i // G for i in range(N)])
+        obs, infos = envs.reset(seed=[seed + rounds * N + i // G for i in range(N)])
         next_obs = _split_obs(obs, N), _split_infos(infos, N)
         so_far = [Episode() for _ in range(N)]
-        turns: list[list[int]] = [[] for _ in range(N)]  # indices into this round's buffers
-        r_feats: list[Any] = []
-        r_actions: list[Any] = []
-        r_logprobs: list[torch.Tensor] = []
+        played: list[list[tuple[Any, Any, torch.Tensor]]] = [[] for _ in range(N)]
         returns = torch.zeros(N)
         active = np.ones(N, dtype=bool)
         while active.any():
@@ -457,43 +459,34 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
             turn = [policy.encode(so_far[i].turn()) for i in live]
             with torch.no_grad():
                 step = policy.rl_act(turn, sampler)
-            env_actions = [step.env_actions[0]] * N  # a finished env's action is thrown away
+            env_actions = [step.env_actions[0]] * N
             for k, i in enumerate(live):
                 env_actions[i] = step.env_actions[k]
             obs, reward, term, trunc, infos = envs.step(env_actions)
-            final = infos.get("final_info", {})
             for k, i in enumerate(live):
                 so_far[i].record(step.env_actions[k])
-                turns[i].append(len(r_feats))
-                r_feats.append(turn[k])
-                r_actions.append(step.actions[k])
-                r_logprobs.append(step.log_probs[k][step.mask[k] > 0].cpu())
+                played[i].append((turn[k], step.actions[k],
+                                  step.log_probs[k][step.mask[k] > 0].cpu()))
                 returns[i] += float(reward[i])
                 if term[i] or trunc[i]:
                     active[i] = False
-                    episodes["return"].append(float(returns[i]))
-                    episodes["success"].append(float(final["success"][i]))
-                    episodes["score"].append(float(final["score"][i]))
-                    for key in episodes:
-                        del episodes[key][:-1000]
+                    _record_episode(episodes, float(returns[i]), infos["final_info"], i)
             taken += len(live)
             next_obs = _split_obs(obs, N), _split_infos(infos, N)
         adv, informative = group_advantages(returns.view(N // G, G), args.advantage)
-        adv = adv.reshape(-1)
         for i in range(N):
-            if not informative[i // G]:
-                continue  # equal returns: a zero advantage would only cost compute
-            for j in turns[i]:
-                feats.append(r_feats[j])
-                actions.append(r_actions[j])
-                logprobs.append(r_logprobs[j])
-                advantages.append(adv[i])
+            if informative[i // G]:  # equal returns: a zero advantage would only cost compute
+                for feat, action, logprob in played[i]:
+                    feats.append(feat)
+                    actions.append(action)
+                    logprobs.append(logprob)
+                    advantages.append(adv.view(-1)[i])
         rounds += 1
-        groups += N // G
         skipped += int((~informative).sum())
-    stats = {"groups": float(groups), "groups_skipped": float(skipped), "rounds": float(rounds)}
-    return feats, actions, logprobs, torch.stack(advantages) if advantages else torch.zeros(0), \
-        taken, stats
+    stats = {"groups": float(rounds * (N // G)), "groups_skipped": float(skipped),
+             "rounds": float(rounds)}
+    return (feats, actions, logprobs, torch.stack(advantages) if advantages else torch.zeros(0),
+            taken, stats)
 
 
 def _average_gradients(accelerator: Any, params: list[torch.Tensor]) -> None:
