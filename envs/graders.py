@@ -23,7 +23,8 @@ into the two dicts, integer segments index lists), alone or inside longer text. 
 * ``python``: ``source``, code defining ``grade(sample, item) -> float``, or (from Python) a
   callable under ``function``; optional ``pass_threshold``. The code runs in this process with
   its full rights: use configs you trust.
-* ``score_model``: ``model`` (a local causal LM directory or HF name), ``input`` (chat messages
+* ``score_model``: ``model`` (a local causal LM directory, an HF name, or the bundled
+  ``SmolLM2-135M-Instruct``), ``input`` (chat messages
   ``{"role", "content"}`` with templates), ``range`` (default ``[0, 1]``); optional
   ``pass_threshold``. The value is the expected rating over the next-token probabilities of
   the digits 0-9 after the prompt, ``E / 9`` mapped linearly onto ``range``. No sampling.
@@ -581,11 +582,15 @@ def cosine_similarity(text: str, reference: str) -> float:
 # -- score_model helpers -----------------------------------------------------------------------
 @lru_cache(maxsize=4)
 def _causal_lm(name_or_path: str):
-    """``(tokenizer, model)`` in eval mode, loaded once per process."""
+    """``(tokenizer, model)`` in eval mode, loaded once per process (``SmolLM2-135M-Instruct``
+    is the bundled offline model, as for the LM policy: :func:`rlft.agents.pretrained_lm.resolve_lm`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path)
+    from rlft.agents.pretrained_lm import resolve_lm
+
+    path = resolve_lm(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     model.requires_grad_(False)
     return tokenizer, model

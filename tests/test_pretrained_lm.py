@@ -99,3 +99,16 @@ def test_one_sft_step_and_one_ppo_update_on_the_real_model(tmp_path):
 def test_lm_config_checks_its_dtype():
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
         LMPolicyConfig(model="x", dtype="float64")
+
+
+@needs_wheel
+def test_the_bundled_model_can_be_a_score_model_judge():
+    from rlft.envs.graders import build_grader
+
+    judge = build_grader({"type": "score_model", "model": NAME, "input": [
+        {"role": "user", "content": "Rate from 0 to 9 how well '{{sample.output_text}}' answers "
+                                    "'{{item.question}}' (reference: {{item.answer}}). Reply "
+                                    "with one digit."}]})
+    right = judge("What is the capital of France?", "Paris", ["Paris"])
+    assert 0.0 <= right <= 1.0
+    assert judge("What is the capital of France?", "Paris", ["Paris"]) == right  # no sampling
