@@ -284,6 +284,44 @@ def test_answer_and_abstain_rewards_and_info():
     env.close()
 
 
+def test_evidence_reward_pays_each_gold_sentence_once_whatever_the_ending():
+    env = gym.make("rlft/Research-v0", split="test", evidence_reward=0.6)
+    u = env.unwrapped
+    i = next(k for k, q in enumerate(u.questions) if q.answerable and q.hops == 2)
+    for ending in ("answer", "abstain"):
+        obs, info = env.reset(seed=0, options={"question_index": i})
+        expert, rewards, done = u.expert(), [], False
+        while not done:
+            action = expert.act()
+            if ending == "abstain" and action.startswith("answer["):
+                action = "abstain"
+            obs, r, term, trunc, info = env.step(action)
+            rewards.append((action, r))
+            done = term or trunc
+        quotes = [r for a, r in rewards if a.startswith("quote[")]
+        assert quotes == [pytest.approx(0.3), pytest.approx(0.3)]  # 0.6 / 2 hops each
+        assert info["evidence"] == 2 and info["quotes"] == 2
+        # the ending pays as without the bonus: +1 correct, 0 abstaining
+        assert rewards[-1][1] == (1.0 if ending == "answer" else 0.0)
+        assert all(r == 0 for a, r in rewards[:-1] if not a.startswith("quote["))
+    # a sentence that states no gold fact earns nothing
+    env.reset(seed=0, options={"question_index": i})
+    gold = set(u.gold_sentences())
+    other = next(s for s in viewport_sentences_of(u) if s not in gold)
+    _, r, _, _, info = env.step(f"quote[{other}]")
+    assert r == 0.0 and info["evidence"] == 0 and info["quotes"] == 1
+    with pytest.raises(ValueError, match="evidence_reward"):
+        gym.make("rlft/Research-v0", evidence_reward=-1)
+    env.close()
+
+
+def viewport_sentences_of(env) -> list[str]:
+    """The full sentences of the page in view (the home page's, at the start)."""
+    import re
+
+    return [s for s in re.split(r"(?<=[.!?])\s+", env.visible_text()) if s.endswith(".")]
+
+
 def test_grader_kwarg_replaces_exact_match():
     env = gym.make("rlft/Research-v0", split="test",
                    grader=lambda q, a, refs: 1.0 if a == "yes" else 0.0)

@@ -10,7 +10,7 @@ from rlft.envs.graders import build_grader
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER, ActionError, ParsedAction
 from rlft.envs.web.env import REWARD_MODES, WebEnv, check_choice, option_index
 from rlft.envs.web.research.corpus import DEFAULT_SIZE, build_corpus
-from rlft.envs.web.research.grader import Grader, check_rewards, grade
+from rlft.envs.web.research.grader import Grader, check_evidence_reward, check_rewards, grade
 from rlft.envs.web.research.questions import SPLITS, Question, question_pool
 from rlft.envs.web.research.search import build_search
 from rlft.envs.web.research.site import WikiSite
@@ -61,6 +61,10 @@ class ResearchEnv(WebEnv):
     ``abstain``, or ``correct`` when the wiki lacks the fact (then any answer is ``wrong``).
     A ``grader`` replaces exact match / F1: its output, clipped to [0, 1], is the score, and
     ``>= 0.5`` is correct (``shaped`` pays ``wrong + score * (correct - wrong)``).
+    ``evidence_reward`` (default 0) adds process credit for training: quoting a sentence that
+    states a fact on the question's gold path pays ``evidence_reward / hops`` the first time
+    (at most ``evidence_reward`` per episode). It is paid whatever the ending, so it does not
+    change whether answering or abstaining is worth more at the end.
 
     ## Episode End
     Terminates on ``answer`` or ``abstain``; truncated after ``max_episode_steps`` (30 by
@@ -71,6 +75,8 @@ class ResearchEnv(WebEnv):
     * ``split``: ``"train"`` | ``"val"`` | ``"test"`` (disjoint questions and anchor pages) |
       ``"unseen"`` (relations ``train`` never asks about).
     * ``rewards``: the abstention table (partial dicts are filled from the default).
+    * ``evidence_reward``: process credit for quoting the gold evidence (a finite number >= 0;
+      default 0, the task's own reward).
     * ``grader``: a grader config, a dict or its JSON string in the public grader format
       (``string_check``, ``text_similarity``, ``python``, ``score_model``, ``multi``; see
       ``rlft.envs.graders``), which grades sample ``{"output_text": answer}`` against item
@@ -86,7 +92,8 @@ class ResearchEnv(WebEnv):
 
     ``reset(options={"question_index": i})`` picks question ``i`` of the split. ``info`` has
     ``question_index``, ``answered``, ``abstained``, ``answerable`` (the wiki states the fact)
-    and ``quotes`` (how many were collected); :meth:`episode_metrics` turns the last infos of
+    ``quotes`` (how many were collected) and ``evidence`` (how many of the gold path's fact
+    sentences were quoted); :meth:`episode_metrics` turns the last infos of
     many episodes into the rates evaluation reports.
     """
 
@@ -94,7 +101,7 @@ class ResearchEnv(WebEnv):
                           "abstain"})
 
     def __init__(self, *, reward_mode: str = "sparse", split: str = "train",
-                 rewards: dict[str, float] | None = None,
+                 rewards: dict[str, float] | None = None, evidence_reward: float = 0.0,
                  grader: Grader | Mapping[str, Any] | str | None = None,
                  corpus_size: int = DEFAULT_SIZE, corpus_seed: int = 0,
                  observation_mode: str = "text", backend: str = "text",
@@ -102,6 +109,7 @@ class ResearchEnv(WebEnv):
         self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
         self.split = check_choice("split", split, SPLITS)
         self.rewards = check_rewards(rewards)
+        self.evidence_reward = check_evidence_reward(evidence_reward)
         # A config (dict or JSON) is built here; a callable is kept as it is. A bad config
         # raises GraderConfigError (a ValueError) naming the field.
         self.grader: Grader | None = (
@@ -115,6 +123,7 @@ class ResearchEnv(WebEnv):
         self.cursor = 0
         self.history: list[tuple[str, int]] = []
         self.quotes: list[tuple[str, str]] = []
+        self.evidence: set[str] = set()
         self.answered = self.abstained = False
 
     # -- episode -------------------------------------------------------------------------
@@ -123,7 +132,7 @@ class ResearchEnv(WebEnv):
         if index is None:
             index = int(self.np_random.integers(len(self.questions)))
         self.question_index, self.question = index, self.questions[index]
-        self.cursor, self.history, self.quotes = 0, [], []
+        self.cursor, self.history, self.quotes, self.evidence = 0, [], [], set()
         self.answered = self.abstained = False
         return self.question.text
 
@@ -218,7 +227,20 @@ class ResearchEnv(WebEnv):
         if (source, span) in self.quotes:
             raise ActionError("already quoted")
         self.quotes.append((source, span))
-        return 0.0, False
+        return self._evidence_credit(span), False
+
+    def gold_sentences(self) -> list[str]:
+        """The sentences stating the facts on the question's gold path (the last one is absent
+        when the wiki lacks the fact)."""
+        corpus = self.wiki.corpus
+        facts = (corpus.entities[e].facts.get(rel) for e, rel in self.question.path)
+        return [f.sentence for f in facts if f is not None]
+
+    def _evidence_credit(self, span: str) -> float:
+        """Process credit for a new quote that holds a gold fact sentence not quoted before."""
+        new = [s for s in self.gold_sentences() if s in span and s not in self.evidence]
+        self.evidence.update(new)
+        return self.evidence_reward * len(new) / self.question.hops
 
     def _finish(self, answer: str | None) -> tuple[float, bool]:
         q = self.question
@@ -262,7 +284,7 @@ class ResearchEnv(WebEnv):
     def _extra_info(self) -> dict[str, Any]:
         return {"question_index": self.question_index, "answered": self.answered,
                 "abstained": self.abstained, "answerable": self.question.answer is not None,
-                "quotes": len(self.quotes)}
+                "quotes": len(self.quotes), "evidence": len(self.evidence)}
 
     @staticmethod
     def episode_metrics(final_infos: list[dict[str, Any]]) -> dict[str, float]:

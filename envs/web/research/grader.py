@@ -21,6 +21,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: The default abstention table: correct > abstain > wrong teaches "I don't know".
 DEFAULT_REWARDS: dict[str, float] = {"correct": 1.0, "abstain": 0.0, "wrong": -1.0}
@@ -96,6 +97,17 @@ class Outcome:
     reward: float
     score: float
     success: bool
+
+
+def check_evidence_reward(value: Any) -> float:
+    """``evidence_reward`` as a float, or a ValueError saying what it must be."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"evidence_reward must be a number >= 0; got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(out) or out < 0:
+        raise ValueError(f"evidence_reward must be a finite number >= 0; got {value!r}")
+    return out
 
 
 def grade(question: str, answer: str | None, references: Sequence[str], *, reward_mode: str,
