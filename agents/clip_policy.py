@@ -3,14 +3,17 @@
 Language grounding comes from the frozen CLIP itself. The goal is split into a pick phrase and a
 place phrase (:func:`goal_phrases`: the tabletop goal templates, e.g. "put the {block} blocks in
 a {bowl} bowl" -> "a {block} block", "a {bowl} bowl"; any other goal is used whole for both),
-and each phrase goes through the CLIP text tower. The vision tower embeds a ``crop``-pixel
-window around every heatmap cell (the crops ``rlft pretrain-clip`` trains on are such windows
-around objects), giving a dense grid of image embeddings ``[P, h, w]``; the cosine similarity of
-each cell to a phrase is a grounding map. The CLIP alone finds the goal block and bowl this way
-(its argmax hit the demonstrated pick 9/10 and place 8/10 on test goals, colour pairs never seen
-together in training), so nothing trainable has to learn which colour word means which colour:
-a head over the sentence embedding memorised the colour pairs of the train split (first picks
-on test goals 17/30 against 27/30 on train goals).
+and each phrase goes through the CLIP text tower. The vision tower gives a dense grid of image
+embeddings ``[P, h, w]`` in the joint space: by default (``features="dense"``) from one forward
+pass over the whole heightmap, each patch token projected as the class token is (MaskCLIP's
+dense features; ``rlft pretrain-clip`` trains them against the captions of the objects under
+the patches) and upsampled to the heatmap (:func:`dense_image_features`); or
+(``features="crops"``) by embedding a ``crop``-pixel window around every heatmap cell, one
+image per cell, ~100x slower (``benchmarks/results/clip_dense.md``). The cosine similarity of
+each cell to a phrase is a grounding map. The CLIP alone finds the goal block and bowl this way,
+so nothing trainable has to learn which colour word means which colour: a head over the
+sentence embedding memorised the colour pairs of the train split (first picks on test goals
+17/30 against 27/30 on train goals).
 
 The two maps (scaled by CLIP's temperature) join the RGB-D heightmap as input channels of a
 small trainable fully-convolutional network, and are also added to the logits with a learned
@@ -65,6 +68,10 @@ from rlft.agents.policy import EpisodicPolicy
 from rlft.agents.rl import ActionEval, RLStep
 
 
+#: How a ClipPolicy makes its embedding grid (``ClipPolicyConfig.features``).
+FEATURE_KINDS = ("dense", "crops")
+
+
 @dataclass
 class ClipPolicyConfig:
     """Hyper-parameters of a :class:`ClipPolicy` (saved with every checkpoint)."""
@@ -83,9 +90,16 @@ class ClipPolicyConfig:
     """Workspace x range (rows), metres."""
     y_range: tuple[float, float] = (-0.5, 0.5)
     """Workspace y range (columns), metres."""
+    features: str = "dense"
+    """How the vision tower's embedding grid is made: ``"dense"`` (one forward pass over the
+    whole heightmap; every patch token projected into the joint space, as MaskCLIP does, and
+    upsampled to the heatmap: :func:`dense_image_features`) or ``"crops"`` (a ``crop``-pixel
+    window around every heatmap cell through the tower, one image per cell: exact for a CLIP
+    trained on crops, and ~100x slower). Checkpoints written before this field read
+    ``"crops"``."""
     crop: int = 32
-    """Window (heightmap pixels) around each heatmap cell embedded by the CLIP vision tower
-    (``rlft pretrain-clip`` crops 32 pixels around objects)."""
+    """With ``features="crops"``: window (heightmap pixels) around each heatmap cell embedded
+    by the CLIP vision tower (``rlft pretrain-clip`` crops 32 pixels around objects)."""
     phrases: bool = True
     """Split templated goals into pick and place phrases (:func:`goal_phrases`); False: the
     whole goal for both."""
@@ -99,15 +113,28 @@ class ClipPolicyConfig:
     max_shift: int = 2
     """BC: largest random shift, in heatmap cells."""
 
+    def __post_init__(self) -> None:
+        if self.features not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {FEATURE_KINDS}; got {self.features!r}")
 
-#: (goal pattern, pick phrase, place phrase): the tabletop tasks' goal templates, each object
-#: phrase written like the captions ``rlft pretrain-clip`` trains on ("a red block").
+
+#: (goal pattern, pick phrase, place phrase): the six tabletop tasks' (sub-)goal templates,
+#: each object phrase written like the captions ``rlft pretrain-clip`` trains on ("a red
+#: block"). A phrase of several parts joined by ``|`` is grounded with the mean of their
+#: embeddings (a pyramid block goes on two blocks).
 GOAL_TEMPLATES: tuple[tuple[str, str, str], ...] = (
     (r"put the (?P<a>[a-z ]+?) blocks in a (?P<b>[a-z ]+?) bowl", "a {a} block", "a {b} bowl"),
     (r"put all the (?P<a>[a-z ]+?) blocks in the (?P<b>[a-z ]+?) zone", "a {a} block",
      "a {b} zone"),
     (r"put the (?P<a>[a-z ]+?) l-shaped block on the (?P<b>[a-z ]+?) l-shaped outline",
      "a {a} l-shaped block", "a {b} l-shaped outline"),
+    (r"pack the (?P<a>[a-z ]+?) in the (?P<b>[a-z ]+?) box", "a {a}", "a {b} box"),
+    (r"put the (?P<a>[a-z ]+?) block on the (?P<b>lightest|middle|darkest) (?P<c>[a-z ]+?) "
+     r"square", "a {a} block", "a {b} {c} square"),
+    (r"put the (?P<a>[a-z ]+?) block on the (?P<b>[a-z ]+?) and (?P<c>[a-z ]+?) blocks",
+     "a {a} block", "a {b} block|a {c} block"),
+    (r"move the (?P<a>[a-z ]+?) ring to the (?P<b>left|middle|right) peg", "a {a} ring",
+     "the {b} peg"),
 )
 
 
@@ -120,6 +147,49 @@ def goal_phrases(goal: str) -> tuple[str, str]:
         if m:
             return pick.format(**m.groupdict()), place.format(**m.groupdict())
     return goal, goal
+
+
+#: CLIP's pixel normalisation (mean and std of each RGB channel)
+PIXEL_MEAN = (0.4815, 0.4578, 0.4082)
+PIXEL_STD = (0.2686, 0.2613, 0.2758)
+
+
+def normalize_pixels(rgb: torch.Tensor) -> torch.Tensor:
+    """``rgb [B, 3, H, W]`` in [0, 1] normalised as CLIP's vision tower expects."""
+    mean = torch.tensor(PIXEL_MEAN, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb - mean) / std
+
+
+def dense_patch_features(clip: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Joint-space features of every patch token of the vision tower run once over whole
+    images: ``pixel_values [B, 3, H, W]`` (normalised; H and W multiples of the patch size,
+    position embeddings interpolated) -> ``[B, P, H / patch, W / patch]``, not normalised.
+
+    As MaskCLIP does for dense CLIP features, each patch token takes the path the class token
+    takes to the joint space (the final layer norm, then the visual projection), so a patch's
+    feature is comparable with text embeddings. ``rlft pretrain-clip`` trains these features
+    against the captions of the objects under the patches."""
+    vision = clip.vision_model
+    patch = int(clip.config.vision_config.patch_size)
+    B, _, H, W = pixel_values.shape
+    if H % patch or W % patch:
+        raise ValueError(f"image size {H}x{W} is not a multiple of the CLIP's patch size {patch}")
+    hidden = vision(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
+    tokens = clip.visual_projection(vision.post_layernorm(hidden[:, 1:]))
+    return tokens.transpose(1, 2).reshape(B, -1, H // patch, W // patch)
+
+
+def dense_image_features(clip: Any, rgb: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Normalised dense CLIP features of ``rgb [B, 3, H, W]`` (in [0, 1]) on a ``grid``
+    (rows, columns) of cells: :func:`dense_patch_features` upsampled bilinearly (cell centres
+    aligned) -> ``[B, P, rows, cols]``."""
+    with torch.no_grad():
+        feats = dense_patch_features(clip, normalize_pixels(rgb))
+        if tuple(feats.shape[-2:]) != tuple(grid):
+            feats = nn.functional.interpolate(feats, size=grid, mode="bilinear",
+                                              align_corners=False)
+        return nn.functional.normalize(feats, dim=1)
 
 
 @dataclass(eq=False)
@@ -239,17 +309,27 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             pairs = [goal_phrases(g) for g in goals]
         else:
             pairs = [(g, g) for g in goals]
-        flat = self.embed_texts([p for pair in pairs for p in pair])
+        phrases = [p for pair in pairs for p in pair]
+        parts = self.embed_texts([q for p in phrases for q in p.split("|")])
+        sizes = [len(p.split("|")) for p in phrases]
+        flat = torch.stack([nn.functional.normalize(chunk.mean(0), dim=-1)
+                            for chunk in parts.split(sizes)])
         return flat.view(len(goals), 2, -1)
 
     @torch.no_grad()
     def embedding_grid(self, rgb: torch.Tensor) -> torch.Tensor:
-        """Normalised CLIP image embeddings of a ``crop``-pixel window around every heatmap cell
-        of ``rgb [B, 3, H, W]`` (in [0, 1]; edges repeated) -> ``[B, P, h, w]``."""
+        """Normalised CLIP image embeddings of every heatmap cell of ``rgb [B, 3, H, W]`` (in
+        [0, 1]) -> ``[B, P, h, w]``: dense patch features (``features="dense"``) or one crop
+        per cell (``"crops"``)."""
+        if self.config.features == "dense":
+            return dense_image_features(self.clip, rgb, self.grid)
+        return self._crop_grid(rgb)
+
+    def _crop_grid(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The embedding of a ``crop``-pixel window around every heatmap cell (edges
+        repeated)."""
         d, k = self.config.downsample, self.config.crop
         size = int(self.clip.config.vision_config.image_size)
-        mean = torch.tensor([0.4815, 0.4578, 0.4082]).view(1, 3, 1, 1)
-        std = torch.tensor([0.2686, 0.2613, 0.2758]).view(1, 3, 1, 1)
         lo = k // 2 - d // 2  # window of cell i: pixels [d*i + d/2 - k/2, d*i + d/2 + k/2)
         padded = nn.functional.pad(rgb, (lo, k - d - lo) * 2, mode="replicate")
         h, w = rgb.shape[-2] // d, rgb.shape[-1] // d
@@ -260,7 +340,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
                 crops = nn.functional.interpolate(crops, size=(size, size), mode="bilinear",
                                                   align_corners=False)
             feats = []
-            for chunk in ((crops - mean) / std).split(1024):
+            for chunk in normalize_pixels(crops).split(1024):
                 f = self.clip.get_image_features(pixel_values=chunk)
                 feats.append(f if isinstance(f, torch.Tensor) else f.pooler_output)
             emb = nn.functional.normalize(torch.cat(feats), dim=-1)
@@ -524,6 +604,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         """Load a policy written by :meth:`save_pretrained`."""
         directory = Path(directory)
         meta = read_policy_meta(directory, expect=cls.policy_type)
+        # written before dense features existed: its heads were trained on crop embeddings
+        meta["config"].setdefault("features", "crops")
         policy = cls(config_from_meta(ClipPolicyConfig, meta, directory), **kwargs)
         missing, unexpected = policy.load_state_dict(load_weights(directory / HEAD_NAME),
                                                      strict=False)

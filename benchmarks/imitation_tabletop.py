@@ -35,7 +35,7 @@ class Args:
     """Expert demo episodes (train split, seen colours)."""
     epochs: int = 40
     """Behaviour-cloning epochs."""
-    clip_steps: int = 600
+    clip_steps: int = 2000
     """pretrain-clip optimiser steps."""
     val_episodes: int = 30
     """Expert val-split episodes for validation loss/accuracy."""

@@ -97,6 +97,14 @@ _register(
     kwargs={"task": "towers-of-hanoi"},
 )
 _register(
+    "rlft/Tabletop-v0",
+    "rlft.envs.tabletop.env:TabletopEnv",
+    "Tabletop, all six tasks in one env (CLIPort's multi-task setting): the goal says the task.",
+    # the env truncates at the episode's own task's max_steps; this bound is the longest's
+    max_episode_steps=14,
+    kwargs={"task": "all"},
+)
+_register(
     "rlft/BlockInsertion-v0",
     "rlft.envs.tabletop.env:TabletopEnv",
     "Tabletop: put an L-shaped block on the matching outline (position and rotation).",

@@ -51,6 +51,8 @@ def render_pages() -> dict[str, str]:
 
             lines += ["", "## Tasks"]
             for env_id in ids:
+                if gym.spec(env_id).kwargs["task"] not in TASKS:  # several tasks in one env
+                    continue
                 task = TASKS[gym.spec(env_id).kwargs["task"]]
                 doc = inspect.getdoc(sys.modules[task.__module__]) or inspect.getdoc(task) or ""
                 lines += ["", f"### `{env_id}`", "", _markdown(doc, level=2)]

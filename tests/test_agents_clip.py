@@ -102,7 +102,13 @@ def test_pretrain_clip_cli_learns_captions_and_feeds_the_policy(tmp_path, capsys
     assert "CLIP saved" in capsys.readouterr().out
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert summary["last_loss"] < summary["first_loss"]
+    assert summary["last_dense_loss"] < summary["first_dense_loss"]
     assert summary["retrieval_train"] > 3 * summary["chance"]
+    # broad pretraining paints the tasks' unseen colours and more, never the held-back ones
+    assert {"orange", "purple", "teal"} <= set(summary["colors_trained"])
+    assert not set(summary["colors_never_seen"]) & set(summary["colors_trained"])
+    for split in ("test_seen", "unseen", "never"):
+        assert 0.0 <= summary[f"grounding_{split}"] <= 1.0
     policy = ClipPolicy(ClipPolicyConfig(clip=str(out)))
     env = gym.make("rlft/PutBlockInBowl-v0")
     obs, _ = env.reset(seed=0)
@@ -242,6 +248,21 @@ def test_goal_phrases_split_templated_goals_and_fall_back_to_the_whole_goal():
     assert goal_phrases("put all the gray blocks in the pink zone") == ("a gray block",
                                                                         "a pink zone")
     assert goal_phrases("stack the blocks") == ("stack the blocks", "stack the blocks")
+    # every task's sub-goals have phrases (rlft/Tabletop-v0 plays them all)
+    assert goal_phrases("pack the teddy bear in the brown box") == ("a teddy bear", "a brown box")
+    assert goal_phrases("put the red block on the darkest brown square") == (
+        "a red block", "a darkest brown square")
+    assert goal_phrases("put the cyan block on the green and blue blocks") == (
+        "a cyan block", "a green block|a blue block")
+    assert goal_phrases("move the red ring to the left peg") == ("a red ring", "the left peg")
+
+
+def test_a_place_of_two_phrases_is_grounded_with_their_mean_embedding(tiny_clip):
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    pick, place = policy.embed_goals(["put the cyan block on the green and blue blocks"])[0]
+    parts = policy.embed_texts(["a green block", "a blue block"])
+    assert torch.allclose(place, torch.nn.functional.normalize(parts.mean(0), dim=-1))
+    assert torch.allclose(pick, policy.embed_texts(["a cyan block"])[0])
 
 
 def test_grounding_maps_score_cells_by_phrase_similarity(tiny_clip, scene):
@@ -310,3 +331,121 @@ def test_imitation_selects_the_epoch_by_rollout_success(tmp_path, tiny_clip):
     again = rollout_success(load_policy(tmp_path / "il"), "rlft/PutBlockInBowl-v0", 1,
                             seed=10_000)
     assert again == {"success": best["val_success"], "score": best["val_score"]}
+
+
+def test_dense_features_are_the_projected_patch_tokens_upsampled(tiny_clip, scene):
+    from rlft.agents.clip_policy import dense_image_features, normalize_pixels
+
+    obs, _ = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    assert policy.config.features == "dense"
+    rgb, _, grid = policy._images(obs["color"], obs["depth"])
+    assert grid.shape == (1, policy.clip.config.projection_dim, 40, 80)
+    assert torch.allclose(grid.norm(dim=1), torch.ones(1, 40, 80), atol=1e-4)
+    # by hand: one pass over the 160 x 320 heightmap = 20 x 40 patch tokens of 8 pixels,
+    # each through the class token's path into the joint space
+    with torch.no_grad():
+        vision = policy.clip.vision_model
+        hidden = vision(pixel_values=normalize_pixels(rgb),
+                        interpolate_pos_encoding=True).last_hidden_state
+        assert hidden.shape[1] == 1 + 20 * 40
+        tokens = policy.clip.visual_projection(vision.post_layernorm(hidden[:, 1:]))
+        patches = torch.nn.functional.normalize(tokens[0], dim=-1).view(20, 40, -1)
+    # a 2x bilinear upsample: the cells inside a patch lie between its centre and the
+    # neighbour's; far from the edges the mean of a patch's 4 cells points along the patch
+    cells = grid[0, :, 20:22, 40:42].mean((1, 2))
+    assert torch.nn.functional.cosine_similarity(cells, patches[10, 20], dim=0) > 0.95
+    same = dense_image_features(policy.clip, rgb, policy.grid)
+    assert torch.equal(same, grid)
+    # the image size must be a multiple of the patch size
+    with pytest.raises(ValueError, match="multiple of the CLIP's patch size"):
+        dense_image_features(policy.clip, rgb[..., :-3], (40, 79))
+
+
+def test_crop_features_remain_and_old_checkpoints_read_as_crops(tmp_path, tiny_clip, scene):
+    import json
+
+    obs, _ = scene
+    crops = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, features="crops")).eval()
+    _, _, grid = crops._images(obs["color"], obs["depth"])
+    assert grid.shape[-2:] == (40, 80)
+    dense = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    assert not torch.allclose(grid, dense._images(obs["color"], obs["depth"])[2])
+    with pytest.raises(ValueError, match="features must be one of"):
+        ClipPolicyConfig(clip=tiny_clip, features="patches")
+    # a checkpoint written before the field existed was trained on crop embeddings
+    crops.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "rlft_policy.json").read_text())
+    del meta["config"]["features"]
+    (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
+    assert load_policy(tmp_path).config.features == "crops"
+
+
+def test_patch_labels_and_paint_follow_the_objects():
+    import random
+
+    from rlft.training.pretrain_clip import (
+        TABLE_CAPTION,
+        Scene,
+        SceneObject,
+        paint,
+        patch_labels,
+    )
+
+    labels = np.full((16, 24), -1, dtype=np.int16)
+    labels[0:8, 0:8] = 0          # object 0 fills patch (0, 0)
+    labels[8:10, 8:16] = 1        # object 1 covers 2/8 = 0.25 of patch (1, 1): labelled
+    labels[0:1, 16:24] = 1        # 1/8 of patch (0, 2): below MIN_COVER, the table
+    index = {TABLE_CAPTION: 0, "a red block": 1, "a duck": 2}
+    out = patch_labels(labels, ["a red block", "a duck"], 8, index)
+    assert out.tolist() == [[1, 0, 0], [0, 2, 0]]
+    image = np.zeros((16, 24, 3), dtype=np.uint8)
+    image[labels == 0] = (225, 87, 89)
+    image[0:2, 0:2] = (9, 9, 9)   # a part of object 0 in another colour stays
+    image[labels == 1] = (255, 216, 51)
+    scene = Scene(image, labels, [SceneObject("block", "red", (225, 87, 89), (4, 4)),
+                                  SceneObject("duck", None, (255, 216, 51), (9, 12))], "goal")
+    painted, caps = paint(scene, {"teal": (0.1, 0.5, 0.5)}, 1.0, random.Random(0))
+    assert caps == ["a teal block", "a duck"]
+    assert (painted[2:8, 2:8] == (26, 128, 128)).all()
+    assert (painted[0:2, 0:2] == 9).all() and (painted[labels == 1] == (255, 216, 51)).all()
+    kept, caps = paint(scene, {"teal": (0.1, 0.5, 0.5)}, 0.0, random.Random(0))
+    assert caps == ["a red block", "a duck"] and np.array_equal(kept, image)
+
+
+def test_object_labels_put_the_expert_pick_on_its_object():
+    from rlft.training.pretrain_clip import object_labels
+
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        action = env.unwrapped.expert().act(obs, info)
+        labels, objects = object_labels(env)
+        body, _ = env.unwrapped.sim.body_under(float(action[0]), float(action[1]))
+        r, c = env.unwrapped.workspace.table_to_pixel(float(action[0]), float(action[1]))
+        assert objects[int(labels[int(r), int(c)])].body == body
+        assert (labels == -1).mean() > 0.5  # most of the table is bare
+    env.close()
+
+
+def test_one_policy_learns_from_and_acts_in_all_six_tasks(tmp_path, tiny_clip):
+    from rlft.envs.tabletop.tasks import TASKS
+    from rlft.training.evaluate import evaluate
+
+    demos = tmp_path / "demos"
+    collect("rlft/Tabletop-v0", 6, demos)  # seeds 0..5: one demo of each task
+    summary = imitate(ImitateArgs(demos=demos, out=tmp_path / "il", env="rlft/Tabletop-v0",
+                                  policy="clip", model=tiny_clip, epochs=2, batch_size=8,
+                                  lr=3e-3, val_episodes=0,
+                                  policy_config=("text_gates=true", "rotations=36")))
+    assert summary["demo_episodes"] == 6
+    policy = load_policy(tmp_path / "il")
+    assert policy.config.rotations == 36 and policy.config.text_gates
+    env = gym.make("rlft/Tabletop-v0")
+    tasks = set()
+    result = evaluate(env, policy, 6, seed=0)
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        tasks.add(info["task"])
+    assert tasks == set(TASKS) and result.episodes == 6
+    env.close()

@@ -26,8 +26,9 @@ ALLOWED_WARNINGS = ("we recommend using a symmetric and normalized space",)
 
 
 def test_six_tasks_registered():
-    assert len(TABLETOP_IDS) == 6
-    assert "rlft/PutBlockInBowl-v0" in TABLETOP_IDS
+    # six tasks, each alone, and all of them in one env (rlft/Tabletop-v0)
+    assert len(TABLETOP_IDS) == 7
+    assert "rlft/PutBlockInBowl-v0" in TABLETOP_IDS and "rlft/Tabletop-v0" in TABLETOP_IDS
 
 
 @pytest.mark.parametrize("env_id", TABLETOP_IDS)
@@ -158,3 +159,54 @@ def test_render_rgb_array_is_a_perspective_image():
     assert img.shape == (240, 320, 3) and img.dtype == np.uint8
     assert img.std() > 10  # not a blank frame
     env.close()
+
+
+def test_multi_task_env_plays_every_task_by_seed_option_or_draw():
+    from rlft.envs.tabletop.tasks import TASKS
+
+    env = gym.make("rlft/Tabletop-v0", split="test")
+    names = list(TASKS)
+    seen = []
+    for seed in range(12):
+        obs, info = env.reset(seed=seed)
+        assert info["task"] == names[seed % 6]  # seeds 0..6n-1 cover the tasks evenly
+        seen.append(obs["goal"])
+    # the same seed on the single-task env lays out the same scene and goal
+    single = gym.make("rlft/StackBlockPyramid-v0", split="test")
+    obs2, _ = single.reset(seed=2)
+    assert obs2["goal"] == seen[2]
+    single.close()
+    _, info = env.reset(seed=5, options={"task": "put-block-in-bowl"})
+    assert info["task"] == "put-block-in-bowl"
+    drawn = set()
+    env.reset(seed=0)
+    for _ in range(40):
+        drawn.add(env.reset()[1]["task"])
+    assert drawn == set(names)
+    with pytest.raises(ValueError, match="options\\['task'\\] must be one of"):
+        env.reset(options={"task": "juggling"})
+    with pytest.raises(ValueError, match="unknown task 'juggling'"):
+        gym.make("rlft/PutBlockInBowl-v0", task=["put-block-in-bowl", "juggling"])
+    env.close()
+
+
+def test_multi_task_env_truncates_at_the_task_own_step_limit():
+    env = gym.make("rlft/Tabletop-v0")
+    for task, limit in (("block-insertion", 4), ("towers-of-hanoi", 14)):
+        env.reset(seed=0, options={"task": task})
+        miss = np.array([0.3, -0.45, 0.3, -0.45, 0.0], dtype=np.float32)  # bare table
+        steps, done = 0, False
+        while not done:
+            _, r, term, trunc, info = env.step(miss)
+            steps += 1
+            done = term or trunc
+            assert info["action_error"] and r == 0.0
+        assert steps == limit and trunc and not term
+    env.close()
+    # a single-task env leaves truncation to its registered TimeLimit, as before
+    single = gym.make("rlft/BlockInsertion-v0")
+    single.reset(seed=0)
+    for _ in range(4):
+        *_, trunc, _ = single.step(miss)
+    assert trunc and single.unwrapped._steps == 4
+    single.close()

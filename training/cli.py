@@ -143,14 +143,18 @@ def benchmark(args: Annotated[BenchmarkArgs, tyro.conf.arg(name="")]) -> None:
 
 
 def pretrain_clip(args: Annotated[PretrainClipArgs, tyro.conf.arg(name="")]) -> None:
-    """Pretrain a small CLIP contrastively on tabletop renders with generated captions."""
+    """Pretrain a small CLIP on tabletop renders with generated captions (crop and dense
+    objectives; more colours than the tasks use)."""
     from rlft.training.pretrain_clip import pretrain_clip as run
 
     summary = run(args)
     print(f"CLIP saved to {args.out}: loss {summary['first_loss']:.3f} -> "
-          f"{summary['last_loss']:.3f}; zero-shot retrieval seen "
-          f"{summary['retrieval_test_seen']:.3f}, unseen {summary['retrieval_unseen']:.3f} "
-          f"(chance {summary['chance']:.3f})")
+          f"{summary['last_loss']:.3f} (dense {summary['first_dense_loss']:.3f} -> "
+          f"{summary['last_dense_loss']:.3f}); held-out retrieval / dense grounding: task "
+          f"colours {summary['retrieval_test_seen']:.3f} / {summary['grounding_test_seen']:.3f}, "
+          f"unseen split {summary['retrieval_unseen']:.3f} / {summary['grounding_unseen']:.3f}, "
+          f"never-seen colours {summary['retrieval_never']:.3f} / "
+          f"{summary['grounding_never']:.3f} (retrieval chance {summary['chance']:.3f})")
 
 
 COMMANDS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -73,7 +74,12 @@ class TabletopEnv(gym.Env):
 
     ## Arguments
 
-    * ``task``: task name (see ``TASKS``), e.g. ``"put-block-in-bowl"``.
+    * ``task``: task name (see ``TASKS``), e.g. ``"put-block-in-bowl"``; or several (a list, or
+      ``"all"`` for every task: ``rlft/Tabletop-v0``, CLIPort's multi-task setting, where the
+      goal says the task). With several, each reset plays one: ``options={"task": name}``, else
+      ``tasks[seed % len(tasks)]`` for a seeded reset (so seeds ``0..n-1`` cover the tasks
+      evenly), else one drawn from the env's generator; the env then truncates an episode at
+      that task's own ``max_steps`` itself. ``info["task"]`` names the task played.
     * ``split``: ``"train" | "val" | "test"`` (disjoint goals over seen colours / objects) or
       ``"unseen"`` (goals using colours / objects never in train).
     * ``reward_mode``: ``"sparse" | "shaped" | "dense"``.
@@ -84,18 +90,24 @@ class TabletopEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
 
-    def __init__(self, task: str = "put-block-in-bowl", *, split: str = "train",
+    def __init__(self, task: str | Sequence[str] = "put-block-in-bowl", *, split: str = "train",
                  reward_mode: str = "sparse", image_size: tuple[int, int] = (160, 320),
                  render_mode: str | None = None, settle_steps: int = 240):
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
+        names = list(TASKS) if task == "all" else [task] if isinstance(task, str) else list(task)
+        unknown = [t for t in names if t not in TASKS]
+        if unknown or not names:
+            raise ValueError(f"unknown task {unknown[0] if unknown else task!r}; choose from "
+                             f"{sorted(TASKS)} (or 'all', or a list of them)")
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         h, w = (int(v) for v in image_size)
         self.workspace = Workspace(height=h, width=w)
-        self.task: Task = TASKS[task](split)
+        self.tasks: dict[str, Task] = {t: TASKS[t](split) for t in dict.fromkeys(names)}
+        self.task: Task = next(iter(self.tasks.values()))
+        """The task being played (with several, the current episode's)."""
+        self._steps = 0
         self.reward_mode = reward_mode
         self.render_mode = render_mode
         self.sim = TabletopSim(self.workspace, visuals=render_mode is not None,
@@ -151,6 +163,7 @@ class TabletopEnv(gym.Env):
             "subgoal": self.task.subgoal(self.sim),
             "action_error": action_error,
             "sim_error": sim_error,
+            "task": self.task.name,
         }
 
     def _check_action(self, action: Any) -> tuple[np.ndarray | None, str]:
@@ -177,6 +190,8 @@ class TabletopEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode; the layout and goal come only from ``seed`` (via ``np_random``)."""
         super().reset(seed=seed)
+        self.task = self._pick_task(seed, options)
+        self._steps = 0
         self.sim.reset()
         self.task.reset(self.sim, self.np_random)
         self.sim.color_visuals()
@@ -185,6 +200,25 @@ class TabletopEnv(gym.Env):
         self._potential = self.task.potential(self.sim)
         self._obs = self._observe()
         return self._fresh_obs(), self._info()
+
+    @property
+    def multi_task(self) -> bool:
+        """Whether this env plays several tasks (then it truncates episodes itself)."""
+        return len(self.tasks) > 1
+
+    def _pick_task(self, seed: int | None, options: dict[str, Any] | None) -> Task:
+        names = list(self.tasks)
+        chosen = (options or {}).get("task")
+        if chosen is not None:
+            if chosen not in self.tasks:
+                raise ValueError(f"options['task'] must be one of this env's tasks {names}; "
+                                 f"got {chosen!r}")
+            return self.tasks[chosen]
+        if len(names) == 1:
+            return self.task
+        if seed is not None:
+            return self.tasks[names[int(seed) % len(names)]]
+        return self.tasks[names[int(self.np_random.integers(len(names)))]]
 
     def step(self, action: Any):
         """Execute one pick-and-place; never raises on bad actions (see ``action_error``)."""
@@ -212,7 +246,9 @@ class TabletopEnv(gym.Env):
                 self._potential = phi
         self._best = max(self._best, score)
         terminated = bool(success or sim_error)
-        return self._fresh_obs(), float(reward), terminated, False, info
+        self._steps += 1
+        truncated = self.multi_task and not terminated and self._steps >= self.task.max_steps
+        return self._fresh_obs(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         """A perspective RGB image (``render_mode="rgb_array"``), else ``None``."""

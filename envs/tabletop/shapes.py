@@ -36,6 +36,15 @@ def color_names(split: str) -> list[str]:
     return sorted(colors()[split])
 
 
+@functools.cache
+def pretraining_colors() -> dict[str, dict[str, tuple[float, float, float]]]:
+    """``{"pretrain": {name: rgb}, "never": {name: rgb}}``: colours no task uses. ``rlft
+    pretrain-clip`` paints objects with the ``pretrain`` ones; the ``never`` ones are kept out
+    of everything but a retrieval check."""
+    data = _asset_json("colors.json")
+    return {k: {n: tuple(v) for n, v in data[k].items()} for k in ("pretrain", "never")}
+
+
 def rgba(name: str, alpha: float = 1.0) -> RGBA:
     """RGBA of a named colour from either split."""
     table = {**colors()["seen"], **colors()["unseen"]}
