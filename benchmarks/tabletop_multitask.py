@@ -1,0 +1,180 @@
+"""One ClipPolicy over all six tabletop tasks (CLIPort's multi-task setting): IL at 10 and 100
+demos per task, and IL(10) + RL, on seen (test split) and unseen colours / objects, per task.
+
+    python benchmarks/tabletop_multitask.py [--demos-per-task 100] [--few 10] [--episodes 20]
+
+Stages (each reused when its output exists under ``--work``):
+
+1. ``rlft pretrain-clip`` (broad: every task colour and more, crop and dense objectives);
+2. expert demos on ``rlft/Tabletop-v0`` (train split; seeds 0..6N-1, so ``seed % 6`` gives
+   each task exactly N demos);
+3. behaviour cloning of one ClipPolicy on the first ``6 * few`` demos (IL(few)) and on all of
+   them (IL(N)), the tabletop preset's batch and learning rate;
+4. PPO from IL(few) on ``rlft/Tabletop-v0`` (train split) with the tabletop preset;
+5. every agent on every task's own env id, ``--episodes`` seeded episodes of the test split
+   (seen colours and objects) and of the unseen split.
+
+Writes ``benchmarks/results/tabletop_multitask.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+import rlft.envs  # noqa: F401
+from rlft.envs.tabletop.tasks import TASKS
+from rlft.training.benchmark import evaluate_agents
+from rlft.training.configs import ImitateArgs, PPOArgs, PretrainClipArgs
+from rlft.training.demos import TRAJECTORY_FILE, collect
+from rlft.training.imitation import imitate
+from rlft.training.ppo import train_ppo
+from rlft.training.pretrain_clip import pretrain_clip
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tabletop_multitask"
+MULTI = "rlft/Tabletop-v0"
+#: each task's own env id (the multi-task policy is evaluated on each alone)
+TASK_IDS = {"put-block-in-bowl": "rlft/PutBlockInBowl-v0",
+            "packing-objects": "rlft/PackingObjects-v0",
+            "stack-block-pyramid": "rlft/StackBlockPyramid-v0",
+            "place-blocks-in-zone": "rlft/PlaceBlocksInZone-v0",
+            "towers-of-hanoi": "rlft/TowersOfHanoi-v0",
+            "block-insertion": "rlft/BlockInsertion-v0"}
+
+
+@dataclass
+class Args:
+    """Multi-task tabletop benchmark."""
+
+    demos_per_task: int = 100
+    """Demos per task for the large imitation run."""
+    few: int = 10
+    """Demos per task for the small imitation run that PPO starts from."""
+    epochs_few: int = 40
+    """Behaviour-cloning epochs on the few demos."""
+    epochs_all: int = 15
+    """Behaviour-cloning epochs on all the demos."""
+    policy_config: tuple[str, ...] = ("text_gates=true", "augment=true", "rotations=36")
+    """ClipPolicy settings (KEY=VALUE): text gates let the place head read "left / middle /
+    right peg"; 36 rotations (10 degrees) because block insertion wants the angle within 10."""
+    ppo_updates: int | None = None
+    """PPO updates (default: the tabletop preset)."""
+    episodes: int = 20
+    """Evaluation episodes per agent, task and split."""
+    clip: Path | None = None
+    """A CLIP made by ``rlft pretrain-clip`` (default: pretrain one into WORK/clip)."""
+    work: Path = Path("runs/bench-tabletop-multi")
+    """Where the CLIP, demos and checkpoints go."""
+    seed: int = 0
+
+
+def main(args: Args) -> None:
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    work = args.work
+    clip = args.clip or work / "clip"
+    timings: dict[str, float] = {}
+    if not (clip / "pretrain_summary.json").exists():
+        t = time.perf_counter()
+        pretrain_clip(PretrainClipArgs(out=clip, seed=args.seed))
+        timings["pretrain_s"] = time.perf_counter() - t
+    clip_summary = json.loads((clip / "pretrain_summary.json").read_text())
+    demos = work / "demos"
+    n_tasks = len(TASKS)
+    if not (demos / TRAJECTORY_FILE).exists():
+        t = time.perf_counter()
+        collect(MULTI, n_tasks * args.demos_per_task, demos, seed=args.seed)
+        timings["collect_s"] = time.perf_counter() - t
+    agents = {}
+    for name, count, epochs in ((f"IL({args.few})", args.few, args.epochs_few),
+                                (f"IL({args.demos_per_task})", args.demos_per_task,
+                                 args.epochs_all)):
+        out = work / f"il-{count}"
+        if not (out / "summary.json").exists():
+            t = time.perf_counter()
+            imitate(ImitateArgs(demos=demos, out=out, env=MULTI, policy="clip", model=str(clip),
+                                policy_config=args.policy_config, max_demos=n_tasks * count,
+                                epochs=epochs, val_episodes=12, seed=args.seed))
+            timings[f"imitate_{count}_s"] = time.perf_counter() - t
+        agents[name] = str(out)
+    ppo_dir = work / f"ppo-from-{args.few}"
+    if not (ppo_dir / "summary.json").exists():
+        t = time.perf_counter()
+        train_ppo(PPOArgs(env=MULTI, policy=agents[f"IL({args.few})"], out=str(ppo_dir),
+                          updates=args.ppo_updates, eval_episodes=0, seed=args.seed))
+        timings["ppo_s"] = time.perf_counter() - t
+    ppo = json.loads((ppo_dir / "summary.json").read_text())
+    agents[f"IL({args.few})+RL"] = str(ppo_dir / "policy")
+    rows = []
+    for task, env_id in TASK_IDS.items():
+        for split in ("test", "unseen"):
+            for result in evaluate_agents(env_id, agents, episodes=args.episodes, split=split,
+                                          seed=10_000, timed=True):
+                rows.append({"task": task, "split": split, **result.to_dict()})
+                print(task, split, result.name, f"{result.success:.2f}")
+    write(rows, args, clip_summary, ppo, timings, time.perf_counter() - t0, load0)
+
+
+def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict,
+          timings: dict[str, float], seconds: float, load0: float) -> None:
+    """The per-task table, the targets and how the run was made."""
+    few, many = f"IL({args.few})", f"IL({args.demos_per_task})"
+    rl = f"{few}+RL"
+    cell = {(r["task"], r["split"], r["name"]): r for r in rows}
+
+    def fmt(task: str, split: str, name: str) -> str:
+        r = cell[(task, split, name)]
+        return f"{r['success']:.2f} [{r['success_ci'][0]:.2f}, {r['success_ci'][1]:.2f}]"
+
+    lines = ["| task | " + " | ".join(f"{n} seen" for n in (few, many, rl)) + " | "
+             + " | ".join(f"{n} unseen" for n in (few, many, rl)) + " |",
+             "|---|" + "---:|" * 6]
+    above_zero, rl_wins = 0, 0
+    for task in TASK_IDS:
+        lines.append(f"| {task} | " + " | ".join(fmt(task, "test", n) for n in (few, many, rl))
+                     + " | " + " | ".join(fmt(task, "unseen", n) for n in (few, many, rl))
+                     + " |")
+        above_zero += cell[(task, "test", many)]["success"] > 0
+        rl_wins += cell[(task, "test", rl)]["success"] >= cell[(task, "test", many)]["success"]
+    bowl_seen = cell[("put-block-in-bowl", "test", rl)]["success"]
+    bowl_unseen = cell[("put-block-in-bowl", "unseen", rl)]["success"]
+    history = [round(h.get("success", float("nan")), 2) for h in ppo.get("history", [])]
+    note = [
+        f"Measured by `python benchmarks/tabletop_multitask.py` on "
+        f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min in all on the 2-core CPU "
+        f"(1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); stage "
+        f"times (s, where run now): {json.dumps({k: round(v) for k, v in timings.items()})}.",
+        "",
+        f"One ClipPolicy ({', '.join(args.policy_config) or 'defaults'}) on a CLIP pretrained "
+        f"here ({clip_summary['steps']} steps; held-out dense grounding: task colours "
+        f"{clip_summary.get('grounding_test_seen', float('nan')):.2f}, unseen split "
+        f"{clip_summary.get('grounding_unseen', float('nan')):.2f}, never-seen colours "
+        f"{clip_summary.get('grounding_never', float('nan')):.2f}). {few}: behaviour cloning "
+        f"on {args.few} demos per task ({args.epochs_few} epochs); {many}: on "
+        f"{args.demos_per_task} per task ({args.epochs_all} epochs); {rl}: {few} after PPO on "
+        f"rlft/Tabletop-v0 (tabletop preset, {ppo.get('updates')} updates, "
+        f"{ppo.get('global_step')} env steps, {ppo.get('samples_per_s', float('nan')):.1f} env "
+        f"steps/s; training success per update {history}). Success with 95% intervals over "
+        f"{args.episodes} episodes per agent, task and split (seen = test split, unseen = "
+        f"colours / objects no demo shows).",
+        "",
+        f"Targets: every task above 0 after {many}: {above_zero}/6; {rl} >= {many} on at least "
+        f"4 of 6 tasks: {rl_wins}/6; unseen >= 0.8 x seen on put-block-in-bowl ({rl}): "
+        f"{bowl_unseen:.2f} vs {bowl_seen:.2f}.",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.with_suffix(".json").write_text(json.dumps(
+        {"rows": rows, "clip": clip_summary, "ppo": {k: v for k, v in ppo.items()
+                                                      if k != "history"},
+         "timings": timings, "seconds": seconds}, indent=2, default=str))
+    RESULTS.with_suffix(".md").write_text("\n".join(lines + [""] + note) + "\n")
+    print("\n".join(lines + [""] + note))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
