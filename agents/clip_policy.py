@@ -112,6 +112,11 @@ class ClipPolicyConfig:
     """BC: random row/column flips and shifts of the heightmap (action transformed to match)."""
     max_shift: int = 2
     """BC: largest random shift, in heatmap cells."""
+    avoid_rejected: bool = True
+    """Never pick again a cell whose pick left the scene unchanged (the env rejected it: the
+    table, a fixed peg) while the scene stays unchanged: a greedy Markov policy would repeat
+    it until the episode ends. Read from the episode's history in :meth:`ClipPolicy.encode`,
+    so acting and PPO mask the same cells."""
 
     def __post_init__(self) -> None:
         if self.features not in FEATURE_KINDS:
@@ -203,6 +208,9 @@ class ClipTurn:
     vision: torch.Tensor
     color: np.ndarray
     depth: np.ndarray
+    blocked: tuple[int, ...] = ()
+    """Pick indices masked out (``avoid_rejected``: picks that left this same scene
+    unchanged)."""
 
 
 @dataclass
@@ -220,9 +228,9 @@ class HeatmapOutput:
 
     def entropy(self) -> torch.Tensor:
         """Entropy of the joint (independent pick and place) distribution [B]."""
-        def ent(logits: torch.Tensor) -> torch.Tensor:
+        def ent(logits: torch.Tensor) -> torch.Tensor:  # masked cells (-inf) add nothing
             lp = torch.log_softmax(logits, -1)
-            return -(lp.exp() * lp).sum(-1)
+            return -(lp.exp() * torch.where(torch.isfinite(lp), lp, torch.zeros_like(lp))).sum(-1)
 
         return ent(self.pick) + ent(self.place)
 
@@ -536,7 +544,23 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         obs = turn.observation
         color, depth = np.asarray(obs["color"]), np.asarray(obs["depth"])
         _, small, grid = self._images(color, depth)
-        return ClipTurn(turn.goal, small[0], grid[0], color, depth)
+        return ClipTurn(turn.goal, small[0], grid[0], color, depth, self._rejected_picks(turn))
+
+    def _rejected_picks(self, turn: Turn) -> tuple[int, ...]:
+        """Pick indices of the latest actions taken on exactly this scene (same goal and
+        heightmap): they changed nothing, so the env rejected them."""
+        if not self.config.avoid_rejected:
+            return ()
+        obs, out = turn.observation, []
+        for before, action in zip(reversed(turn.history_observations),
+                                  reversed(turn.history[: len(turn.history_observations)])):
+            same = (str(before.get("goal")) == str(obs.get("goal"))
+                    and np.array_equal(np.asarray(before["depth"]), np.asarray(obs["depth"]))
+                    and np.array_equal(np.asarray(before["color"]), np.asarray(obs["color"])))
+            if not same:
+                break
+            out.append(self.action_to_indices(action)[0])
+        return tuple(dict.fromkeys(out))
 
     @torch.no_grad()
     def choose(self, features: ClipTurn) -> np.ndarray:
@@ -552,8 +576,15 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         return self.indices_to_action(pick, place)
 
     def _rl_heads(self, features: Sequence[ClipTurn]) -> HeatmapOutput:
-        return self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
-                          torch.stack([f.vision for f in features]))
+        out = self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
+                         torch.stack([f.vision for f in features]))
+        rows = [(b, k) for b, f in enumerate(features) for k in f.blocked]
+        if rows:
+            mask = torch.zeros_like(out.pick, dtype=torch.bool)
+            mask[[b for b, _ in rows], [k for _, k in rows]] = True
+            out = HeatmapOutput(out.pick.masked_fill(mask, float("-inf")), out.place,
+                                out.values)
+        return out
 
     @staticmethod
     def _part_log_probs(out: HeatmapOutput, actions: torch.Tensor) -> torch.Tensor:

@@ -449,3 +449,36 @@ def test_one_policy_learns_from_and_acts_in_all_six_tasks(tmp_path, tiny_clip):
         tasks.add(info["task"])
     assert tasks == set(TASKS) and result.episodes == 6
     env.close()
+
+
+def test_a_pick_that_changed_nothing_is_not_tried_again_on_the_same_scene(tiny_clip):
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    obs, info = env.reset(seed=0)
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    first = policy.act(obs, info)
+    # pick the bare table: rejected, the scene unchanged
+    table = np.array([0.26, -0.49, 0.5, 0.0, 0.0], dtype=np.float32)
+    obs2, _, _, _, info2 = env.step(table)
+    assert info2["action_error"]
+    turn = Turn.from_env(obs2, info2, history=[table], history_observations=[obs])
+    feats = policy.encode(turn)
+    blocked = policy.action_to_indices(table)[0]
+    assert feats.blocked == (blocked,)
+    with torch.no_grad():
+        out = policy._rl_heads([feats])
+    assert out.pick[0, blocked] == float("-inf") and torch.isfinite(out.entropy()).all()
+    # a greedy policy whose argmax was the rejected cell now takes another
+    turn = Turn.from_env(obs2, info2, history=[first], history_observations=[obs])
+    feats = policy.encode(turn)
+    chosen = policy.action_to_indices(policy.choose(feats))[0]
+    assert feats.blocked == (policy.action_to_indices(first)[0],) and chosen != feats.blocked[0]
+    ev = policy.rl_evaluate([feats], [(chosen, 0)])
+    assert torch.isfinite(ev.log_probs).all() and torch.isfinite(ev.entropy).all()
+    # once the scene changes, nothing is masked; and the option turns it off
+    moved = env.unwrapped.expert().act(obs2, info2)
+    obs3, *_ = env.step(moved)
+    later = Turn.from_env(obs3, {}, history=[table, moved], history_observations=[obs, obs2])
+    assert policy.encode(later).blocked == ()
+    off = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, avoid_rejected=False)).eval()
+    assert off.encode(turn).blocked == ()
+    env.close()
