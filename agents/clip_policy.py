@@ -317,11 +317,10 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             pairs = [goal_phrases(g) for g in goals]
         else:
             pairs = [(g, g) for g in goals]
-        phrases = [p for pair in pairs for p in pair]
-        parts = self.embed_texts([q for p in phrases for q in p.split("|")])
-        sizes = [len(p.split("|")) for p in phrases]
+        phrases = [p.split("|") for pair in pairs for p in pair]
+        parts = self.embed_texts([q for p in phrases for q in p])
         flat = torch.stack([nn.functional.normalize(chunk.mean(0), dim=-1)
-                            for chunk in parts.split(sizes)])
+                            for chunk in parts.split([len(p) for p in phrases])])
         return flat.view(len(goals), 2, -1)
 
     @torch.no_grad()
@@ -549,11 +548,10 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
     def _rejected_picks(self, turn: Turn) -> tuple[int, ...]:
         """Pick indices of the latest actions taken on exactly this scene (same goal and
         heightmap): they changed nothing, so the env rejected them."""
-        if not self.config.avoid_rejected:
-            return ()
+        if not self.config.avoid_rejected or len(turn.history_observations) != len(turn.history):
+            return ()  # (a turn built from actions alone does not show what they changed)
         obs, out = turn.observation, []
-        for before, action in zip(reversed(turn.history_observations),
-                                  reversed(turn.history[: len(turn.history_observations)])):
+        for before, action in zip(reversed(turn.history_observations), reversed(turn.history)):
             same = (str(before.get("goal")) == str(obs.get("goal"))
                     and np.array_equal(np.asarray(before["depth"]), np.asarray(obs["depth"]))
                     and np.array_equal(np.asarray(before["color"]), np.asarray(obs["color"])))

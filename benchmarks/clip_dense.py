@@ -41,7 +41,7 @@ from rlft.training.configs import ImitateArgs, PPOArgs, PretrainClipArgs
 from rlft.training.demos import TRAJECTORY_FILE, collect
 from rlft.training.imitation import imitate
 from rlft.training.ppo import train_ppo
-from rlft.training.pretrain_clip import object_labels, pretrain_clip
+from rlft.training.pretrain_clip import cell_on_objects, object_labels, pretrain_clip
 
 RESULTS = Path(__file__).resolve().parent / "results" / "clip_dense"
 ENV = "rlft/PutBlockInBowl-v0"
@@ -67,13 +67,6 @@ class Args:
     seed: int = 0
 
 
-def on_object(labels: np.ndarray, indices: list[int], cell: int, grid_w: int, d: int) -> bool:
-    """Whether heatmap cell ``cell`` (``d`` x ``d`` pixels) covers a pixel of one of the
-    objects ``indices``."""
-    r, c = divmod(cell, grid_w)
-    return bool(np.isin(labels[r * d:(r + 1) * d, c * d:(c + 1) * d], indices).any())
-
-
 def grounding(policy: ClipPolicy, split: str, episodes: int) -> dict[str, float]:
     """Pick and place grounding hits (argmax cell on the expert's object) on first turns."""
     env = gym.make(ENV, split=split)
@@ -88,7 +81,7 @@ def grounding(policy: ClipPolicy, split: str, episodes: int) -> dict[str, float]
             bodies = [o.body for o in objects]
             _, _, grid = policy._images(obs["color"], obs["depth"])
             ground = policy.grounding([str(obs["goal"])], grid)[0]  # [2, h, w]
-            h, w = policy.grid
+            w = policy.grid[1]
             for part, (x, y), hits in ((0, action[:2], picks), (1, action[2:4], places)):
                 body, _ = sim.body_under(float(x), float(y))
                 if body not in bodies:
@@ -97,7 +90,7 @@ def grounding(policy: ClipPolicy, split: str, episodes: int) -> dict[str, float]
                 name = objects[bodies.index(body)].shape.name
                 same = [k for k, o in enumerate(objects) if o.shape.name == name]
                 cell = int(ground[part].flatten().argmax())
-                hits.append(on_object(labels, same, cell, w, d))
+                hits.append(cell_on_objects(labels, same, cell, w, d))
     finally:
         env.close()
     return {"pick": float(np.mean(picks)), "place": float(np.mean(places)),

@@ -350,9 +350,12 @@ def test_dense_features_are_the_projected_patch_tokens_upsampled(tiny_clip, scen
                         interpolate_pos_encoding=True).last_hidden_state
         assert hidden.shape[1] == 1 + 20 * 40
         tokens = policy.clip.visual_projection(vision.post_layernorm(hidden[:, 1:]))
-        patches = torch.nn.functional.normalize(tokens[0], dim=-1).view(20, 40, -1)
-    # a 2x bilinear upsample: the cells inside a patch lie between its centre and the
-    # neighbour's; far from the edges the mean of a patch's 4 cells points along the patch
+        patches = tokens[0].view(20, 40, -1)  # row-major: token 40 * r + c is patch (r, c)
+        # a 2x bilinear upsample with cell centres aligned (a cell is a quarter of a patch)
+        want = torch.nn.functional.interpolate(patches.permute(2, 0, 1)[None], size=(40, 80),
+                                               mode="bilinear", align_corners=False)
+    torch.testing.assert_close(grid, torch.nn.functional.normalize(want, dim=1))
+    # far from the edges the mean of a patch's 4 cells points along the patch
     cells = grid[0, :, 20:22, 40:42].mean((1, 2))
     assert torch.nn.functional.cosine_similarity(cells, patches[10, 20], dim=0) > 0.95
     same = dense_image_features(policy.clip, rgb, policy.grid)
@@ -429,6 +432,7 @@ def test_object_labels_put_the_expert_pick_on_its_object():
 
 
 def test_one_policy_learns_from_and_acts_in_all_six_tasks(tmp_path, tiny_clip):
+    from rlft.agents.clip_policy import goal_phrases
     from rlft.envs.tabletop.tasks import TASKS
     from rlft.training.evaluate import evaluate
 
@@ -439,15 +443,21 @@ def test_one_policy_learns_from_and_acts_in_all_six_tasks(tmp_path, tiny_clip):
                                   lr=3e-3, val_episodes=0,
                                   policy_config=("text_gates=true", "rotations=36")))
     assert summary["demo_episodes"] == 6
+    hist = summary["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     policy = load_policy(tmp_path / "il")
     assert policy.config.rotations == 36 and policy.config.text_gates
+    # every task's (sub-)goal has its phrases, and the policy acts in all six
     env = gym.make("rlft/Tabletop-v0")
-    tasks = set()
-    result = evaluate(env, policy, 6, seed=0)
+    played = set()
     for seed in range(6):
-        _, info = env.reset(seed=seed)
-        tasks.add(info["task"])
-    assert tasks == set(TASKS) and result.episodes == 6
+        obs, info = env.reset(seed=seed)
+        played.add(info["task"])
+        pick, place = goal_phrases(str(obs["goal"]))
+        assert pick != place and pick.startswith("a ")
+        assert env.action_space.contains(policy.act(obs, info))
+    assert played == set(TASKS)
+    assert evaluate(env, policy, 6, seed=0).episodes == 6
     env.close()
 
 

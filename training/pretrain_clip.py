@@ -238,10 +238,17 @@ def grounding_accuracy(model: Any, tokenizer: Any, images: list[np.ndarray],
         text = text_features(model, tokenizer, [caps[k] for k in unique])
         sims = torch.einsum("kp,phw->khw", text, grid).flatten(1).argmax(-1)
         for k, cell in zip(unique, sims.tolist(), strict=True):
-            r, c = divmod(cell, W // downsample)
-            window = lab[r * downsample: (r + 1) * downsample, c * downsample: (c + 1) * downsample]
-            hits.append(bool((window == k).any()))
+            hits.append(cell_on_objects(lab, [k], cell, W // downsample, downsample))
     return float(np.mean(hits)) if hits else float("nan")
+
+
+def cell_on_objects(labels: np.ndarray, indices: list[int], cell: int, grid_w: int,
+                    d: int) -> bool:
+    """Whether heatmap cell ``cell`` (row-major on a ``grid_w``-wide grid of ``d`` x ``d``
+    pixels) covers a pixel of one of the objects ``indices`` of ``labels``
+    (:func:`object_labels`)."""
+    r, c = divmod(cell, grid_w)
+    return bool(np.isin(labels[r * d:(r + 1) * d, c * d:(c + 1) * d], indices).any())
 
 
 def _held_out(scenes: list[Scene], crop: int, colors: dict[str, tuple[float, float, float]] | None,
@@ -273,13 +280,13 @@ def pretrain_clip(args: PretrainClipArgs) -> dict[str, Any]:
     from transformers import AutoTokenizer, CLIPModel
 
     from rlft.agents.clip_policy import dense_patch_features, normalize_pixels
-    from rlft.envs.tabletop.shapes import colors, pretraining_colors
+    from rlft.envs.tabletop.shapes import colors
 
     t0 = time.perf_counter()
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    extra = pretraining_colors()
+    extra = colors()
     # broad: every task colour and the pretraining ones; else the tasks' seen colours only
     paintable = ({**task_colors(), **extra["pretrain"]} if args.broad
                  else dict(colors()["seen"]))
@@ -319,20 +326,17 @@ def pretrain_clip(args: PretrainClipArgs) -> dict[str, Any]:
             crops, crop_caps, images, targets = [], [], [], []
             for scene in batch:
                 image, caps = paint(scene, paintable, args.repaint, rng)
-                if args.augment:
+                labels = scene.labels
+                if args.augment:  # flips of rows, then columns
                     if rng.random() < 0.5:
-                        image, labels = image[::-1], scene.labels[::-1]
-                    else:
-                        labels = scene.labels
+                        image, labels = image[::-1], labels[::-1]
                     if rng.random() < 0.5:
                         image, labels = image[:, ::-1], labels[:, ::-1]
-                else:
-                    labels = scene.labels
                 image = np.ascontiguousarray(image)
                 images.append(image)
                 targets.append(patch_labels(np.ascontiguousarray(labels), caps,
                                             args.patch_size, index))
-                for cap, k in zip(caps, range(len(caps)), strict=True):
+                for k, cap in enumerate(caps):
                     rows, cols = np.nonzero(labels == k)
                     if len(rows) and cap not in crop_caps and len(crops) < args.batch_size:
                         crops.append(crop_at(image, (int(rows.mean()), int(cols.mean())),

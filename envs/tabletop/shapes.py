@@ -26,23 +26,17 @@ def _asset_json(name: str) -> dict:
 
 @functools.cache
 def colors() -> dict[str, dict[str, tuple[float, float, float]]]:
-    """``{"seen": {name: rgb}, "unseen": {name: rgb}}``: CLIPort's held-out colour split."""
+    """``{group: {name: rgb}}``: CLIPort's held-out split, ``"seen"`` and ``"unseen"``, and
+    colours no task uses: ``"pretrain"`` (``rlft pretrain-clip`` paints objects with them) and
+    ``"never"`` (kept out of everything but a retrieval check)."""
     data = _asset_json("colors.json")
-    return {k: {n: tuple(v) for n, v in data[k].items()} for k in ("seen", "unseen")}
+    return {k: {n: tuple(v) for n, v in group.items()} for k, group in data.items()
+            if not k.startswith("_")}
 
 
 def color_names(split: str) -> list[str]:
     """Colour names of ``"seen"`` or ``"unseen"`` (sorted, stable)."""
     return sorted(colors()[split])
-
-
-@functools.cache
-def pretraining_colors() -> dict[str, dict[str, tuple[float, float, float]]]:
-    """``{"pretrain": {name: rgb}, "never": {name: rgb}}``: colours no task uses. ``rlft
-    pretrain-clip`` paints objects with the ``pretrain`` ones; the ``never`` ones are kept out
-    of everything but a retrieval check."""
-    data = _asset_json("colors.json")
-    return {k: {n: tuple(v) for n, v in data[k].items()} for k in ("pretrain", "never")}
 
 
 def rgba(name: str, alpha: float = 1.0) -> RGBA:
