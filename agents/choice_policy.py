@@ -43,8 +43,9 @@ from rlft.wrappers.valid_actions import (
     content_words,
     expand_valid_actions,
     match_candidate,
+    names_and_numbers,
     page_buttons,
-    page_quotes,
+    page_quote_sources,
     price_fits,
     strip_names,
 )
@@ -55,6 +56,10 @@ NUM_FEATURES = 10
 NUM_EVIDENCE_FEATURES = 8
 #: similarity columns the head also reads with ``evidence_features`` (computed from embeddings)
 NUM_EVIDENCE_SIMILARITIES = 3
+#: extra lexical features with ``chain_features`` (how a candidate relates to the quotes)
+NUM_CHAIN_FEATURES = 7
+#: similarity columns the head also reads with ``chain_features``
+NUM_CHAIN_SIMILARITIES = 1
 #: similarity columns the head also reads with ``semantic_features``
 NUM_SEMANTIC_SIMILARITIES = 3
 _NUMBER = re.compile(r"^[0-9.]+$")
@@ -93,6 +98,21 @@ class ChoicePolicyConfig:
     X?" meets "The last census counted N inhabitants in X.") with its margin to the turn's
     best."""
 
+    chain_features: bool = True
+    """With ``evidence_features``: how a candidate relates to the evidence already collected,
+    which is what tells the next link of a multi-hop chain from a fact already used. For a
+    quote: whether its names all occur in one earlier quote (it restates a collected fact, as
+    the reverse sentence "Y is the birthplace of X" on Y's page restates "X was born in Y"),
+    whether it names something neither the goal nor the quotes name (it leads on), and the
+    highest relation similarity to a collected quote (the relation already followed). For an
+    answer: whether the newest quote holds it, in how many quotes it occurs (a chain's middle
+    entity occurs in two), whether it is a quoted page's own title (the subject, not the
+    fact), and whether it is a number or a name. And a learned relation matcher: the head
+    reads the relation text's embedding and its product with the goal's (not only their
+    cosine), which picks the expert's quote among the sentences in view 0.93 of the time on
+    val questions against 0.76 for the cosine. Checkpoints written before this field read
+    False."""
+
     semantic_features: bool = False
     """Similarity columns that match the goal to a candidate beyond shared words (for stores
     whose goals say things in other words than the products: ``rlft/Shop-v1``). Only the
@@ -105,12 +125,19 @@ class ChoicePolicyConfig:
     @property
     def num_features(self) -> int:
         """Lexical features per candidate."""
-        return NUM_FEATURES + (NUM_EVIDENCE_FEATURES if self.evidence_features else 0)
+        return (NUM_FEATURES + (NUM_EVIDENCE_FEATURES if self.evidence_features else 0)
+                + (NUM_CHAIN_FEATURES if self.chains else 0))
+
+    @property
+    def chains(self) -> bool:
+        """Whether the chain features are on (they need ``evidence_features``)."""
+        return self.evidence_features and self.chain_features
 
     @property
     def num_similarities(self) -> int:
         """Embedding-similarity columns per candidate."""
         return (NUM_EVIDENCE_SIMILARITIES * int(self.evidence_features)
+                + NUM_CHAIN_SIMILARITIES * int(self.chains)
                 + NUM_SEMANTIC_SIMILARITIES * int(self.semantic_features))
 
 
@@ -130,6 +157,8 @@ class TurnFeatures:
     relation_texts: list[str] = field(default_factory=list)
     """With ``evidence_features``: per candidate, a quote's sentence without its names and
     numbers ("" for other candidates)."""
+    quoted_relations: list[str] = field(default_factory=list)
+    """With ``chain_features``: the collected quotes without their names and numbers."""
     residual_words: list[tuple[list[str], list[str]]] = field(default_factory=list)
     """With ``semantic_features``: per candidate, (its words the goal lacks, the goal's words
     it lacks)."""
@@ -182,7 +211,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             self._add_lora()
         d, h = self.encoder.dim, config.hidden
         self.score_head = nn.Sequential(
-            nn.Linear(4 * d + config.num_features + config.num_similarities, h),
+            nn.Linear((6 if config.chains else 4) * d + config.num_features
+                      + config.num_similarities, h),
             nn.GELU(), nn.Dropout(config.dropout),
             nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
         self.value_head = nn.Sequential(
@@ -236,7 +266,13 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         goal_lower = f" {' '.join(content_words(turn.goal))} "
         recent = turn.history[-self.config.history:] if self.config.history else ()
         evidence = self.config.evidence_features
-        quoted = page_quotes(turn.page) if evidence else []
+        sourced = page_quote_sources(turn.page) if evidence else []
+        quoted = [q for _, q in sourced]
+        chains = self.config.chains
+        if chains:
+            quote_names = [names_and_numbers(q) for q in quoted]
+            known = set(names_and_numbers(turn.goal)).union(*quote_names)
+            sources = {s.casefold() for s, _ in sourced}
         quotes = " ".join(quoted).casefold()
         nesting = min(1.0, f" {turn.goal.casefold()} ".count(" of ") / 3.0)
         texts, feats = [], []
@@ -266,6 +302,9 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                               float(command == "quote"), float(command == "answer"),
                               float(command == "abstain"),
                               float(command in ("scroll", "top", "find"))]
+            if chains:
+                feats[-1] += self._chain_features(command, label, quoted, quote_names, known,
+                                                  sources)
             texts.append(text)
         relation_texts = [self._relation_text(a, quoted) for a in candidates] if evidence \
             else []
@@ -278,7 +317,29 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                             torch.tensor(feats, dtype=torch.float32),
                             min(1.0, turn.step / max(1, self.config.max_steps)),
                             relation_goal=strip_names(turn.goal) if evidence else "",
-                            relation_texts=relation_texts, residual_words=residual)
+                            relation_texts=relation_texts, residual_words=residual,
+                            quoted_relations=[strip_names(q) for q in quoted] if chains else [])
+
+    @staticmethod
+    def _chain_features(command: str, label: str, quoted: Sequence[str],
+                        quote_names: Sequence[set[str]], known: set[str],
+                        sources: set[str]) -> list[float]:
+        """The :attr:`ChoicePolicyConfig.chain_features` of one candidate (zeros for commands
+        other than ``quote`` and ``answer``)."""
+        out = [0.0] * NUM_CHAIN_FEATURES
+        if command == "quote":
+            names = names_and_numbers(label)
+            out[0] = float(bool(names) and any(names <= q for q in quote_names))
+            out[1] = float(bool(names - known))
+        elif command == "answer" and label:
+            low = label.casefold()
+            holding = [low in q.casefold() for q in quoted]
+            out[2] = float(bool(holding) and holding[-1])
+            out[3] = min(3, sum(holding)) / 3.0
+            out[4] = float(low in sources)
+            out[5] = float(any(c.isdigit() for c in label))
+            out[6] = float(label[:1].isupper())
+        return out
 
     @staticmethod
     def _residual_words(action: str, goal_words: list[str],
@@ -333,8 +394,10 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         parts = [c, g * c, hist.unsqueeze(1).expand(B, K, d) * c,
                  page.unsqueeze(1).expand(B, K, d) * c, x]
         if self.config.evidence_features:
-            parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1),
-                      *self._relation_similarity(feats, K)]
+            sim, margin, rel, rel_goal = self._relation_similarity(feats, K)
+            parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1), sim, margin]
+        if self.config.chains:
+            parts += [self._quoted_similarity(feats, K), rel, rel * rel_goal.unsqueeze(1)]
         if self.config.semantic_features:
             parts.append(self._semantic_similarity(feats, K))
         inp = torch.cat(parts, dim=-1)
@@ -356,12 +419,16 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         return ""
 
     def _relation_similarity(self, feats: Sequence[TurnFeatures], K: int
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+                             ) -> tuple[torch.Tensor, ...]:
         """``[B, K, 1]`` cosine of each quote's (and quoted answer's) relation text to the
-        goal's, and its margin to the turn's best (0 for other candidates)."""
+        goal's, and its margin to the turn's best (0 for other candidates); with them the
+        embeddings they come from: ``[B, K, d]`` the relation texts' (zeros for other
+        candidates) and ``[B, d]`` the goals' (zeros for a turn without relation texts)."""
         enc = self.encoder
         sim = torch.zeros(len(feats), K, 1, device=self.device)
         margin = torch.zeros_like(sim)
+        rel = torch.zeros(len(feats), K, enc.dim, device=self.device)
+        rel_goal = torch.zeros(len(feats), enc.dim, device=self.device)
         for b, f in enumerate(feats):
             idx = [k for k, t in enumerate(f.relation_texts) if t]
             if not idx:
@@ -372,11 +439,34 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                 goal, texts = enc([f.relation_goal])[0], enc([f.relation_texts[k] for k in idx])
                 if enc.frozen:
                     f.extra["rel"] = (goal, texts)
-            cos = nn.functional.cosine_similarity(texts.to(self.device),
-                                                  goal.to(self.device)[None], dim=-1)
+            goal, texts = goal.to(self.device), texts.to(self.device)
+            cos = nn.functional.cosine_similarity(texts, goal[None], dim=-1)
             sim[b, idx, 0] = cos
             margin[b, idx, 0] = cos - cos.max()
-        return sim, margin
+            rel[b, idx] = texts
+            rel_goal[b] = goal
+        return sim, margin, rel, rel_goal
+
+    def _quoted_similarity(self, feats: Sequence[TurnFeatures], K: int) -> torch.Tensor:
+        """``[B, K, 1]``: the highest cosine of each quote's (and quoted answer's) relation text
+        to a collected quote's (0 without quotes, and for other candidates)."""
+        enc = self.encoder
+        out = torch.zeros(len(feats), K, 1, device=self.device)
+        for b, f in enumerate(feats):
+            idx = [k for k, t in enumerate(f.relation_texts) if t]
+            if not idx or not f.quoted_relations:
+                continue
+            if enc.frozen and "quoted" in f.extra:
+                quoted, texts = f.extra["quoted"]
+            else:
+                quoted = enc(f.quoted_relations)
+                texts = enc([f.relation_texts[k] for k in idx])
+                if enc.frozen:
+                    f.extra["quoted"] = (quoted, texts)
+            quoted = nn.functional.normalize(quoted.to(self.device), dim=-1)
+            texts = nn.functional.normalize(texts.to(self.device), dim=-1)
+            out[b, idx, 0] = (texts @ quoted.T).max(dim=1).values
+        return out
 
     def _semantic_similarity(self, feats: Sequence[TurnFeatures], K: int) -> torch.Tensor:
         """``[B, K, 3]``: per candidate, the cosine of its residual words (as one phrase) to the
@@ -430,7 +520,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         if not self.encoder.frozen:
             return
         texts = list(dict.fromkeys(t for f in features for t in [
-            f.goal, *f.candidate_texts, *f.history_texts, f.relation_goal, *f.relation_texts]
+            f.goal, *f.candidate_texts, *f.history_texts, f.relation_goal, *f.relation_texts,
+            *f.quoted_relations]
             if t))
         step = self.encoder.batch_size * 4
         for i in range(0, len(texts), step):
@@ -492,6 +583,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         """Load a policy written by :meth:`save_pretrained` (base encoder + adapters + heads)."""
         directory = Path(directory)
         meta = read_policy_meta(directory, expect=cls.policy_type)
+        # written before the chain features existed: its head reads none
+        meta["config"].setdefault("chain_features", False)
         config = config_from_meta(ChoicePolicyConfig, meta, directory)
         lora_r = config.lora_r
         config.lora_r = 0

@@ -272,3 +272,72 @@ def test_frozen_encoder_never_runs_dropout(tiny_encoder):
     torch.testing.assert_close(twice[0], twice[1], rtol=0, atol=0)
     lora = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, lora_r=2)).train()
     assert not lora.encoder.frozen and lora.encoder.model.training  # adapters train with dropout
+
+
+CHAIN_PAGE = """[button] Wiki home [button_]
+[search box]
+Bruthmyr Collective
+Bruthmyr Collective is a shipbuilding concern. Among the staff of Bruthmyr Collective was Kenipom Vonkend. The founder of Bruthmyr Collective was Mexstarfail Zevba.
+-- lines 1-3 of 3 --
+Quotes:
+[1] Kenipom Vonkend: "For most of a long career, Kenipom Vonkend was employed by Bruthmyr Collective."
+"""
+
+
+def test_names_numbers_and_quote_sources_are_read_from_the_page():
+    from rlft.wrappers.valid_actions import names_and_numbers, page_quote_sources, page_quotes
+
+    assert names_and_numbers("Records show that Ilvara Denn was born in Corvane in 1,820.") == {
+        "ilvara denn", "corvane", "1,820"}
+    # a two-word name opening the sentence is a name; a single capitalised first word is not
+    assert names_and_numbers("Kenipom Vonkend worked for Tothrir Foundry.") == {
+        "kenipom vonkend", "tothrir foundry"}
+    quote = "For most of a long career, Kenipom Vonkend was employed by Bruthmyr Collective."
+    assert page_quote_sources(CHAIN_PAGE) == [("Kenipom Vonkend", quote)]
+    assert page_quotes(CHAIN_PAGE) == [quote]
+
+
+def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
+    from rlft.agents.choice_policy import NUM_EVIDENCE_FEATURES, NUM_FEATURES
+
+    goal = "Who was the founder of the employer of Kenipom Vonkend?"
+    turn = Turn(goal, {"goal": goal, "page": CHAIN_PAGE},
+                ("quote[...]", "answer[...]", "abstain"))
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
+                                             evidence_features=True))
+    f = policy.encode(turn)
+    chain = {c: f.features[k, NUM_FEATURES + NUM_EVIDENCE_FEATURES:].tolist()
+             for k, c in enumerate(f.candidates)}
+    restated = chain["quote[Among the staff of Bruthmyr Collective was Kenipom Vonkend.]"]
+    next_link = chain["quote[The founder of Bruthmyr Collective was Mexstarfail Zevba.]"]
+    assert restated[:2] == [1.0, 0.0]  # its names are all in the collected quote
+    assert next_link[:2] == [0.0, 1.0]  # it names someone new
+    # the chain's middle entity: in the newest quote, in one quote, a name, not a quote's source
+    assert chain["answer[Bruthmyr Collective]"][2:] == pytest.approx([1.0, 1 / 3, 0.0, 0.0, 1.0])
+    assert f.quoted_relations == ["most of a long career, was employed by ."]
+    out = policy([f])
+    assert torch.isfinite(out.logits).all() and out.logits.shape == (1, len(f.candidates))
+    # the quote's relation is the one just followed: its similarity to the collected quote is
+    # the highest of the page's quotes
+    k_restated = f.candidates.index(
+        "quote[Among the staff of Bruthmyr Collective was Kenipom Vonkend.]")
+    assert policy.config.chains and policy.score_head[0].in_features == (
+        6 * policy.encoder.dim + policy.config.num_features + policy.config.num_similarities)
+    sims = policy._quoted_similarity([f], len(f.candidates))[0, :, 0]
+    assert sims[k_restated] > 0
+    assert chain["abstain"] == [0.0] * 7
+
+
+def test_checkpoints_without_chain_features_load_with_them_off(tmp_path, tiny_encoder):
+    import json
+
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
+                                             evidence_features=True, chain_features=False))
+    policy.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "rlft_policy.json").read_text())
+    del meta["config"]["chain_features"]  # as written before the field existed
+    (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
+    loaded = ChoicePolicy.from_pretrained(tmp_path)
+    assert not loaded.config.chains
+    assert ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, evidence_features=True)
+                        ).config.chains

@@ -80,7 +80,7 @@ def propose_spans(page: str, goal: str, limit: int = 8) -> list[str]:
 _ENTITY = re.compile(r"\b[A-Z][\w'-]+(?: (?:of |the )?[A-Z][\w'-]+)*")
 _QUESTION_WORDS = frozenset("What Who Whom Whose When Where Which Why How In On At Of The".split())
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
-_QUOTE_LINE = re.compile(r'^\[\d+\] [^:]*: "(.*)"$')
+_QUOTE_LINE = re.compile(r'^\[\d+\] ([^:]*): "(.*)"$')
 _POSITION_LINE = re.compile(r"^-- lines \d+-\d+ of \d+")
 _NAME_OR_NUMBER = re.compile(r"\b[A-Z][\w'-]+(?: (?:of |the )?[A-Z][\w'-]+)*|\d[\d,.]*")
 _QUANTITY = re.compile(r"\b\d[\d,.]*\d? [a-z]+")
@@ -109,7 +109,27 @@ def strip_names(text: str) -> str:
 
 def page_quotes(page: str) -> list[str]:
     """The quotes an agent has collected, as a research page lists them under ``Quotes:``."""
-    return [m.group(1) for line in page.splitlines() if (m := _QUOTE_LINE.match(line.strip()))]
+    return [text for _, text in page_quote_sources(page)]
+
+
+def page_quote_sources(page: str) -> list[tuple[str, str]]:
+    """The collected quotes as ``(source page title, quoted text)`` pairs, oldest first."""
+    return [(m.group(1), m.group(2)) for line in page.splitlines()
+            if (m := _QUOTE_LINE.match(line.strip()))]
+
+
+def names_and_numbers(text: str) -> set[str]:
+    """The capitalised names and the numbers of ``text``, case-folded ("Records show that Ilvara
+    Denn was born in Corvane." -> {"ilvara denn", "corvane"}). A single capitalised word that
+    opens the text is left out: it is as likely a sentence's first word as a name."""
+    out = set()
+    for m in _NAME_OR_NUMBER.finditer(text):
+        span = m.group(0).strip(" ,.")
+        if m.start() == 0 and " " not in span and not span[:1].isdigit():
+            continue
+        if span:
+            out.add(span.casefold())
+    return out
 
 
 def viewport_sentences(page: str) -> list[str]:
