@@ -154,6 +154,20 @@ def goal_phrases(goal: str) -> tuple[str, str]:
     return goal, goal
 
 
+#: words a left-right mirror of the workspace (a flip of the heightmap's columns: +y is left to
+#: right) swaps
+MIRRORED_WORDS = {"left": "right", "right": "left", "leftmost": "rightmost",
+                  "rightmost": "leftmost"}
+
+
+def mirror_goal(goal: str) -> str:
+    """``goal`` as it reads in the left-right mirror image of its scene ("move the red ring to
+    the left peg" -> "... to the right peg"): augmentation that flips the heightmap's columns
+    must flip the goal's spatial words with it, or it teaches that "left" means either side."""
+    return re.sub(r"\b(" + "|".join(MIRRORED_WORDS) + r")\b",
+                  lambda m: MIRRORED_WORDS[m.group(1).lower()], goal, flags=re.IGNORECASE)
+
+
 #: CLIP's pixel normalisation (mean and std of each RGB channel)
 PIXEL_MEAN = (0.4815, 0.4578, 0.4082)
 PIXEL_STD = (0.2686, 0.2613, 0.2758)
@@ -428,15 +442,17 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
 
     # -- behaviour cloning ---------------------------------------------------------------
     def augment(self, color: np.ndarray, depth: np.ndarray, action: np.ndarray,
-                generator: torch.Generator | None = None, grid: torch.Tensor | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor | None]:
+                generator: torch.Generator | None = None, grid: torch.Tensor | None = None,
+                goal: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                         torch.Tensor | None, str]:
         """A random flip (rows, columns) and shift (up to ``max_shift`` heatmap cells, edges
         repeated) of one heightmap and its embedding ``grid [P, h, w]`` (None: none), with the
-        table-space ``action`` moved to match. Returns ``(color, depth, action, grid)``.
+        table-space ``action`` moved to match. Returns ``(color, depth, action, grid, goal)``.
 
         Flips mirror the workspace about its centre lines (a mirror turns a rotation by
-        ``theta`` into one by ``-theta``); shifts are whole heatmap cells, so the target pixel
-        moves exactly with the image.
+        ``theta`` into one by ``-theta``); a column flip mirrors left and right, so it also
+        swaps them in ``goal`` ("the left peg" becomes "the right peg": :func:`mirror_goal`).
+        Shifts are whole heatmap cells, so the target pixel moves exactly with the image.
         """
         def draw(n: int) -> int:
             return int(torch.randint(n, (1,), generator=generator))
@@ -454,6 +470,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             color, depth = color[:, ::-1], depth[:, ::-1]
             grid = None if grid is None else grid.flip(2)
             a[[1, 3]] = y0 + y1 - a[[1, 3]]
+            goal = mirror_goal(goal)
             flips += 1
         if flips == 1:
             a[4] = -a[4]
@@ -477,7 +494,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             a[:4] = np.clip(a[:4], [x0, y0, x0, y0], [x1 - 1e-6, y1 - 1e-6, x1 - 1e-6, y1 - 1e-6])
         a[4] = (a[4] + math.pi) % (2 * math.pi) - math.pi
         return (np.ascontiguousarray(color), np.ascontiguousarray(depth), a.astype(np.float32),
-                grid)
+                grid, goal)
 
     def soft_targets(self, pick: torch.Tensor, place: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -518,8 +535,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         if self.training and self.config.augment:
             colors, depths = [f.color for f in features], [f.depth for f in features]
             for i in range(len(actions)):
-                colors[i], depths[i], actions[i], grids[i] = self.augment(
-                    colors[i], depths[i], actions[i], grid=grids[i])
+                colors[i], depths[i], actions[i], grids[i], goals[i] = self.augment(
+                    colors[i], depths[i], actions[i], grid=grids[i], goal=goals[i])
             _, small, _ = self._images(np.stack(colors), np.stack(depths), grid=False)
         else:
             small = torch.stack([f.small for f in features])

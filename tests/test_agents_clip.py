@@ -126,12 +126,47 @@ def test_augment_moves_the_action_with_the_heightmap(tiny_clip, scene):
     r0, c0 = ws.table_to_pixel(float(action[0]), float(action[1]))
     before = obs["color"][int(r0), int(c0)]
     for _ in range(8):
-        color, depth, a, _ = policy.augment(obs["color"], obs["depth"], action, gen)
+        color, depth, a, _, _ = policy.augment(obs["color"], obs["depth"], action, gen)
         assert color.shape == obs["color"].shape and depth.shape == obs["depth"].shape
         r, c = ws.table_to_pixel(float(a[0]), float(a[1]))
         # the picked pixel shows the same block colour after the transform
         assert np.array_equal(color[int(r), int(c)], before)
         assert abs(depth[int(r), int(c)] - obs["depth"][int(r0), int(c0)]) < 1e-6
+
+
+def test_a_column_flip_mirrors_left_and_right_in_the_goal(tiny_clip):
+    from rlft.agents.clip_policy import mirror_goal
+
+    assert mirror_goal("move the red ring to the Left peg") == "move the red ring to the right peg"
+    assert mirror_goal("move the tower from the right peg to the middle peg") == (
+        "move the tower from the left peg to the middle peg")
+    assert mirror_goal("put the bright blocks in a green bowl") == (
+        "put the bright blocks in a green bowl")  # whole words only
+    env = gym.make("rlft/TowersOfHanoi-v0")
+    seed = 0
+    while True:  # a scene whose first move names a side
+        obs, _ = env.reset(seed=seed)
+        goal = str(obs["goal"])
+        if " left peg" in goal or " right peg" in goal:
+            break
+        seed += 1
+    action = env.unwrapped.expert().act(obs, {})
+    pegs_y = [float(p[1]) for p in env.unwrapped.task.pegs]
+    env.close()
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, max_shift=0))
+    (y0, y1), seen = policy.config.y_range, set()
+    sides = ("left", "middle", "right")  # the pegs in +y order, left to right in the image
+    for s in range(12):
+        *_, a, _, g = policy.augment(obs["color"], obs["depth"], action,
+                                     torch.Generator().manual_seed(s), goal=goal)
+        flipped = abs(float(a[3]) - float(action[3])) > 1e-6
+        seen.add(flipped)
+        assert g == (mirror_goal(goal) if flipped else goal)
+        # in the (possibly mirrored) image, the peg the goal names is where the action places
+        ys = sorted(y0 + y1 - y for y in pegs_y) if flipped else sorted(pegs_y)
+        named = next(k for k, side in enumerate(sides) if f" {side} peg" in g)
+        assert min(range(3), key=lambda k: abs(ys[k] - float(a[3]))) == named
+    assert seen == {True, False}
 
 
 def test_soft_targets_peak_on_the_demonstrated_pixel(tiny_clip):
@@ -294,7 +329,7 @@ def test_augment_moves_the_embedding_grid_with_the_action(tiny_clip, scene):
     pick0, _ = policy.action_to_indices(action)
     gen = torch.Generator().manual_seed(5)
     for _ in range(8):
-        _, _, a, g = policy.augment(obs["color"], obs["depth"], action, gen, grid=grid)
+        _, _, a, g, _ = policy.augment(obs["color"], obs["depth"], action, gen, grid=grid)
         pick, _ = policy.action_to_indices(a)
         r, c = divmod(pick, w)
         assert (int(g[0, r, c]), int(g[1, r, c])) == divmod(pick0, w)
