@@ -32,7 +32,7 @@ ENV = "rlft/Research-v0"
 class Args:
     """Abstention sweep on the research env."""
 
-    work: Path = Path("runs/bench-research")
+    work: Path = Path("runs/bench-research-abstention")
     """Where demos, checkpoints and PPO runs go (reused when present)."""
     demos: int = 500
     """Expert demo episodes per expert."""
@@ -58,6 +58,7 @@ def main(args: Args) -> None:
     from rlft.training.evaluate import markdown_table
     from rlft.training.imitation import imitate
     from rlft.training.ppo import train_ppo
+    from rlft.training.presets import resolve
 
     t0 = time.perf_counter()
     clones = {}
@@ -79,6 +80,7 @@ def main(args: Args) -> None:
                               checkpoint_every=0, progress=False,
                               env_kwargs=(f'rewards={{"abstain": {r}}}',)))
         runs[f"IL+RL (abstain {r:+g})"] = str(out / "policy")
+    ppo = resolve(PPOArgs(env=ENV, policy=""))
     agents = {"always-abstain": "always:abstain", **clones, **runs}
     results = evaluate_agents(ENV, agents, episodes=args.episodes, split="test",
                               seed=10_000)
@@ -86,8 +88,9 @@ def main(args: Args) -> None:
     note = (f"Test split, the same {args.episodes} questions for every agent, scored with the "
             f"default table (correct +1, abstain 0, wrong -1; `reward` is its mean). Clones: "
             f"{args.demos} expert demos each, {args.epochs} epochs of behaviour cloning of the "
-            f"MiniLM ChoicePolicy. IL+RL: {args.updates} PPO updates (4 envs x 32 turns, "
-            f"sparse reward) from the abstaining expert's clone, trained with the abstain reward "
+            f"MiniLM ChoicePolicy. IL+RL: {args.updates} PPO updates ({ppo.num_envs} envs x "
+            f"{ppo.num_steps} turns, lr {ppo.learning_rate:g}: the research preset; sparse "
+            f"reward) from the abstaining expert's clone, trained with the abstain reward "
             f"shown. Produced by `python benchmarks/research_abstention.py` in "
             f"{time.perf_counter() - t0:.0f} s on a 2-core CPU (load "
             f"{os.getloadavg()[0]:.1f} at the end).")
