@@ -106,3 +106,23 @@ def config_from_meta(config_cls: type, meta: dict[str, Any], directory: str | Pa
         return config_cls(**raw)
     except TypeError as e:
         raise ValueError(f"{Path(directory) / CONFIG_NAME}: {e}") from None
+
+
+def load_heads(module: Any, path: str | Path, frozen_prefix: str) -> None:
+    """Load the trained weights at ``path`` into ``module`` (its frozen pretrained part,
+    ``frozen_prefix``, is not in the file), with a ValueError naming the file when they do not
+    fit: a missing or unexpected weight, or one of another shape (a checkpoint written by an
+    rlft whose policy reads other features)."""
+    state = load_weights(path)
+    own = module.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} in the file, {tuple(own[k].shape)} here"
+              for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if shapes:
+        raise ValueError(f"{path} does not fit this {type(module).__name__} ({'; '.join(shapes[:3])}"
+                         "): it was written by an rlft whose policy reads other features; "
+                         "train it again with `rlft imitate`")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith(frozen_prefix)] + list(unexpected)
+    if bad:
+        raise ValueError(f"{path} does not fit this {type(module).__name__}: {bad[:5]}; train "
+                         "it again with `rlft imitate`")

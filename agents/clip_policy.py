@@ -58,7 +58,7 @@ from torch import nn
 from rlft.agents.checkpoint import (
     HEAD_NAME,
     config_from_meta,
-    load_weights,
+    load_heads,
     read_policy_meta,
     save_weights,
     write_policy_meta,
@@ -66,7 +66,6 @@ from rlft.agents.checkpoint import (
 from rlft.agents.episode import Turn
 from rlft.agents.policy import EpisodicPolicy
 from rlft.agents.rl import ActionEval, RLStep
-
 
 #: How a ClipPolicy makes its embedding grid (``ClipPolicyConfig.features``).
 FEATURE_KINDS = ("dense", "crops")
@@ -568,7 +567,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         if not self.config.avoid_rejected or len(turn.history_observations) != len(turn.history):
             return ()  # (a turn built from actions alone does not show what they changed)
         obs, out = turn.observation, []
-        for before, action in zip(reversed(turn.history_observations), reversed(turn.history)):
+        for before, action in zip(reversed(turn.history_observations), reversed(turn.history),
+                                  strict=True):
             same = (str(before.get("goal")) == str(obs.get("goal"))
                     and np.array_equal(np.asarray(before["depth"]), np.asarray(obs["depth"]))
                     and np.array_equal(np.asarray(before["color"]), np.asarray(obs["color"])))
@@ -653,10 +653,5 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         # written before dense features existed: its heads were trained on crop embeddings
         meta["config"].setdefault("features", "crops")
         policy = cls(config_from_meta(ClipPolicyConfig, meta, directory), **kwargs)
-        missing, unexpected = policy.load_state_dict(load_weights(directory / HEAD_NAME),
-                                                     strict=False)
-        bad = [k for k in missing if not k.startswith("clip.")] + list(unexpected)
-        if bad:
-            raise ValueError(f"{directory / HEAD_NAME} does not fit this ClipPolicy: {bad[:5]}; "
-                             f"train it again with rlft imitate")
+        load_heads(policy, directory / HEAD_NAME, frozen_prefix="clip.")
         return policy.eval()

@@ -36,7 +36,7 @@ import torch
 import tyro
 
 import rlft.envs  # noqa: F401
-from rlft.agents.clip_policy import ClipPolicy, goal_phrases
+from rlft.agents.clip_policy import ClipPolicy
 from rlft.training.configs import ImitateArgs, PPOArgs, PretrainClipArgs
 from rlft.training.demos import TRAJECTORY_FILE, collect
 from rlft.training.imitation import imitate
