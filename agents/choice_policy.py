@@ -28,7 +28,7 @@ from torch import nn
 from rlft.agents.checkpoint import (
     HEAD_NAME,
     config_from_meta,
-    load_weights,
+    load_heads,
     read_policy_meta,
     save_weights,
     write_policy_meta,
@@ -597,10 +597,6 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             policy.encoder.model.requires_grad_(False)
             policy.encoder.clear_cache()
         policy.config.lora_r = lora_r
-        missing, unexpected = policy.load_state_dict(load_weights(directory / HEAD_NAME),
-                                                     strict=False)
-        bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
-        if bad:
-            raise ValueError(f"{directory / HEAD_NAME} does not fit this policy: {bad[:5]}")
+        load_heads(policy, directory / HEAD_NAME, frozen_prefix="encoder.")
         policy.eval()
         return policy

@@ -341,3 +341,15 @@ def test_checkpoints_without_chain_features_load_with_them_off(tmp_path, tiny_en
     assert not loaded.config.chains
     assert ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, evidence_features=True)
                         ).config.chains
+
+
+def test_a_head_of_another_shape_is_refused_with_a_message(tmp_path, tiny_encoder):
+    from safetensors.torch import load_file, save_file
+
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16))
+    policy.save_pretrained(tmp_path)
+    heads = load_file(str(tmp_path / "head.safetensors"))
+    heads["score_head.0.weight"] = heads["score_head.0.weight"][:, :-2].contiguous()
+    save_file(heads, str(tmp_path / "head.safetensors"))
+    with pytest.raises(ValueError, match=r"score_head\.0\.weight .* reads other features"):
+        ChoicePolicy.from_pretrained(tmp_path)
