@@ -111,6 +111,11 @@ class ClipPolicyConfig:
     """BC: random row/column flips and shifts of the heightmap (action transformed to match)."""
     max_shift: int = 2
     """BC: largest random shift, in heatmap cells."""
+    offsets: bool = True
+    """Also regress where in its heatmap cell the pick and the place fall (a sub-cell offset
+    per cell, trained by behaviour cloning at the demonstrated cells; PPO leaves it as it is):
+    actions then land finer than a cell, which the towers of Hanoi (a ring within 12 mm of its
+    peg) and block insertion need. Checkpoints written before this field read False."""
     avoid_rejected: bool = True
     """Never pick again a cell whose pick left the scene unchanged (the env rejected it: the
     table, a fixed peg) while the scene stays unchanged: a greedy Markov policy would repeat
@@ -228,11 +233,14 @@ class ClipTurn:
 
 @dataclass
 class HeatmapOutput:
-    """``pick`` [B, h*w] and ``place`` [B, R*h*w] logits, ``values`` [B]."""
+    """``pick`` [B, h*w] and ``place`` [B, R*h*w] logits, ``values`` [B]; with
+    ``config.offsets`` the sub-cell ``offsets`` [B, 4, h, w] (pick row and column, place row and
+    column; in cells, clamped to +-0.5 where an action is made)."""
 
     pick: torch.Tensor
     place: torch.Tensor
     values: torch.Tensor
+    offsets: torch.Tensor | None = None
 
     def log_prob(self, pick_idx: torch.Tensor, place_idx: torch.Tensor) -> torch.Tensor:
         """Log-probability of (pick pixel, rotation-and-place pixel) indices [B]."""
@@ -281,6 +289,10 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
                                        nn.Conv2d(c, 1, 1))
         self.place_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
                                         nn.Conv2d(c, config.rotations, 1))
+        if config.offsets:
+            self.offset_fcn = nn.Sequential(
+                nn.Conv2d(6, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
+                nn.GELU(), nn.Conv2d(c, 4, 1))
         # the critic has its own trunk: value learning starts from scratch in PPO and must
         # not move the imitation-trained features the heatmaps read
         self.value_fcn = nn.Sequential(
@@ -407,8 +419,14 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         place = self.place_head(place_feats) + self.ground_weight[1] * ground[:, 1:]
         critic = self.value_fcn(inputs)
         pooled = torch.cat([critic.mean((2, 3)), critic.amax((2, 3))], dim=-1)
+        offsets = None
+        if self.config.offsets:
+            # its own trunk on the fixed inputs (on the heatmaps' features, which imitation
+            # keeps moving, it did not settle); linear, as a tanh saturates and stops learning;
+            # clamped where actions are made
+            offsets = self.offset_fcn(inputs)
         return HeatmapOutput(pick.flatten(1), place.flatten(1),
-                             self.value_head(pooled).squeeze(-1))
+                             self.value_head(pooled).squeeze(-1), offsets)
 
     # -- actions <-> indices -------------------------------------------------------------
     def action_to_indices(self, action: Any) -> tuple[int, int]:
@@ -426,18 +444,37 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         rot = int(round((a[4] + math.pi) / (2 * math.pi) * R)) % R
         return cell(a[0], a[1]), rot * h * w + cell(a[2], a[3])
 
-    def indices_to_action(self, pick: int, place: int) -> np.ndarray:
-        """Table-space action of (pick index, place index): pixel centres, rotation angle."""
+    def indices_to_action(self, pick: int, place: int,
+                          offsets: torch.Tensor | None = None) -> np.ndarray:
+        """Table-space action of (pick index, place index): pixel centres (moved by the
+        sub-cell ``offsets [4, h, w]`` at those cells, when given), rotation angle."""
         h, w = self.grid
         (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
 
-        def point(i: int) -> tuple[float, float]:
+        def point(i: int, part: int) -> tuple[float, float]:
             r, c = divmod(i, w)
-            return x0 + (r + 0.5) * (x1 - x0) / h, y0 + (c + 0.5) * (y1 - y0) / w
+            dr = dc = 0.0
+            if offsets is not None:
+                dr, dc = (min(0.5, max(-0.5, float(v)))
+                          for v in offsets[2 * part: 2 * part + 2, r, c])
+            return x0 + (r + 0.5 + dr) * (x1 - x0) / h, y0 + (c + 0.5 + dc) * (y1 - y0) / w
 
         rot, cell = divmod(place, h * w)
         theta = -math.pi + rot * 2 * math.pi / self.config.rotations
-        return np.array([*point(pick), *point(cell), theta], dtype=np.float32)
+        return np.array([*point(pick, 0), *point(cell, 1), theta], dtype=np.float32)
+
+    def cell_offsets(self, action: Any) -> tuple[float, float, float, float]:
+        """Where a table-space action's pick and place fall inside their heatmap cells:
+        (pick row, pick column, place row, place column), in cells from the centre (+-0.5)."""
+        a = np.asarray(action, dtype=np.float64)
+        h, w = self.grid
+        (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
+        out = []
+        for x, y in ((a[0], a[1]), (a[2], a[3])):
+            r = float(np.clip((x - x0) / (x1 - x0) * h, 0, h - 1e-6))
+            c = float(np.clip((y - y0) / (y1 - y0) * w, 0, w - 1e-6))
+            out += [r - math.floor(r) - 0.5, c - math.floor(c) - 0.5]
+        return tuple(out)
 
     # -- behaviour cloning ---------------------------------------------------------------
     def augment(self, color: np.ndarray, depth: np.ndarray, action: np.ndarray,
@@ -545,7 +582,16 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         loss = -(pick_t * torch.log_softmax(out.pick, -1)).sum(-1) - (
             place_t * torch.log_softmax(out.place, -1)).sum(-1)
         acc = (out.pick.argmax(-1) == idx[:, 0]) & (out.place.argmax(-1) == idx[:, 1])
-        return loss.mean(), acc.float().mean()
+        loss = loss.mean()
+        if out.offsets is not None:  # regress the sub-cell position at the demonstrated cells
+            h, w = self.grid
+            cells = torch.stack([idx[:, 0], idx[:, 1] % (h * w)], dim=1)  # [B, 2]
+            flat = out.offsets.view(len(actions), 2, 2, h * w)  # [B, part, (row, col), cells]
+            got = flat.gather(3, cells[:, :, None, None].expand(-1, -1, 2, 1)).squeeze(-1)
+            want = torch.tensor([self.cell_offsets(a) for a in actions],
+                                dtype=got.dtype).view(-1, 2, 2)
+            loss = loss + nn.functional.l1_loss(got, want.to(got.device))
+        return loss, acc.float().mean()
 
     def prepare_imitation(self, features: Sequence[ClipTurn],
                           progress: Callable[[int, int], None] | None = None) -> None:
@@ -588,7 +634,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
                                           generator=self.generator))
         else:
             pick, place = int(out.pick[0].argmax()), int(out.place[0].argmax())
-        return self.indices_to_action(pick, place)
+        return self.indices_to_action(pick, place,
+                                      None if out.offsets is None else out.offsets[0])
 
     def _rl_heads(self, features: Sequence[ClipTurn]) -> HeatmapOutput:
         out = self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
@@ -598,7 +645,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             mask = torch.zeros_like(out.pick, dtype=torch.bool)
             mask[[b for b, _ in rows], [k for _, k in rows]] = True
             out = HeatmapOutput(out.pick.masked_fill(mask, float("-inf")), out.place,
-                                out.values)
+                                out.values, out.offsets)
         return out
 
     @staticmethod
@@ -618,7 +665,10 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         idx = torch.cat([pick, place], dim=1)
         logp = self._part_log_probs(out, idx.to(out.pick.device)).cpu()
         pairs = [(int(p), int(q)) for p, q in idx.tolist()]
-        return RLStep([self.indices_to_action(p, q) for p, q in pairs], pairs, logp,
+        offsets = [None] * len(pairs) if out.offsets is None else out.offsets.cpu()
+        return RLStep([self.indices_to_action(p, q, o) for (p, q), o in zip(pairs, offsets,
+                                                                             strict=True)],
+                      pairs, logp,
                       torch.ones_like(logp), out.values.cpu())
 
     def rl_evaluate(self, features: Sequence[ClipTurn], actions: Sequence[tuple[int, int]]
@@ -652,6 +702,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         meta = read_policy_meta(directory, expect=cls.policy_type)
         # written before dense features existed: its heads were trained on crop embeddings
         meta["config"].setdefault("features", "crops")
+        meta["config"].setdefault("offsets", False)  # (no sub-cell heads before the field)
         policy = cls(config_from_meta(ClipPolicyConfig, meta, directory), **kwargs)
         load_heads(policy, directory / HEAD_NAME, frozen_prefix="clip.")
         return policy.eval()

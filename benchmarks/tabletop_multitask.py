@@ -59,9 +59,11 @@ class Args:
     """Behaviour-cloning epochs on the few demos."""
     epochs_all: int = 15
     """Behaviour-cloning epochs on all the demos."""
-    policy_config: tuple[str, ...] = ("text_gates=true", "augment=true", "rotations=36")
+    policy_config: tuple[str, ...] = ("text_gates=true", "augment=true", "rotations=36",
+                                      "offsets=true")
     """ClipPolicy settings (KEY=VALUE): text gates let the place head read "left / middle /
-    right peg"; 36 rotations (10 degrees) because block insertion wants the angle within 10."""
+    right peg"; 36 rotations (10 degrees) because block insertion wants the angle within 10;
+    sub-cell offsets because stacking and pegs want a place finer than a 12.5 mm cell."""
     ppo_updates: int | None = None
     """PPO updates (default: the tabletop preset)."""
     episodes: int = 20

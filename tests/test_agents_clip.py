@@ -527,3 +527,43 @@ def test_a_pick_that_changed_nothing_is_not_tried_again_on_the_same_scene(tiny_c
     off = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, avoid_rejected=False)).eval()
     assert off.encode(turn).blocked == ()
     env.close()
+
+
+def test_sub_cell_offsets_are_learned_and_move_the_action(tiny_clip, scene, tmp_path):
+    obs, action = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, offsets=True))
+    turn = policy.encode(Turn(str(obs["goal"]), obs))
+    pick, place = policy.action_to_indices(action)
+    want = np.array(policy.cell_offsets(action))
+    assert np.all(np.abs(want) <= 0.5)
+    # cell centre + offset is the demonstrated action again
+    exact = torch.zeros(4, *policy.grid)
+    h, w = policy.grid
+    for part, cell in ((0, pick), (1, place % (h * w))):
+        exact[2 * part: 2 * part + 2, cell // w, cell % w] = torch.tensor(want[2 * part:][:2])
+    np.testing.assert_allclose(policy.indices_to_action(pick, place, exact)[:4], action[:4],
+                               atol=1e-5)
+    # behaviour cloning fits the offsets at the demonstrated cells
+    optim = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    policy.train()
+    for _ in range(60):
+        loss, _ = policy.imitation_loss([turn], [action])
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    policy.eval()
+    with torch.no_grad():
+        out = policy._rl_heads([turn])
+    got = policy.indices_to_action(pick, place, out.offsets[0])
+    centre = policy.indices_to_action(pick, place)
+    assert np.abs(got[:4] - action[:4]).max() < 0.5 * np.abs(centre[:4] - action[:4]).max() + 1e-4
+    # the setting is saved; a checkpoint written before it loads without offsets
+    policy.save_pretrained(tmp_path)
+    assert ClipPolicy.from_pretrained(tmp_path).config.offsets
+    import json
+
+    meta = json.loads((tmp_path / "rlft_policy.json").read_text())
+    del meta["config"]["offsets"]
+    (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not fit"):  # its heads say otherwise
+        ClipPolicy.from_pretrained(tmp_path)
