@@ -397,7 +397,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             sim, margin, rel, rel_goal = self._relation_similarity(feats, K)
             parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1), sim, margin]
         if self.config.chains:
-            parts += [self._quoted_similarity(feats, K), rel, rel * rel_goal.unsqueeze(1)]
+            parts += [self._quoted_similarity(feats, rel), rel, rel * rel_goal.unsqueeze(1)]
         if self.config.semantic_features:
             parts.append(self._semantic_similarity(feats, K))
         inp = torch.cat(parts, dim=-1)
@@ -447,24 +447,25 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             rel_goal[b] = goal
         return sim, margin, rel, rel_goal
 
-    def _quoted_similarity(self, feats: Sequence[TurnFeatures], K: int) -> torch.Tensor:
+    def _quoted_similarity(self, feats: Sequence[TurnFeatures], rel: torch.Tensor
+                           ) -> torch.Tensor:
         """``[B, K, 1]``: the highest cosine of each quote's (and quoted answer's) relation text
-        to a collected quote's (0 without quotes, and for other candidates)."""
+        to a collected quote's (0 without quotes, and for other candidates); ``rel [B, K, d]``
+        are the candidates' relation embeddings (:meth:`_relation_similarity`)."""
         enc = self.encoder
-        out = torch.zeros(len(feats), K, 1, device=self.device)
+        out = torch.zeros(*rel.shape[:2], 1, device=self.device)
         for b, f in enumerate(feats):
             idx = [k for k, t in enumerate(f.relation_texts) if t]
             if not idx or not f.quoted_relations:
                 continue
             if enc.frozen and "quoted" in f.extra:
-                quoted, texts = f.extra["quoted"]
+                quoted = f.extra["quoted"]
             else:
                 quoted = enc(f.quoted_relations)
-                texts = enc([f.relation_texts[k] for k in idx])
                 if enc.frozen:
-                    f.extra["quoted"] = (quoted, texts)
+                    f.extra["quoted"] = quoted
             quoted = nn.functional.normalize(quoted.to(self.device), dim=-1)
-            texts = nn.functional.normalize(texts.to(self.device), dim=-1)
+            texts = nn.functional.normalize(rel[b, idx], dim=-1)
             out[b, idx, 0] = (texts @ quoted.T).max(dim=1).values
         return out
 

@@ -402,8 +402,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         scale = float(self.clip.logit_scale.exp().clamp(max=100.0))
         return scale * torch.einsum("bkp,bphw->bkhw", text, grid)
 
-    def heads(self, goals: list[str], small: torch.Tensor, grid: torch.Tensor
-              ) -> HeatmapOutput:
+    def heads(self, goals: list[str], small: torch.Tensor, grid: torch.Tensor,
+              offsets: bool = True) -> HeatmapOutput:
         """The trainable part: heatmaps and values from the downsampled RGB-D ``[B, 4, h, w]``
         and the frozen embedding grid ``[B, P, h, w]``."""
         ground = self.grounding(goals, grid)
@@ -419,26 +419,31 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         place = self.place_head(place_feats) + self.ground_weight[1] * ground[:, 1:]
         critic = self.value_fcn(inputs)
         pooled = torch.cat([critic.mean((2, 3)), critic.amax((2, 3))], dim=-1)
-        offsets = None
-        if self.config.offsets:
+        sub_cell = None
+        if self.config.offsets and offsets:  # (PPO's updates score index pairs: not needed)
             # its own trunk on the fixed inputs (on the heatmaps' features, which imitation
             # keeps moving, it did not settle); linear, as a tanh saturates and stops learning;
             # clamped where actions are made
-            offsets = self.offset_fcn(inputs)
+            sub_cell = self.offset_fcn(inputs)
         return HeatmapOutput(pick.flatten(1), place.flatten(1),
-                             self.value_head(pooled).squeeze(-1), offsets)
+                             self.value_head(pooled).squeeze(-1), sub_cell)
 
     # -- actions <-> indices -------------------------------------------------------------
+    def _grid_position(self, x: float, y: float) -> tuple[float, float]:
+        """Table metres -> (row, column) on the heatmap, fractional, inside the grid."""
+        h, w = self.grid
+        (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
+        return (float(np.clip((x - x0) / (x1 - x0) * h, 0, h - 1e-6)),
+                float(np.clip((y - y0) / (y1 - y0) * w, 0, w - 1e-6)))
+
     def action_to_indices(self, action: Any) -> tuple[int, int]:
         """(pick index, place index) of a table-space action ``[px, py, qx, qy, theta]``."""
         a = np.asarray(action, dtype=np.float64)
         h, w = self.grid
-        (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
 
         def cell(x: float, y: float) -> int:
-            r = int(np.clip((x - x0) / (x1 - x0) * h, 0, h - 1))
-            c = int(np.clip((y - y0) / (y1 - y0) * w, 0, w - 1))
-            return r * w + c
+            r, c = self._grid_position(x, y)
+            return int(r) * w + int(c)
 
         R = self.config.rotations
         rot = int(round((a[4] + math.pi) / (2 * math.pi) * R)) % R
@@ -467,12 +472,9 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         """Where a table-space action's pick and place fall inside their heatmap cells:
         (pick row, pick column, place row, place column), in cells from the centre (+-0.5)."""
         a = np.asarray(action, dtype=np.float64)
-        h, w = self.grid
-        (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
         out = []
         for x, y in ((a[0], a[1]), (a[2], a[3])):
-            r = float(np.clip((x - x0) / (x1 - x0) * h, 0, h - 1e-6))
-            c = float(np.clip((y - y0) / (y1 - y0) * w, 0, w - 1e-6))
+            r, c = self._grid_position(x, y)
             out += [r - math.floor(r) - 0.5, c - math.floor(c) - 0.5]
         return tuple(out)
 
@@ -627,7 +629,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
     def choose(self, features: ClipTurn) -> np.ndarray:
         """A pick-and-place action in table metres: the argmax of each heatmap (or a sample
         when ``self.sample``)."""
-        out = self._rl_heads([features])
+        out = self._rl_heads([features], offsets=True)
         if self.sample:
             pick = int(torch.multinomial(out.pick.softmax(-1)[0], 1, generator=self.generator))
             place = int(torch.multinomial(out.place.softmax(-1)[0], 1,
@@ -637,9 +639,11 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         return self.indices_to_action(pick, place,
                                       None if out.offsets is None else out.offsets[0])
 
-    def _rl_heads(self, features: Sequence[ClipTurn]) -> HeatmapOutput:
+    def _rl_heads(self, features: Sequence[ClipTurn], offsets: bool = False) -> HeatmapOutput:
+        """:meth:`heads` of encoded turns, rejected picks masked; the sub-cell offsets only
+        with ``offsets`` (where an action is made)."""
         out = self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
-                         torch.stack([f.vision for f in features]))
+                         torch.stack([f.vision for f in features]), offsets=offsets)
         rows = [(b, k) for b, f in enumerate(features) for k in f.blocked]
         if rows:
             mask = torch.zeros_like(out.pick, dtype=torch.bool)
@@ -659,7 +663,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
     def rl_act(self, features: Sequence[ClipTurn], generator: torch.Generator) -> RLStep:
         """Sample a pick pixel and a (rotation, place pixel) per turn: two scored parts; the
         action kept for training is the index pair, the env gets table metres."""
-        out = self._rl_heads(features)
+        out = self._rl_heads(features, offsets=True)
         pick = torch.multinomial(out.pick.softmax(-1).cpu(), 1, generator=generator)
         place = torch.multinomial(out.place.softmax(-1).cpu(), 1, generator=generator)
         idx = torch.cat([pick, place], dim=1)

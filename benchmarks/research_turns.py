@@ -44,18 +44,17 @@ def measure(path: str, episodes: int = EPISODES) -> dict:
             episode.observe(step.obs, step.info)
             features = policy.encode(episode.turn())
             with torch.no_grad():
-                chosen = features.candidates[int(policy([features]).logits[0].argmax())]
+                k = int(policy([features]).logits[0].argmax())
             command = step.action.split("[", 1)[0]
             turns[command] += 1
             try:
-                same = match_candidate(features.candidates, step.action) == \
-                    features.candidates.index(chosen)
+                same = match_candidate(features.candidates, step.action) == k
             except ValueError:
                 same = False
             if same:
                 right[command] += 1
             else:
-                instead[command][chosen.split("[", 1)[0]] += 1
+                instead[command][features.candidates[k].split("[", 1)[0]] += 1
             episode.record(step.action)
     env.close()
     return {c: {"turns": turns[c], "right": right[c], "instead": dict(instead[c])}

@@ -317,14 +317,17 @@ def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
     assert f.quoted_relations == ["most of a long career, was employed by ."]
     out = policy([f])
     assert torch.isfinite(out.logits).all() and out.logits.shape == (1, len(f.candidates))
-    # the quote's relation is the one just followed: its similarity to the collected quote is
-    # the highest of the page's quotes
-    k_restated = f.candidates.index(
-        "quote[Among the staff of Bruthmyr Collective was Kenipom Vonkend.]")
     assert policy.config.chains and policy.score_head[0].in_features == (
         6 * policy.encoder.dim + policy.config.num_features + policy.config.num_similarities)
-    sims = policy._quoted_similarity([f], len(f.candidates))[0, :, 0]
-    assert sims[k_restated] > 0
+    # each relation text's cosine to the collected quote's, by hand; 0 for other candidates
+    _, _, rel, _ = policy._relation_similarity([f], len(f.candidates))
+    sims = policy._quoted_similarity([f], rel)[0, :, 0]
+    quoted = policy.encoder(f.quoted_relations)[0]
+    for k, text in enumerate(f.relation_texts):
+        want = (torch.nn.functional.cosine_similarity(policy.encoder([text])[0], quoted, dim=0)
+                if text else torch.tensor(0.0))
+        assert float(sims[k]) == pytest.approx(float(want), abs=1e-5), f.candidates[k]
+    assert sum(bool(t) for t in f.relation_texts) >= 3  # three quotes and an answer
     assert chain["abstain"] == [0.0] * 7
 
 
