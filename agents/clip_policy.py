@@ -22,9 +22,9 @@ critic) reads a trunk of its own over the same inputs, so that fitting a fresh c
 move the imitation-trained features the heatmaps read. Optionally
 (``text_gates``) a shared projection of each phrase embedding gates (multiplies) the dense
 features for its head. Heads read a pick heatmap ``[h, w]`` and a place heatmap with
-``rotations`` discrete angles ``[R, h, w]``. The action distribution is the product of a
-softmax over pick pixels and one over (rotation, place pixel); pixels map back to table metres
-through the env's workspace.
+``rotations`` discrete angles ``[R, h, w]``. The action distribution is a softmax over pick
+pixels times one over (rotation, place pixel) given the pick (with ``transport``; independent
+without); pixels map back to table metres through the env's workspace.
 
 Behaviour cloning (:meth:`ClipPolicy.imitation_loss`) uses soft targets (a Gaussian of
 ``target_sigma`` cells around the demonstrated pixel; one-hot at 0) and, with ``augment``,
@@ -33,12 +33,15 @@ random flips and shifts of the heightmap, its embedding grid and the action toge
 PPO (:mod:`rlft.training.ppo`, the :class:`rlft.agents.rl.RLPolicy` methods): a turn's action
 is the pair (pick index, place index), scored as two parts (pick, place), each clipped with the
 turn's advantage; the KL to the imitation checkpoint uses the k3 estimator (the policy is a
-product of two categoricals, not one ``[B, K]`` distribution). :meth:`ClipPolicy.encode` (the
+pick categorical times a place one given it, not one ``[B, K]`` distribution). :meth:`ClipPolicy.encode` (the
 input of acting, imitation and PPO alike) gives a :class:`ClipTurn` that keeps the downsampled
 RGB-D and the frozen embedding grid, so imitation and PPO epochs only run the trainable part.
 
-Simplifications against CLIPort: the place map is not conditioned on a crop around the pick;
-the CLIP towers are frozen (phrase embeddings and image grids cached) and only the FCN,
+The place map is conditioned on the pick (``transport``, CLIPort's place stream): a window of
+key features around the pick cell, turned to each rotation, cross-correlated with query
+features of the scene (:meth:`ClipPolicy.condition_place`), so the place moves with where the
+object was picked. Simplifications against CLIPort: one 12.5 mm cell grid for both streams
+(CLIPort's are 3.125 mm; sub-cell ``offsets`` regress the rest); the CLIP towers are frozen (phrase embeddings and image grids cached) and only the FCN,
 gates and heads are trained. Towers: any HF CLIP name or path (``CLIPModel``).
 """
 
@@ -116,6 +119,21 @@ class ClipPolicyConfig:
     per cell, trained by behaviour cloning at the demonstrated cells; PPO leaves it as it is):
     actions then land finer than a cell, which the towers of Hanoi (a ring within 12 mm of its
     peg) and block insertion need. Checkpoints written before this field read False."""
+    transport: bool = True
+    """Condition the place heatmap on the pick, as CLIPort's transport does: a window of
+    ``transport_crop`` cells of key features around the pick cell, turned to each of the
+    ``rotations`` angles, is cross-correlated with query features of the whole scene, and the
+    result is added to the place logits. Where the object goes then moves with where it was
+    picked (a ring picked anywhere on its rim lands centred on the peg); an unconditioned place
+    map can only aim at where the demonstrations' picks put it. With ``offsets``, the place's
+    sub-cell offset is the pick's plus a regressed correction. Checkpoints written before this
+    field read False."""
+    transport_channels: int = 8
+    """Width of the transport's key and query features."""
+    transport_crop: int = 9
+    """Side (heatmap cells, odd) of the window around the pick that the transport carries: it
+    must hold the picked object's reference point (a ring's centre is up to 45 mm, 3.6 cells,
+    from its rim)."""
     avoid_rejected: bool = True
     """Never pick again a cell whose pick left the scene unchanged (the env rejected it: the
     table, a fixed peg) while the scene stays unchanged: a greedy Markov policy would repeat
@@ -125,6 +143,9 @@ class ClipPolicyConfig:
     def __post_init__(self) -> None:
         if self.features not in FEATURE_KINDS:
             raise ValueError(f"features must be one of {FEATURE_KINDS}; got {self.features!r}")
+        if self.transport_crop < 1 or self.transport_crop % 2 == 0:
+            raise ValueError(f"transport_crop must be a positive odd number of cells; got "
+                             f"{self.transport_crop}")
 
 
 #: (goal pattern, pick phrase, place phrase): the six tabletop tasks' (sub-)goal templates,
@@ -235,12 +256,16 @@ class ClipTurn:
 class HeatmapOutput:
     """``pick`` [B, h*w] and ``place`` [B, R*h*w] logits, ``values`` [B]; with
     ``config.offsets`` the sub-cell ``offsets`` [B, 4, h, w] (pick row and column, place row and
-    column; in cells, clamped to +-0.5 where an action is made)."""
+    column; in cells, clamped where an action is made). With ``config.transport`` the place
+    logits are conditioned on a pick (:meth:`ClipPolicy.condition_place`); until then
+    ``transport`` holds the key and query maps ``[B, t, h, w]`` and ``place`` only the
+    unconditioned part."""
 
     pick: torch.Tensor
     place: torch.Tensor
     values: torch.Tensor
     offsets: torch.Tensor | None = None
+    transport: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def log_prob(self, pick_idx: torch.Tensor, place_idx: torch.Tensor) -> torch.Tensor:
         """Log-probability of (pick pixel, rotation-and-place pixel) indices [B]."""
@@ -289,6 +314,11 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
                                        nn.Conv2d(c, 1, 1))
         self.place_head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
                                         nn.Conv2d(c, config.rotations, 1))
+        if config.transport:
+            t = config.transport_channels
+            self.transport_key = nn.Conv2d(c, t, 3, padding=1)
+            self.transport_query = nn.Conv2d(c, t, 3, padding=1)
+            self.transport_gain = nn.Parameter(torch.zeros(()))  # grows from the base place map
         if config.offsets:
             self.offset_fcn = nn.Sequential(
                 nn.Conv2d(6, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
@@ -390,10 +420,14 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         small = nn.functional.avg_pool2d(rgbd, self.config.downsample)
         return rgb, small, self.embedding_grid(rgb) if grid else None
 
-    def forward(self, goals: list[str], color: Any, depth: Any) -> HeatmapOutput:
-        """Pick and place logits and values for a batch of observations."""
+    def forward(self, goals: list[str], color: Any, depth: Any,
+                picks: torch.Tensor | None = None) -> HeatmapOutput:
+        """Pick and place logits and values for a batch of observations; with
+        ``config.transport`` the place logits are those given ``picks [B]`` (pick indices;
+        None: each pick heatmap's argmax)."""
         _, small, grid = self._images(color, depth)
-        return self.heads(goals, small, grid)
+        out = self.heads(goals, small, grid)
+        return self.condition_place(out, out.pick.argmax(-1) if picks is None else picks)
 
     def grounding(self, goals: list[str], grid: torch.Tensor) -> torch.Tensor:
         """Pick and place grounding maps ``[B, 2, h, w]``: cosine similarity of each cell's
@@ -405,7 +439,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
     def heads(self, goals: list[str], small: torch.Tensor, grid: torch.Tensor,
               offsets: bool = True) -> HeatmapOutput:
         """The trainable part: heatmaps and values from the downsampled RGB-D ``[B, 4, h, w]``
-        and the frozen embedding grid ``[B, P, h, w]``."""
+        and the frozen embedding grid ``[B, P, h, w]``. With ``config.transport`` the place
+        logits still wait for a pick (:meth:`condition_place`)."""
         ground = self.grounding(goals, grid)
         inputs = torch.cat([small, ground], dim=1)
         feats = self.fcn(inputs)
@@ -425,8 +460,57 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             # keeps moving, it did not settle); linear, as a tanh saturates and stops learning;
             # clamped where actions are made
             sub_cell = self.offset_fcn(inputs)
+        transport = None
+        if self.config.transport:
+            transport = (self.transport_key(place_feats), self.transport_query(place_feats))
         return HeatmapOutput(pick.flatten(1), place.flatten(1),
-                             self.value_head(pooled).squeeze(-1), sub_cell)
+                             self.value_head(pooled).squeeze(-1), sub_cell, transport)
+
+    def condition_place(self, out: HeatmapOutput, picks: torch.Tensor) -> HeatmapOutput:
+        """``out`` with its place logits conditioned on the pick indices ``picks [B]``: the
+        transport's logits added (CLIPort's place stream; ``config.transport``). Unchanged
+        without transport or once conditioned."""
+        if out.transport is None:
+            return out
+        key, query = out.transport
+        B, t, h, w = key.shape
+        k = self.config.transport_crop
+        r = k // 2
+        padded = nn.functional.pad(key, (r, r, r, r))
+        picks = picks.view(-1).to(key.device)
+        rows, cols = (picks // w).tolist(), (picks % w).tolist()
+        crops = torch.stack([padded[b, :, i: i + k, j: j + k]  # the window centred on the pick
+                             for b, (i, j) in enumerate(zip(rows, cols, strict=True))])
+        kernels = self._rotated_windows(crops)  # [B, R, t, k, k]
+        R = kernels.shape[1]
+        # one grouped cross-correlation: example b's R kernels slide over its own query map
+        corr = nn.functional.conv2d(query.reshape(1, B * t, h, w),
+                                    kernels.reshape(B * R, t, k, k), padding=r, groups=B)
+        place = out.place + self.transport_gain * corr.view(B, R * h * w) / math.sqrt(t * k * k)
+        return HeatmapOutput(out.pick, place, out.values, out.offsets, None)
+
+    def _rotated_windows(self, crops: torch.Tensor) -> torch.Tensor:
+        """``crops [B, t, k, k]`` turned to every place rotation -> ``[B, R, t, k, k]``.
+
+        Rotation ``i`` turns the held object by ``theta_i = -pi + 2 pi i / R`` about the pick
+        (rows are table x, columns table y, and cells are square), so window cell ``u`` (row,
+        column offsets from the centre) of the turned window reads the original at
+        ``Rz(-theta_i) u``, bilinearly; what turns in from outside the window is zero."""
+        B, t, k, _ = crops.shape
+        R = self.config.rotations
+        theta = -math.pi + 2 * math.pi * torch.arange(R, dtype=crops.dtype) / R
+        cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+        u = torch.arange(k, dtype=crops.dtype) - k // 2
+        du, dv = u[:, None].expand(k, k), u[None, :].expand(k, k)  # row, column offsets
+        src_row, src_col = cos * du + sin * dv, -sin * du + cos * dv  # [R, k, k]
+        scale = max(k // 2, 1)
+        grid = torch.stack([src_col, src_row], dim=-1) / scale  # grid_sample wants (x=col, y=row)
+        if k == 1:
+            grid = torch.zeros_like(grid)
+        images = crops[:, None].expand(B, R, t, k, k).reshape(B * R, t, k, k)
+        turned = nn.functional.grid_sample(images, grid.repeat(B, 1, 1, 1), mode="bilinear",
+                                           padding_mode="zeros", align_corners=True)
+        return turned.view(B, R, t, k, k)
 
     # -- actions <-> indices -------------------------------------------------------------
     def _grid_position(self, x: float, y: float) -> tuple[float, float]:
@@ -452,21 +536,34 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
     def indices_to_action(self, pick: int, place: int,
                           offsets: torch.Tensor | None = None) -> np.ndarray:
         """Table-space action of (pick index, place index): pixel centres (moved by the
-        sub-cell ``offsets [4, h, w]`` at those cells, when given), rotation angle."""
+        sub-cell ``offsets [4, h, w]`` at those cells, when given), rotation angle. With
+        ``config.transport`` the place's offset is relative: the pick's (clamped to half a
+        cell) plus the correction read at the place cell (clamped to a cell)."""
         h, w = self.grid
         (x0, x1), (y0, y1) = self.config.x_range, self.config.y_range
 
-        def point(i: int, part: int) -> tuple[float, float]:
+        def sub_cell(i: int, part: int, limit: float = 0.5) -> tuple[float, float]:
+            if offsets is None:
+                return 0.0, 0.0
             r, c = divmod(i, w)
-            dr = dc = 0.0
-            if offsets is not None:
-                dr, dc = (min(0.5, max(-0.5, float(v)))
-                          for v in offsets[2 * part: 2 * part + 2, r, c])
+            dr, dc = (min(limit, max(-limit, float(v)))
+                      for v in offsets[2 * part: 2 * part + 2, r, c])
+            return dr, dc
+
+        def point(i: int, dr: float, dc: float) -> tuple[float, float]:
+            r, c = divmod(i, w)
             return x0 + (r + 0.5 + dr) * (x1 - x0) / h, y0 + (c + 0.5 + dc) * (y1 - y0) / w
 
         rot, cell = divmod(place, h * w)
         theta = -math.pi + rot * 2 * math.pi / self.config.rotations
-        return np.array([*point(pick, 0), *point(cell, 1), theta], dtype=np.float32)
+        pick_off = sub_cell(pick, 0)
+        if self.config.transport:  # the pick's offset plus a correction (up to a cell)
+            fix = sub_cell(cell, 1, limit=1.0)
+            place_off = (pick_off[0] + fix[0], pick_off[1] + fix[1])
+        else:
+            place_off = sub_cell(cell, 1)
+        return np.array([*point(pick, *pick_off), *point(cell, *place_off), theta],
+                        dtype=np.float32)
 
     def cell_offsets(self, action: Any) -> tuple[float, float, float, float]:
         """Where a table-space action's pick and place fall inside their heatmap cells:
@@ -579,7 +676,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         else:
             small = torch.stack([f.small for f in features])
         idx = torch.tensor([self.action_to_indices(a) for a in actions], dtype=torch.long)
-        out = self.heads(goals, small, torch.stack(grids))
+        out = self.condition_place(self.heads(goals, small, torch.stack(grids)), idx[:, 0])
         pick_t, place_t = self.soft_targets(idx[:, 0], idx[:, 1])
         loss = -(pick_t * torch.log_softmax(out.pick, -1)).sum(-1) - (
             place_t * torch.log_softmax(out.place, -1)).sum(-1)
@@ -592,6 +689,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             got = flat.gather(3, cells[:, :, None, None].expand(-1, -1, 2, 1)).squeeze(-1)
             want = torch.tensor([self.cell_offsets(a) for a in actions],
                                 dtype=got.dtype).view(-1, 2, 2)
+            if self.config.transport:  # the place's offset is read relative to the pick's
+                want = torch.stack([want[:, 0], want[:, 1] - want[:, 0]], dim=1)
             loss = loss + nn.functional.l1_loss(got, want.to(got.device))
         return loss, acc.float().mean()
 
@@ -632,16 +731,22 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         out = self._rl_heads([features], offsets=True)
         if self.sample:
             pick = int(torch.multinomial(out.pick.softmax(-1)[0], 1, generator=self.generator))
+        else:
+            pick = int(out.pick[0].argmax())
+        out = self.condition_place(out, torch.tensor([pick]))
+        if self.sample:
             place = int(torch.multinomial(out.place.softmax(-1)[0], 1,
                                           generator=self.generator))
         else:
-            pick, place = int(out.pick[0].argmax()), int(out.place[0].argmax())
+            place = int(out.place[0].argmax())
         return self.indices_to_action(pick, place,
                                       None if out.offsets is None else out.offsets[0])
 
-    def _rl_heads(self, features: Sequence[ClipTurn], offsets: bool = False) -> HeatmapOutput:
+    def _rl_heads(self, features: Sequence[ClipTurn], offsets: bool = False,
+                  picks: torch.Tensor | None = None) -> HeatmapOutput:
         """:meth:`heads` of encoded turns, rejected picks masked; the sub-cell offsets only
-        with ``offsets`` (where an action is made)."""
+        with ``offsets`` (where an action is made); the place conditioned on ``picks [B]``
+        when given (:meth:`condition_place`)."""
         out = self.heads([f.goal for f in features], torch.stack([f.small for f in features]),
                          torch.stack([f.vision for f in features]), offsets=offsets)
         rows = [(b, k) for b, f in enumerate(features) for k in f.blocked]
@@ -649,8 +754,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             mask = torch.zeros_like(out.pick, dtype=torch.bool)
             mask[[b for b, _ in rows], [k for _, k in rows]] = True
             out = HeatmapOutput(out.pick.masked_fill(mask, float("-inf")), out.place,
-                                out.values, out.offsets)
-        return out
+                                out.values, out.offsets, out.transport)
+        return out if picks is None else self.condition_place(out, picks)
 
     @staticmethod
     def _part_log_probs(out: HeatmapOutput, actions: torch.Tensor) -> torch.Tensor:
@@ -665,6 +770,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         action kept for training is the index pair, the env gets table metres."""
         out = self._rl_heads(features, offsets=True)
         pick = torch.multinomial(out.pick.softmax(-1).cpu(), 1, generator=generator)
+        out = self.condition_place(out, pick[:, 0])
         place = torch.multinomial(out.place.softmax(-1).cpu(), 1, generator=generator)
         idx = torch.cat([pick, place], dim=1)
         logp = self._part_log_probs(out, idx.to(out.pick.device)).cpu()
@@ -679,9 +785,9 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
                     ) -> ActionEval:
         """Log-probabilities ``[B, 2]`` (pick, place) of taken index pairs, the joint entropy
         and values; no ``dist_log_probs`` (a product of two categoricals: k3 KL estimate)."""
-        out = self._rl_heads(features)
-        idx = torch.as_tensor([list(a) for a in actions], dtype=torch.long,
-                              device=out.pick.device).view(-1, 2)
+        idx = torch.as_tensor([list(a) for a in actions], dtype=torch.long).view(-1, 2)
+        out = self._rl_heads(features, picks=idx[:, 0])
+        idx = idx.to(out.pick.device)
         logp = self._part_log_probs(out, idx)
         return ActionEval(logp, torch.ones_like(logp), out.entropy(), out.values)
 
@@ -707,6 +813,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         # written before dense features existed: its heads were trained on crop embeddings
         meta["config"].setdefault("features", "crops")
         meta["config"].setdefault("offsets", False)  # (no sub-cell heads before the field)
+        meta["config"].setdefault("transport", False)  # (nor a pick-conditioned place)
         policy = cls(config_from_meta(ClipPolicyConfig, meta, directory), **kwargs)
         load_heads(policy, directory / HEAD_NAME, frozen_prefix="clip.")
         return policy.eval()

@@ -60,10 +60,12 @@ class Args:
     epochs_all: int = 15
     """Behaviour-cloning epochs on all the demos."""
     policy_config: tuple[str, ...] = ("text_gates=true", "augment=true", "rotations=36",
-                                      "offsets=true")
+                                      "offsets=true", "transport=true")
     """ClipPolicy settings (KEY=VALUE): text gates let the place head read "left / middle /
     right peg"; 36 rotations (10 degrees) because block insertion wants the angle within 10;
-    sub-cell offsets because stacking and pegs want a place finer than a 12.5 mm cell."""
+    sub-cell offsets because stacking and pegs want a place finer than a 12.5 mm cell; the
+    transport (a place conditioned on the pick) because an object moves by place minus pick,
+    so a place that does not know where the pick fell misses by as much as the pick strays."""
     ppo_updates: int | None = None
     """PPO updates (default: the tabletop preset)."""
     episodes: int = 20

@@ -11,6 +11,7 @@ import torch
 
 import rlft.envs  # noqa: F401
 from rlft.agents import ClipPolicy, ClipPolicyConfig, Turn, load_policy, make_agent
+from rlft.agents.clip_policy import HeatmapOutput
 from rlft.agents.tiny_models import make_tiny_clip
 from rlft.training.configs import ImitateArgs
 from rlft.training.demos import collect
@@ -36,13 +37,13 @@ def test_heatmaps_are_distributions_and_indices_round_trip(tiny_clip, scene):
     policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
     h, w = policy.grid
     assert (h, w) == (40, 80)
-    with torch.no_grad():
-        out = policy([obs["goal"]], obs["color"], obs["depth"])
+    pick, place = policy.action_to_indices(action)
+    with torch.no_grad():  # the place heatmap is the one given this pick (transport)
+        out = policy([obs["goal"]], obs["color"], obs["depth"], picks=torch.tensor([pick]))
     assert out.pick.shape == (1, h * w) and out.place.shape == (1, 8 * h * w)
     assert torch.isclose(out.pick.softmax(-1).sum(), torch.tensor(1.0))
     ent = out.entropy()
     assert 0 < float(ent) <= math.log(h * w) + math.log(8 * h * w) + 1e-3
-    pick, place = policy.action_to_indices(action)
     back = policy.indices_to_action(pick, place)
     cell = 0.5 / h  # metres per heatmap row (and column: 1.0 m / 80)
     assert np.allclose(back[:4], action[:4], atol=cell)
@@ -536,11 +537,15 @@ def test_sub_cell_offsets_are_learned_and_move_the_action(tiny_clip, scene, tmp_
     pick, place = policy.action_to_indices(action)
     want = np.array(policy.cell_offsets(action))
     assert np.all(np.abs(want) <= 0.5)
-    # cell centre + offset is the demonstrated action again
+    # cell centre + offset is the demonstrated action again; with the transport (the
+    # default) the place's offset is the pick's plus the correction read at the place cell
+    assert policy.config.transport
     exact = torch.zeros(4, *policy.grid)
     h, w = policy.grid
+    relative = np.concatenate([want[:2], want[2:] - want[:2]])
     for part, cell in ((0, pick), (1, place % (h * w))):
-        exact[2 * part: 2 * part + 2, cell // w, cell % w] = torch.tensor(want[2 * part:][:2])
+        exact[2 * part: 2 * part + 2, cell // w, cell % w] = torch.tensor(
+            relative[2 * part:][:2], dtype=torch.float32)
     np.testing.assert_allclose(policy.indices_to_action(pick, place, exact)[:4], action[:4],
                                atol=1e-5)
     # behaviour cloning fits the offsets at the demonstrated cells
@@ -568,3 +573,65 @@ def test_sub_cell_offsets_are_learned_and_move_the_action(tiny_clip, scene, tmp_
     (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not fit"):  # its heads say otherwise
         ClipPolicy.from_pretrained(tmp_path)
+
+
+def test_transport_places_relative_to_the_pick_at_every_rotation(tiny_clip):
+    """CLIPort's transport: a feature ``u0`` cells from the pick in the key map, matched with
+    a target in the query map, puts the place where the turned object lands that feature on
+    the target: ``target - Rz(theta) u0``; moving the pick moves the place with it."""
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, rotations=8,
+                                         transport_channels=1)).eval()
+    with torch.no_grad():
+        policy.transport_gain.fill_(1.0)
+    h, w = policy.grid
+    target, feature = (10, 50), (22, 31)
+
+    def best_places(pick: tuple[int, int]) -> list[tuple[int, int]]:
+        key, query = torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w)
+        key[0, 0, feature[0], feature[1]] = 1.0  # e.g. a ring's centre, off the rim picked
+        query[0, 0, target[0], target[1]] = 1.0  # e.g. the peg
+        out = HeatmapOutput(torch.zeros(1, h * w), torch.zeros(1, 8 * h * w), torch.zeros(1),
+                            None, (key, query))
+        with torch.no_grad():
+            place = policy.condition_place(out, torch.tensor([pick[0] * w + pick[1]]))
+        assert place.transport is None  # conditioned once
+        return [divmod(int(m.argmax()), w) for m in place.place.view(8, h, w)]
+
+    got = best_places((20, 30))
+    u0 = (2, 1)  # the feature, from the pick
+    for r, cell in enumerate(got):
+        theta = -math.pi + 2 * math.pi * r / 8
+        turned = (math.cos(theta) * u0[0] - math.sin(theta) * u0[1],
+                  math.sin(theta) * u0[0] + math.cos(theta) * u0[1])
+        assert cell == (target[0] - round(turned[0]), target[1] - round(turned[1]))
+    # the same object picked elsewhere (the feature keeps its place on the table): the place
+    # shifts by the same amount, so the object lands on the target again
+    shifted = best_places((21, 29))
+    assert got[4] == (8, 49) and shifted[4] == (9, 48)  # theta = 0: moved as the pick moved
+
+
+def test_transport_is_saved_and_old_checkpoints_load_without_it(tiny_clip, scene, tmp_path):
+    import json
+
+    obs, action = scene
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, rotations=4)).eval()
+    assert policy.config.transport
+    with torch.no_grad():
+        policy.transport_gain.fill_(1.0)
+    pick, place = policy.action_to_indices(action)
+    turn = policy.encode(Turn(str(obs["goal"]), obs))
+    # the place distribution depends on the pick it is conditioned on
+    a = policy._rl_heads([turn], picks=torch.tensor([pick])).place
+    b = policy._rl_heads([turn], picks=torch.tensor([(pick + 7 * 80 + 5) % (40 * 80)])).place
+    assert not torch.allclose(a, b)
+    policy.save_pretrained(tmp_path)
+    loaded = ClipPolicy.from_pretrained(tmp_path)
+    assert loaded.config.transport
+    torch.testing.assert_close(loaded._rl_heads([turn], picks=torch.tensor([pick])).place, a)
+    meta = json.loads((tmp_path / "rlft_policy.json").read_text())
+    del meta["config"]["transport"]
+    (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not fit"):  # its heads carry a transport
+        ClipPolicy.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="odd"):
+        ClipPolicyConfig(clip=tiny_clip, transport_crop=4)
