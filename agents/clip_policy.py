@@ -318,7 +318,11 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             t = config.transport_channels
             self.transport_key = nn.Conv2d(c, t, 3, padding=1)
             self.transport_query = nn.Conv2d(c, t, 3, padding=1)
-            self.transport_gain = nn.Parameter(torch.zeros(()))  # grows from the base place map
+            # zero at the start (as LoRA's B): the transport grows from the base place map. (A
+            # learned scalar gain instead stayed small while the features it scaled grew large,
+            # and PPO's first Adam steps on it moved the place logits by several nats.)
+            nn.init.zeros_(self.transport_query.weight)
+            nn.init.zeros_(self.transport_query.bias)
         if config.offsets:
             self.offset_fcn = nn.Sequential(
                 nn.Conv2d(6, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
@@ -486,7 +490,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         # one grouped cross-correlation: example b's R kernels slide over its own query map
         corr = nn.functional.conv2d(query.reshape(1, B * t, h, w),
                                     kernels.reshape(B * R, t, k, k), padding=r, groups=B)
-        place = out.place + self.transport_gain * corr.view(B, R * h * w) / math.sqrt(t * k * k)
+        place = out.place + corr.view(B, R * h * w) / math.sqrt(t * k * k)
         return HeatmapOutput(out.pick, place, out.values, out.offsets, None)
 
     def _rotated_windows(self, crops: torch.Tensor) -> torch.Tensor:

@@ -581,8 +581,6 @@ def test_transport_places_relative_to_the_pick_at_every_rotation(tiny_clip):
     the target: ``target - Rz(theta) u0``; moving the pick moves the place with it."""
     policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, rotations=8,
                                          transport_channels=1)).eval()
-    with torch.no_grad():
-        policy.transport_gain.fill_(1.0)
     h, w = policy.grid
     target, feature = (10, 50), (22, 31)
 
@@ -595,6 +593,7 @@ def test_transport_places_relative_to_the_pick_at_every_rotation(tiny_clip):
         with torch.no_grad():
             place = policy.condition_place(out, torch.tensor([pick[0] * w + pick[1]]))
         assert place.transport is None  # conditioned once
+        assert float(place.place.max()) == pytest.approx(1 / 9)  # 1 / sqrt(t k^2)
         return [divmod(int(m.argmax()), w) for m in place.place.view(8, h, w)]
 
     got = best_places((20, 30))
@@ -616,8 +615,10 @@ def test_transport_is_saved_and_old_checkpoints_load_without_it(tiny_clip, scene
     obs, action = scene
     policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, rotations=4)).eval()
     assert policy.config.transport
+    # the query starts at zero (the transport grows from the base place map): give it weights
+    assert not policy.transport_query.weight.any()
     with torch.no_grad():
-        policy.transport_gain.fill_(1.0)
+        policy.transport_query.weight.normal_(0, 0.5)
     pick, place = policy.action_to_indices(action)
     turn = policy.encode(Turn(str(obs["goal"]), obs))
     # the place distribution depends on the pick it is conditioned on

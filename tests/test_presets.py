@@ -27,6 +27,8 @@ def test_unset_fields_take_the_preset_and_given_ones_win():
     assert (shop.gamma, shop.learning_rate, shop.num_envs, shop.num_steps) == (0.99, 3e-4, 4, 32)
     table = resolve(PPOArgs(env="rlft/PackingObjects-v0", gamma=0.95))
     assert (table.gamma, table.learning_rate, table.num_envs, table.num_steps) == (0.95, 1e-3, 8, 8)
+    multi = resolve(PPOArgs(env="rlft/Tabletop-v0"))  # the env id's own preset over its family's
+    assert (multi.learning_rate, multi.gamma, multi.num_envs) == (1e-4, 0.9, 8)
     il = resolve(ImitateArgs(env="rlft/PutBlockInBowl-v0", epochs=40))
     assert (il.epochs, il.batch_size, il.lr) == (40, 16, 2e-3)
     assert resolve(shop) == shop  # idempotent
