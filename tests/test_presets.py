@@ -67,5 +67,9 @@ def test_help_states_the_preset_values(cls):
         for env_id, by_cls in ENV_PRESETS.items():
             value = by_cls.get(cls.__name__, {}).get(name)
             if value is not None:
-                assert f"{env_id} {value}" in doc, (name, env_id, doc)
+                quoted = re.search(rf"{re.escape(env_id)} ([0-9.e-]+|[a-z]+)", doc)
+                assert quoted, (name, env_id, doc)
+                got = quoted.group(1)
+                assert (got == value) if isinstance(value, str) else float(got) == value, (
+                    name, env_id, doc)
                 assert preset_for(cls, env_id)[name] == value

@@ -113,7 +113,7 @@ class PPOArgs:
     """Rollout + optimisation rounds (preset: 60; tabletop 64; research 30; rlft/Shop-v1 100)."""
     learning_rate: float | None = None
     """Adam learning rate, linearly annealed to 0 when ``anneal_lr`` (preset: 3e-4; tabletop
-    1e-3; research 1e-4)."""
+    1e-3; research 1e-4; rlft/Tabletop-v0 1e-4)."""
     anneal_lr: bool = True
     """Anneal the learning rate linearly over the updates."""
     gamma: float | None = None
