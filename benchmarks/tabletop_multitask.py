@@ -148,6 +148,10 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict,
     bowl_seen = cell[("put-block-in-bowl", "test", rl)]["success"]
     bowl_unseen = cell[("put-block-in-bowl", "unseen", rl)]["success"]
     history = [round(h.get("success", float("nan")), 2) for h in ppo.get("history", [])]
+    # per task, over the episodes that finished in the first and in the last update's window
+    first_last = [{t: round(v, 2) for t, v in h["success_by_task"].items()}
+                  for h in ppo.get("history", [])[:: max(1, len(ppo.get("history", [])) - 1)]
+                  if "success_by_task" in h]
     note = [
         f"Measured by `python benchmarks/tabletop_multitask.py` on "
         f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min in all on the 2-core CPU "
@@ -163,7 +167,9 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict,
         f"{args.demos_per_task} per task ({args.epochs_all} epochs); {rl}: {few} after PPO on "
         f"rlft/Tabletop-v0 (tabletop preset, {ppo.get('updates')} updates, "
         f"{ppo.get('global_step')} env steps, {ppo.get('samples_per_s', float('nan')):.1f} env "
-        f"steps/s; training success per update {history}). Success with 95% intervals over "
+        f"steps/s; training success per update {history}: the first update's finished "
+        f"episodes are the short tasks', so read it per task, first and last update: "
+        f"{first_last or 'not logged'}). Success with 95% intervals over "
         f"{args.episodes} episodes per agent, task and split (seen = test split, unseen = "
         f"colours / objects no demo shows).",
         "",

@@ -636,3 +636,25 @@ def test_transport_is_saved_and_old_checkpoints_load_without_it(tiny_clip, scene
         ClipPolicy.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="odd"):
         ClipPolicyConfig(clip=tiny_clip, transport_crop=4)
+
+
+def test_ppo_on_the_six_task_env_logs_success_per_task(tmp_path, tiny_clip):
+    import json
+
+    from rlft.envs.tabletop.tasks import TASKS
+    from rlft.training.ppo import PPOArgs, success_by_task, train_ppo
+
+    assert success_by_task({"task": ["a", "b", "a", ""], "success": [1.0, 0.0, 0.0, 1.0]}) == {
+        "a": 0.5, "b": 0.0}
+    assert success_by_task({"task": ["", ""], "success": [1.0, 0.0]}) == {}
+    torch.manual_seed(0)
+    start = tmp_path / "start"
+    ClipPolicy(ClipPolicyConfig(clip=tiny_clip, channels=8, rotations=2)).save_pretrained(start)
+    train_ppo(PPOArgs(env="rlft/Tabletop-v0", policy=str(start), out=str(tmp_path / "ppo"),
+                      num_envs=2, num_steps=8, updates=2, update_epochs=1, minibatch_size=8,
+                      eval_episodes=0, progress=False, checkpoint_every=0))
+    history = json.loads((tmp_path / "ppo" / "summary.json").read_text())["history"]
+    assert history
+    for row in history:
+        by_task = row["success_by_task"]
+        assert by_task and set(by_task) <= set(TASKS) and all(0 <= v <= 1 for v in by_task.values())

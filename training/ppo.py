@@ -184,7 +184,9 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
 
     start_update, global_step = 0, 0
     history: list[dict[str, float]] = []  # per update: the learning curve
-    episodes: dict[str, list[float]] = {"return": [], "success": [], "score": []}
+    # per finished episode; "task" names the task played where the env says (info["task"]:
+    # the six-task tabletop env), else ""
+    episodes: dict[str, list[Any]] = {"return": [], "success": [], "score": [], "task": []}
     if args.resume and accelerator.is_main_process:
         recover_checkpoint(ckpt_dir)
     accelerator.wait_for_everyone()
@@ -198,6 +200,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         reference = state["reference"]
         start_update, global_step = state["update"], state["global_step"]
         history, episodes = state["history"], state["episodes"][rank]
+        episodes.setdefault("task", [""] * len(episodes["success"]))  # (written before tasks)
         rng = state["rng"][rank]
         if accelerator.is_main_process and start_update < args.updates:
             print(f"{out} holds an interrupted PPO run: resuming at update {start_update + 1}")
@@ -366,11 +369,16 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                 writer.add_scalar("charts/success", float(np.mean(recent_eps["success"])),
                                   global_step)
                 writer.add_scalar("charts/score", float(np.mean(recent_eps["score"])), global_step)
+                for task, rate in success_by_task(recent_eps).items():
+                    writer.add_scalar(f"charts/success/{task}", rate, global_step)
         if recent_eps["success"]:
             history.append({"update": update + 1, "global_step": global_step,
                             "success": float(np.mean(recent_eps["success"])),
                             "score": float(np.mean(recent_eps["score"])),
                             "kl_ref": stats.get("kl_ref", 0.0), **group_stats})
+            by_task = success_by_task(recent_eps)
+            if by_task:
+                history[-1]["success_by_task"] = by_task
         if bar is not None:
             bar.update(1)
             if recent_eps["success"]:
@@ -416,15 +424,28 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     return summary
 
 
-def _record_episode(episodes: dict[str, list[float]], ret: float, final_info: dict[str, Any],
+def _record_episode(episodes: dict[str, list[Any]], ret: float, final_info: dict[str, Any],
                     i: int) -> None:
-    """Append env ``i``'s finished episode (its return, and success and score from the vector
-    env's batched ``final_info``) to the running statistics, keeping the last 1,000."""
+    """Append env ``i``'s finished episode (its return, and success, score and task from the
+    vector env's batched ``final_info``) to the running statistics, keeping the last 1,000."""
     episodes["return"].append(ret)
     episodes["success"].append(float(final_info["success"][i]))
     episodes["score"].append(float(final_info["score"][i]))
+    episodes["task"].append(str(final_info["task"][i]) if "task" in final_info else "")
     for key in episodes:
         del episodes[key][:-1000]
+
+
+def success_by_task(episodes: dict[str, list[Any]]) -> dict[str, float]:
+    """Success rate per task of the episodes in ``episodes`` (parallel ``"task"`` and
+    ``"success"`` lists); ``{}`` where no episode names a task. In a multi-task env the
+    overall rate of a short window mixes the tasks as they happen to finish (the first
+    update's finished episodes are the short tasks'), so it is no learning curve alone."""
+    rates: dict[str, list[float]] = {}
+    for task, success in zip(episodes.get("task", ()), episodes["success"], strict=False):
+        if task:
+            rates.setdefault(task, []).append(float(success))
+    return {task: float(np.mean(v)) for task, v in sorted(rates.items())}
 
 
 def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generator,
