@@ -134,6 +134,13 @@ class ClipPolicyConfig:
     """Side (heatmap cells, odd) of the window around the pick that the transport carries: it
     must hold the picked object's reference point (a ring's centre is up to 45 mm, 3.6 cells,
     from its rim)."""
+    cell_pixels: bool = True
+    """The trainable nets read every heightmap pixel: each heatmap cell's ``downsample``^2
+    RGB-D pixels stacked as channels (space-to-depth) and mapped to 8 features per cell by a
+    learned 1x1 convolution, not their average. A 40 mm block covers
+    about three 12.5 mm cells, so averaged pixels hide its edges, hence its yaw (a pyramid
+    block turned 45 degrees lands on its neighbour) and where in the cell it lies. Checkpoints
+    written before this field read False."""
     avoid_rejected: bool = True
     """Never pick again a cell whose pick left the scene unchanged (the env rejected it: the
     table, a fixed peg) while the scene stays unchanged: a greedy Markov policy would repeat
@@ -238,7 +245,8 @@ def dense_image_features(clip: Any, rgb: torch.Tensor, grid: tuple[int, int]) ->
 
 @dataclass(eq=False)
 class ClipTurn:
-    """One observation as model input: the goal, the downsampled RGB-D ``[4, h, w]`` and the
+    """One observation as model input: the goal, the RGB-D on the heatmap grid ``[C, h, w]``
+    (``C = 4 downsample^2`` with ``cell_pixels``, else 4: the cell average) and the
     frozen CLIP embedding grid ``[P, h, w]`` (so epochs do not run the towers again), plus the
     raw heightmap that imitation's augmentation transforms."""
 
@@ -304,8 +312,12 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(config.clip)
         c = config.channels
         proj = int(self.clip.config.projection_dim)
+        d = config.downsample
+        if config.cell_pixels:  # a cell's pixels -> 8 learned features (1x1), for every trunk
+            self.cell_embed = nn.Conv2d(4 * d * d, 8, 1)
+        inputs = (8 if config.cell_pixels else 4) + 2  # RGB-D (per cell) + grounding
         self.fcn = nn.Sequential(
-            nn.Conv2d(6, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
+            nn.Conv2d(inputs, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
             nn.Conv2d(c, c, 3, padding=1))
         # shared: a colour learned on bowls helps blocks (used with config.text_gates)
         self.text_gate = nn.Linear(proj, c)
@@ -325,12 +337,12 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             nn.init.zeros_(self.transport_query.bias)
         if config.offsets:
             self.offset_fcn = nn.Sequential(
-                nn.Conv2d(6, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
+                nn.Conv2d(inputs, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
                 nn.GELU(), nn.Conv2d(c, 4, 1))
         # the critic has its own trunk: value learning starts from scratch in PPO and must
         # not move the imitation-trained features the heatmaps read
         self.value_fcn = nn.Sequential(
-            nn.Conv2d(6, c, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(inputs, c, 5, stride=2, padding=2), nn.GELU(),
             nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GELU())
         self.value_head = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, 1))
         self.sample = sample
@@ -421,7 +433,10 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             color, depth = color[None], depth[None]
         rgb = color.permute(0, 3, 1, 2)
         rgbd = torch.cat([rgb, depth[:, None] * 10.0], dim=1)
-        small = nn.functional.avg_pool2d(rgbd, self.config.downsample)
+        if self.config.cell_pixels:  # every pixel of a cell as a channel, stored half
+            small = nn.functional.pixel_unshuffle(rgbd, self.config.downsample).half()
+        else:
+            small = nn.functional.avg_pool2d(rgbd, self.config.downsample)
         return rgb, small, self.embedding_grid(rgb) if grid else None
 
     def forward(self, goals: list[str], color: Any, depth: Any,
@@ -442,10 +457,13 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
 
     def heads(self, goals: list[str], small: torch.Tensor, grid: torch.Tensor,
               offsets: bool = True) -> HeatmapOutput:
-        """The trainable part: heatmaps and values from the downsampled RGB-D ``[B, 4, h, w]``
+        """The trainable part: heatmaps and values from the gridded RGB-D ``[B, C, h, w]``
         and the frozen embedding grid ``[B, P, h, w]``. With ``config.transport`` the place
         logits still wait for a pick (:meth:`condition_place`)."""
         ground = self.grounding(goals, grid)
+        small = small.to(ground.dtype)
+        if self.config.cell_pixels:
+            small = self.cell_embed(small)
         inputs = torch.cat([small, ground], dim=1)
         feats = self.fcn(inputs)
         if self.config.text_gates:
@@ -456,7 +474,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             pick_feats = place_feats = feats
         pick = self.pick_head(pick_feats) + self.ground_weight[0] * ground[:, :1]
         place = self.place_head(place_feats) + self.ground_weight[1] * ground[:, 1:]
-        critic = self.value_fcn(inputs)
+        critic = self.value_fcn(inputs.detach())  # (fitting it must not move cell_embed)
         pooled = torch.cat([critic.mean((2, 3)), critic.amax((2, 3))], dim=-1)
         sub_cell = None
         if self.config.offsets and offsets:  # (PPO's updates score index pairs: not needed)
@@ -818,6 +836,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         meta["config"].setdefault("features", "crops")
         meta["config"].setdefault("offsets", False)  # (no sub-cell heads before the field)
         meta["config"].setdefault("transport", False)  # (nor a pick-conditioned place)
+        meta["config"].setdefault("cell_pixels", False)  # (and averaged cells)
         policy = cls(config_from_meta(ClipPolicyConfig, meta, directory), **kwargs)
         load_heads(policy, directory / HEAD_NAME, frozen_prefix="clip.")
         return policy.eval()
