@@ -33,16 +33,19 @@ random flips and shifts of the heightmap, its embedding grid and the action toge
 PPO (:mod:`rlft.training.ppo`, the :class:`rlft.agents.rl.RLPolicy` methods): a turn's action
 is the pair (pick index, place index), scored as two parts (pick, place), each clipped with the
 turn's advantage; the KL to the imitation checkpoint uses the k3 estimator (the policy is a
-pick categorical times a place one given it, not one ``[B, K]`` distribution). :meth:`ClipPolicy.encode` (the
-input of acting, imitation and PPO alike) gives a :class:`ClipTurn` that keeps the downsampled
-RGB-D and the frozen embedding grid, so imitation and PPO epochs only run the trainable part.
+pick categorical times a place one given it, not one ``[B, K]`` distribution).
+:meth:`ClipPolicy.encode` (the input of acting, imitation and PPO alike) gives a
+:class:`ClipTurn` that keeps the RGB-D on the heatmap grid and the frozen embedding grid, so
+imitation and PPO epochs only run the trainable part.
 
 The place map is conditioned on the pick (``transport``, CLIPort's place stream): a window of
 key features around the pick cell, turned to each rotation, cross-correlated with query
 features of the scene (:meth:`ClipPolicy.condition_place`), so the place moves with where the
 object was picked. Simplifications against CLIPort: one 12.5 mm cell grid for both streams
-(CLIPort's are 3.125 mm; sub-cell ``offsets`` regress the rest); the CLIP towers are frozen (phrase embeddings and image grids cached) and only the FCN,
-gates and heads are trained. Towers: any HF CLIP name or path (``CLIPModel``).
+(CLIPort's are 3.125 mm; the trunks read every pixel of a cell, ``cell_pixels``, and sub-cell
+``offsets`` regress the rest); the CLIP towers are frozen (phrase embeddings and image grids
+cached) and only the FCN, gates and heads are trained. Towers: any HF CLIP name or path
+(``CLIPModel``).
 """
 
 from __future__ import annotations
@@ -137,10 +140,10 @@ class ClipPolicyConfig:
     cell_pixels: bool = True
     """The trainable nets read every heightmap pixel: each heatmap cell's ``downsample``^2
     RGB-D pixels stacked as channels (space-to-depth) and mapped to 8 features per cell by a
-    learned 1x1 convolution, not their average. A 40 mm block covers
-    about three 12.5 mm cells, so averaged pixels hide its edges, hence its yaw (a pyramid
-    block turned 45 degrees lands on its neighbour) and where in the cell it lies. Checkpoints
-    written before this field read False."""
+    learned 1x1 convolution, not their average. A 40 mm block covers about three 12.5 mm
+    cells, so averaged pixels hide its edges, hence its yaw (a pyramid block turned 45 degrees
+    lands on its neighbour) and where in the cell it lies. Checkpoints written before this
+    field read False."""
     avoid_rejected: bool = True
     """Never pick again a cell whose pick left the scene unchanged (the env rejected it: the
     table, a fixed peg) while the scene stays unchanged: a greedy Markov policy would repeat
@@ -317,8 +320,8 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             self.cell_embed = nn.Conv2d(4 * d * d, 8, 1)
         inputs = (8 if config.cell_pixels else 4) + 2  # RGB-D (per cell) + grounding
         self.fcn = nn.Sequential(
-            nn.Conv2d(inputs, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
-            nn.Conv2d(c, c, 3, padding=1))
+            nn.Conv2d(inputs, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
+            nn.GELU(), nn.Conv2d(c, c, 3, padding=1))
         # shared: a colour learned on bowls helps blocks (used with config.text_gates)
         self.text_gate = nn.Linear(proj, c)
         self.ground_weight = nn.Parameter(torch.ones(2))  # grounding maps added to the logits
