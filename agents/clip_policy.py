@@ -338,6 +338,10 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
             # and PPO's first Adam steps on it moved the place logits by several nats.)
             nn.init.zeros_(self.transport_query.weight)
             nn.init.zeros_(self.transport_query.bias)
+            # where each turned window reads the original: fixed, so made once
+            self.register_buffer("_turn_grid", self._turn_grid_for(config.rotations,
+                                                                   config.transport_crop),
+                                 persistent=False)
         if config.offsets:
             self.offset_fcn = nn.Sequential(
                 nn.Conv2d(inputs, c, 5, padding=2), nn.GELU(), nn.Conv2d(c, c, 3, padding=1),
@@ -481,9 +485,9 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         pooled = torch.cat([critic.mean((2, 3)), critic.amax((2, 3))], dim=-1)
         sub_cell = None
         if self.config.offsets and offsets:  # (PPO's updates score index pairs: not needed)
-            # its own trunk on the fixed inputs (on the heatmaps' features, which imitation
-            # keeps moving, it did not settle); linear, as a tanh saturates and stops learning;
-            # clamped where actions are made
+            # its own trunk on the inputs (on the heatmaps' features, which imitation keeps
+            # moving, it did not settle; the inputs move only by the small cell_embed);
+            # linear, as a tanh saturates and stops learning; clamped where actions are made
             sub_cell = self.offset_fcn(inputs)
         transport = None
         if self.config.transport:
@@ -522,20 +526,24 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         column offsets from the centre) of the turned window reads the original at
         ``Rz(-theta_i) u``, bilinearly; what turns in from outside the window is zero."""
         B, t, k, _ = crops.shape
-        R = self.config.rotations
-        theta = -math.pi + 2 * math.pi * torch.arange(R, dtype=crops.dtype) / R
+        R = self._turn_grid.shape[0]
+        images = crops[:, None].expand(B, R, t, k, k).reshape(B * R, t, k, k)
+        grid = self._turn_grid.to(crops.dtype).repeat(B, 1, 1, 1)
+        turned = nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                           align_corners=True)
+        return turned.view(B, R, t, k, k)
+
+    @staticmethod
+    def _turn_grid_for(rotations: int, k: int) -> torch.Tensor:
+        """The ``grid_sample`` grid ``[R, k, k, 2]`` of :meth:`_rotated_windows`: for window
+        cell ``u`` of rotation ``i``, the normalised (column, row) of ``Rz(-theta_i) u``."""
+        theta = -math.pi + 2 * math.pi * torch.arange(rotations, dtype=torch.float32) / rotations
         cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
-        u = torch.arange(k, dtype=crops.dtype) - k // 2
+        u = torch.arange(k, dtype=torch.float32) - k // 2
         du, dv = u[:, None].expand(k, k), u[None, :].expand(k, k)  # row, column offsets
         src_row, src_col = cos * du + sin * dv, -sin * du + cos * dv  # [R, k, k]
-        scale = max(k // 2, 1)
-        grid = torch.stack([src_col, src_row], dim=-1) / scale  # grid_sample wants (x=col, y=row)
-        if k == 1:
-            grid = torch.zeros_like(grid)
-        images = crops[:, None].expand(B, R, t, k, k).reshape(B * R, t, k, k)
-        turned = nn.functional.grid_sample(images, grid.repeat(B, 1, 1, 1), mode="bilinear",
-                                           padding_mode="zeros", align_corners=True)
-        return turned.view(B, R, t, k, k)
+        grid = torch.stack([src_col, src_row], dim=-1) / max(k // 2, 1)  # (x=col, y=row)
+        return torch.zeros_like(grid) if k == 1 else grid
 
     # -- actions <-> indices -------------------------------------------------------------
     def _grid_position(self, x: float, y: float) -> tuple[float, float]:

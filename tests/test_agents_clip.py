@@ -642,10 +642,20 @@ def test_ppo_on_the_six_task_env_logs_success_per_task(tmp_path, tiny_clip):
     import json
 
     from rlft.envs.tabletop.tasks import TASKS
-    from rlft.training.ppo import PPOArgs, success_by_task, train_ppo
+    from rlft.training.ppo import PPOArgs, _record_episode, success_by_task, train_ppo
 
     assert success_by_task({"task": ["a", "b", "a", ""], "success": [1.0, 0.0, 0.0, 1.0]}) == {
         "a": 0.5, "b": 0.0}
+    # a finished episode is recorded with its own env's task, from the batched final_info
+    episodes = {"return": [], "success": [], "score": [], "task": []}
+    final = {"success": np.array([False, True]), "score": np.array([0.2, 1.0]),
+             "task": np.array(["block-insertion", "towers-of-hanoi"])}
+    _record_episode(episodes, 0.5, final, 1)
+    _record_episode(episodes, -0.1, final, 0)
+    assert episodes == {"return": [0.5, -0.1], "success": [1.0, 0.0], "score": [1.0, 0.2],
+                        "task": ["towers-of-hanoi", "block-insertion"]}
+    _record_episode(episodes, 0.0, {"success": np.array([True]), "score": np.array([1.0])}, 0)
+    assert episodes["task"][-1] == ""  # an env that names no task
     assert success_by_task({"task": ["", ""], "success": [1.0, 0.0]}) == {}
     torch.manual_seed(0)
     start = tmp_path / "start"

@@ -351,6 +351,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         mine = {k: v[recent] for k, v in episodes.items()}
         everyone = gather_object([mine]) if world > 1 else [mine]
         recent_eps = {k: [x for part in everyone for x in part[k]] for k in mine}
+        by_task = success_by_task(recent_eps)
         elapsed = max(1e-9, time.perf_counter() - t_start)
         if writer is not None:
             for k, v in stats.items():
@@ -369,14 +370,13 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                 writer.add_scalar("charts/success", float(np.mean(recent_eps["success"])),
                                   global_step)
                 writer.add_scalar("charts/score", float(np.mean(recent_eps["score"])), global_step)
-                for task, rate in success_by_task(recent_eps).items():
+                for task, rate in by_task.items():
                     writer.add_scalar(f"charts/success/{task}", rate, global_step)
         if recent_eps["success"]:
             history.append({"update": update + 1, "global_step": global_step,
                             "success": float(np.mean(recent_eps["success"])),
                             "score": float(np.mean(recent_eps["score"])),
                             "kl_ref": stats.get("kl_ref", 0.0), **group_stats})
-            by_task = success_by_task(recent_eps)
             if by_task:
                 history[-1]["success_by_task"] = by_task
         if bar is not None:
@@ -442,7 +442,7 @@ def success_by_task(episodes: dict[str, list[Any]]) -> dict[str, float]:
     overall rate of a short window mixes the tasks as they happen to finish (the first
     update's finished episodes are the short tasks'), so it is no learning curve alone."""
     rates: dict[str, list[float]] = {}
-    for task, success in zip(episodes.get("task", ()), episodes["success"], strict=False):
+    for task, success in zip(episodes["task"], episodes["success"], strict=True):
         if task:
             rates.setdefault(task, []).append(float(success))
     return {task: float(np.mean(v)) for task, v in sorted(rates.items())}
