@@ -15,6 +15,9 @@ loss). So choice, CLIP and LM policies share one PPO loop (:mod:`rlft.training.p
 
 The KL penalty to the imitation checkpoint needs no second model: :func:`reference_weights`
 swaps the trainable tensors (heads, LoRA adapters) for copies taken before RL and swaps back.
+The reference never changes, so :func:`reference_scores` scores a rollout's taken actions under
+it once per update, and :func:`stack_reference` lays a minibatch's rows beside the current
+policy's scores in every epoch.
 """
 
 from __future__ import annotations
@@ -115,6 +118,45 @@ def reference_weights(module: nn.Module, reference: dict[str, torch.Tensor]) -> 
     finally:
         for name, value in saved.items():
             params[name].data = value
+
+
+def reference_scores(policy: Any, reference: dict[str, torch.Tensor], features: Sequence[Any],
+                     actions: Sequence[Any], batch_size: int
+                     ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Score every buffered turn's taken action under the reference weights, ``batch_size``
+    turns at a time (no gradients): per turn, the log-probs of its scored parts and, where the
+    policy gives one, its full log-distribution (trailing ``-inf`` padding cut), on the CPU."""
+    rows: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    with torch.no_grad(), reference_weights(policy, reference):
+        for s in range(0, len(features), max(1, batch_size)):
+            ev = policy.rl_evaluate(features[s : s + batch_size], actions[s : s + batch_size])
+            lp, mask = ev.log_probs.detach().cpu(), ev.mask.cpu()
+            dist = None if ev.dist_log_probs is None else ev.dist_log_probs.detach().cpu()
+            for i in range(len(lp)):
+                d = None
+                if dist is not None:
+                    finite = torch.isfinite(dist[i]).nonzero()
+                    d = dist[i][: int(finite[-1]) + 1 if len(finite) else 0]
+                rows.append((lp[i][mask[i] > 0], d))
+    return rows
+
+
+def stack_reference(rows: Sequence[tuple[torch.Tensor, torch.Tensor | None]], like: ActionEval
+                    ) -> ActionEval:
+    """A minibatch's :func:`reference_scores` rows as an :class:`ActionEval` shaped like the
+    current policy's ``like`` (parts right-padded, distributions padded with ``-inf``), for
+    :meth:`ActionEval.kl`; its entropy and values are zeros (the KL reads neither)."""
+    device = like.log_probs.device
+    log_probs, mask = stack_parts([r[0] for r in rows], width=like.log_probs.shape[1])
+    dist = None
+    if like.dist_log_probs is not None and all(r[1] is not None for r in rows):
+        dist = torch.full((len(rows), like.dist_log_probs.shape[1]), float("-inf"))
+        for i, (_, d) in enumerate(rows):
+            dist[i, : len(d)] = d[: dist.shape[1]]
+        dist = dist.to(device=device, dtype=like.dist_log_probs.dtype)
+    zeros = torch.zeros(len(rows), device=device)
+    return ActionEval(log_probs.to(device=device, dtype=like.log_probs.dtype), mask.to(device),
+                      zeros, zeros, dist)
 
 
 def stack_parts(rows: Sequence[torch.Tensor], width: int | None = None

@@ -98,6 +98,37 @@ def test_log_probs_sum_to_one_over_the_choice_set(tiny_encoder, shop_turns):
     assert torch.allclose(ev.entropy, ent) and ev.values.shape == (len(shop_turns),)
 
 
+def test_reference_scores_cached_once_give_the_kl_of_scoring_each_minibatch(tiny_encoder,
+                                                                            shop_turns):
+    """PPO scores the taken actions under the reference once per update; the KL read from the
+    cached rows must equal scoring the minibatch under the reference weights, on the exact
+    (full-distribution) path and on the k3 path, with candidate sets of different sizes."""
+    from rlft.agents.rl import reference_scores, reference_weights, stack_reference
+
+    torch.manual_seed(0)
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16)).eval()
+    feats = [policy.encode(t) for t in shop_turns]
+    sizes = [len(c) for c in policy(feats).candidates]
+    assert len(set(sizes)) > 1
+    actions = [n - 1 for n in sizes]
+    reference = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    rows = reference_scores(policy, reference, feats, actions, batch_size=2)
+    assert [len(d) for _, d in rows] == sizes  # the -inf padding is cut per turn
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    mb = [2, 0]  # another batch than the one the rows were scored in
+    ev = policy.rl_evaluate([feats[j] for j in mb], [actions[j] for j in mb])
+    with torch.no_grad(), reference_weights(policy, reference):
+        direct = policy.rl_evaluate([feats[j] for j in mb], [actions[j] for j in mb])
+    cached = stack_reference([rows[j] for j in mb], ev)
+    assert float(ev.kl(direct)) > 1e-3
+    torch.testing.assert_close(ev.kl(cached), ev.kl(direct))
+    ev.dist_log_probs = None  # the k3 estimate over the taken actions
+    torch.testing.assert_close(ev.kl(cached), ev.kl(direct))
+
+
 def test_act_returns_a_concrete_valid_action(tiny_encoder):
     policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16), sample=True,
                           seed=1)

@@ -11,7 +11,8 @@ made of scored parts (one for a choice, one per token for an LM); the loss is th
 surrogate on each part's probability ratio weighted by the turn's advantage, a clipped value
 loss, an entropy bonus and a KL penalty to the frozen imitation checkpoint. The reference is the
 checkpoint's own trainable tensors swapped in place (``reference_weights``): the frozen encoder
-or base model is shared, never copied.
+or base model is shared, never copied, and the taken actions are scored under it once per update
+(``reference_scores``), not again in every epoch.
 
 Built on ``accelerate``: ``accelerate launch --multi_gpu --num_processes 2 -m rlft.training.ppo
 ...`` (on GPUs or, with gloo, on CPUs) runs one rollout worker per process with gradients
@@ -158,7 +159,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     from gymnasium.vector import AutoresetMode
     from torch.utils.tensorboard import SummaryWriter
 
-    from rlft.agents.rl import masked_mean, reference_weights, stack_parts
+    from rlft.agents.rl import masked_mean, reference_scores, stack_parts, stack_reference
 
     args = resolve(args)
     _check_args(args)
@@ -296,6 +297,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                                               args.gae_lambda)
             b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         # ---- optimisation: clipped surrogate per action part ---------------------------
+        # the frozen reference's scores of the taken actions: once per update, not per epoch
+        ref_rows = reference_scores(policy, reference, feats, actions, args.minibatch_size)
         order = np.arange(len(feats))
         clipfracs, stats = [], {}
         for _epoch in range(args.update_epochs):
@@ -329,9 +332,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                     else:
                         v_loss = 0.5 * ((v - ret) ** 2).mean()
                 entropy = ev.entropy.mean()
-                with torch.no_grad(), reference_weights(policy, reference):
-                    ref = policy.rl_evaluate(mb_feats, mb_actions)
-                kl = ev.kl(ref)  # logged even when kl_coef is 0
+                kl = ev.kl(stack_reference([ref_rows[j] for j in mb], ev))  # logged even when kl_coef is 0
                 loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + args.kl_coef * kl
                 optimizer.zero_grad()
                 loss.backward()
