@@ -364,9 +364,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         enc = self.encoder
         if enc.frozen:  # embeddings are constants: keep them on the features for the epochs
             for f in feats:
-                if "emb" not in f.extra:
-                    f.extra["emb"] = (enc(f.candidate_texts), enc([f.goal])[0],
-                                      enc(f.history_texts))
+                self._cached(f, "emb", lambda f=f: (enc(f.candidate_texts), enc([f.goal])[0],
+                                                    enc(f.history_texts)))
             cand = torch.cat([f.extra["emb"][0] for f in feats]).to(self.device)
             goals = torch.stack([f.extra["emb"][1] for f in feats]).to(self.device)
             hist_all = torch.cat([f.extra["emb"][2] for f in feats]).to(self.device)
@@ -433,12 +432,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             idx = [k for k, t in enumerate(f.relation_texts) if t]
             if not idx:
                 continue
-            if enc.frozen and "rel" in f.extra:
-                goal, texts = f.extra["rel"]
-            else:
-                goal, texts = enc([f.relation_goal])[0], enc([f.relation_texts[k] for k in idx])
-                if enc.frozen:
-                    f.extra["rel"] = (goal, texts)
+            goal, texts = self._cached(f, "rel", lambda f=f, idx=idx: (
+                enc([f.relation_goal])[0], enc([f.relation_texts[k] for k in idx])))
             goal, texts = goal.to(self.device), texts.to(self.device)
             cos = nn.functional.cosine_similarity(texts, goal[None], dim=-1)
             sim[b, idx, 0] = cos
@@ -458,12 +453,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             idx = [k for k, t in enumerate(f.relation_texts) if t]
             if not idx or not f.quoted_relations:
                 continue
-            if enc.frozen and "quoted" in f.extra:
-                quoted = f.extra["quoted"]
-            else:
-                quoted = enc(f.quoted_relations)
-                if enc.frozen:
-                    f.extra["quoted"] = quoted
+            quoted = self._cached(f, "quoted", lambda f=f: enc(f.quoted_relations))
             quoted = nn.functional.normalize(quoted.to(self.device), dim=-1)
             texts = nn.functional.normalize(rel[b, idx], dim=-1)
             out[b, idx, 0] = (texts @ quoted.T).max(dim=1).values
@@ -473,32 +463,41 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         """``[B, K, 3]``: per candidate, the cosine of its residual words (as one phrase) to the
         goal's, the best word-to-word cosine, and the mean over its words of their best match
         (zeros where a side has no residual words)."""
-        enc = self.encoder
         out = torch.zeros(len(feats), K, NUM_SEMANTIC_SIMILARITIES, device=self.device)
         for b, f in enumerate(feats):
-            if enc.frozen and "sem" in f.extra:
-                out[b, : len(f.candidates)] = f.extra["sem"].to(self.device)
-                continue
-            rows = torch.zeros(len(f.candidates), NUM_SEMANTIC_SIMILARITIES)
-            idx = [k for k, (mine, theirs) in enumerate(f.residual_words) if mine and theirs]
-            if idx:
-                words = list(dict.fromkeys(w for k in idx for side in f.residual_words[k]
-                                           for w in side))
-                pos = {w: i for i, w in enumerate(words)}
-                word_emb = enc(words).to(self.device)
-                phrases = enc([" ".join(side) for k in idx for side in f.residual_words[k]])
-                phrases = phrases.to(self.device).view(len(idx), 2, -1)
-                for j, k in enumerate(idx):
-                    mine, theirs = f.residual_words[k]
-                    sim = word_emb[[pos[w] for w in mine]] @ word_emb[[pos[w] for w in theirs]].T
-                    best = sim.max(dim=1).values
-                    rows[k, 0] = (phrases[j, 0] * phrases[j, 1]).sum().cpu()
-                    rows[k, 1] = best.max().cpu()
-                    rows[k, 2] = best.mean().cpu()
-            if enc.frozen:
-                f.extra["sem"] = rows
+            rows = self._cached(f, "sem", lambda f=f: self._semantic_rows(f))
             out[b, : len(f.candidates)] = rows.to(self.device)
         return out
+
+    def _semantic_rows(self, f: TurnFeatures) -> torch.Tensor:
+        """One turn's ``[K, 3]`` rows of :meth:`_semantic_similarity`."""
+        enc = self.encoder
+        rows = torch.zeros(len(f.candidates), NUM_SEMANTIC_SIMILARITIES)
+        idx = [k for k, (mine, theirs) in enumerate(f.residual_words) if mine and theirs]
+        if not idx:
+            return rows
+        words = list(dict.fromkeys(w for k in idx for side in f.residual_words[k] for w in side))
+        pos = {w: i for i, w in enumerate(words)}
+        word_emb = enc(words).to(self.device)
+        phrases = enc([" ".join(side) for k in idx for side in f.residual_words[k]])
+        phrases = phrases.to(self.device).view(len(idx), 2, -1)
+        for j, k in enumerate(idx):
+            mine, theirs = f.residual_words[k]
+            sim = word_emb[[pos[w] for w in mine]] @ word_emb[[pos[w] for w in theirs]].T
+            best = sim.max(dim=1).values
+            rows[k, 0] = (phrases[j, 0] * phrases[j, 1]).sum().cpu()
+            rows[k, 1] = best.max().cpu()
+            rows[k, 2] = best.mean().cpu()
+        return rows
+
+    def _cached(self, f: TurnFeatures, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept on the turn's features under ``key`` while the encoder is frozen:
+        its outputs are then constants, and PPO scores a buffered turn again in every epoch."""
+        if not self.encoder.frozen:
+            return compute()
+        if key not in f.extra:
+            f.extra[key] = compute()
+        return f.extra[key]
 
     # -- imitation (rlft.agents.policy.TrainablePolicy) ----------------------------------
     def imitation_target(self, features: TurnFeatures, action: str) -> int:

@@ -129,6 +129,35 @@ def test_reference_scores_cached_once_give_the_kl_of_scoring_each_minibatch(tiny
     torch.testing.assert_close(ev.kl(cached), ev.kl(direct))
 
 
+def test_frozen_embeddings_kept_on_the_features_score_the_same_as_fresh_ones(tiny_encoder):
+    """PPO scores a buffered turn in every epoch from the embeddings memoised on its features
+    (candidates, relations, quotes, residual words): the scores must equal a fresh encoding's."""
+    env = gym.make("rlft/Research-v0", split="test")
+    expert = env.unwrapped.expert()
+    turns, history = [], []
+    obs, info = env.reset(seed=3)
+    while True:
+        turns.append(Turn.from_env(obs, info, history))
+        action = expert.act(obs, info)
+        history.append(action)
+        obs, _, term, trunc, info = env.step(action)
+        if term or trunc:
+            break
+    env.close()
+    assert any(a.startswith("quote[") for a in history) and len(turns) > 3
+    torch.manual_seed(0)
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
+                                             evidence_features=True, semantic_features=True))
+    policy.eval()
+    feats = [policy.encode(t) for t in turns]
+    first = policy(feats).logits
+    assert {"emb", "rel", "quoted", "sem"} <= {k for f in feats for k in f.extra}
+    again = policy(feats).logits  # from the memo
+    fresh = policy([policy.encode(t) for t in turns]).logits
+    torch.testing.assert_close(again, first)
+    torch.testing.assert_close(fresh, first)
+
+
 def test_act_returns_a_concrete_valid_action(tiny_encoder):
     policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16), sample=True,
                           seed=1)
