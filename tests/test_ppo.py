@@ -268,7 +268,29 @@ def test_group_advantages_by_hand():
         group_advantages(torch.zeros(3, 1), "grpo")
 
 
-@pytest.mark.parametrize("advantage", ["grpo", "rloo"])
+def test_step_advantages_compare_turns_that_saw_the_same_observation():
+    """GiGPO's step groups: the anchor state A was seen by three turns (two rollouts, and one
+    rollout twice), B by two with equal returns, C once."""
+    import numpy as np
+
+    from rlft.training.ppo import observation_key, step_advantages
+
+    keys = ["A", "B", "A", "C", "B", "A"]
+    returns = torch.tensor([1.0, 0.5, 0.0, 0.3, 0.5, -1.0])
+    adv = step_advantages(keys, returns)
+    std = torch.tensor([1.0, 0.0, -1.0]).std()  # sample std of A's returns
+    torch.testing.assert_close(adv[[0, 2, 5]], torch.tensor([1.0, 0.0, -1.0]) / (std + 1e-6))
+    assert adv[[1, 3, 4]].abs().sum() == 0  # equal returns, and a state seen once
+    page = {"goal": "g", "page": "line one\nline two"}
+    image = {"goal": "g", "rgb": np.zeros((2, 3), np.uint8)}
+    assert observation_key(page) == observation_key(dict(page))
+    assert observation_key(page) != observation_key({**page, "page": "line one"})
+    changed = {"goal": "g", "rgb": np.eye(2, 3, dtype=np.uint8)}
+    assert observation_key(image) != observation_key(changed)
+    assert observation_key(image) != observation_key({**image, "rgb": np.zeros((3, 2), np.uint8)})
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "rloo", "gigpo"])
 def test_group_relative_ppo_learns_the_doors_task(init_policy, tmp_path, advantage):
     before = _success(init_policy)
     summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),

@@ -139,14 +139,20 @@ class PPOArgs:
     norm_adv: bool = True
     """Normalise advantages per minibatch (``gae`` only: group advantages are already
     relative)."""
-    advantage: Literal["gae", "grpo", "rloo"] = "gae"
+    advantage: Literal["gae", "grpo", "rloo", "gigpo"] = "gae"
     """How a turn's advantage is estimated: ``gae`` (a critic, GAE over turns), or critic-free
     over groups of ``group_size`` rollouts of the same goal: ``grpo`` (the episode's return
     minus the group's mean, divided by the group's std) or ``rloo`` (minus the mean of the
     others). A group's every turn gets its episode's advantage; groups whose returns are all
-    equal teach nothing and are skipped (counted as ``groups_skipped``)."""
+    equal teach nothing and are skipped (counted as ``groups_skipped``). ``gigpo`` (GiGPO,
+    Feng et al. 2025) adds step-level credit to ``grpo``'s: the group's turns that saw the
+    same observation (an anchor state) form a step group, and each one's discounted
+    return-to-go relative to its step group's (:func:`rlft.training.ppo.step_advantages`),
+    times ``step_weight``, is added to its episode's advantage."""
+    step_weight: float = 1.0
+    """Weight of the step-level advantage in ``gigpo``."""
     group_size: int = 4
-    """Rollouts per goal in ``grpo``/``rloo`` (``num_envs`` must be a multiple of it). Each
+    """Rollouts per goal in ``grpo``/``rloo``/``gigpo`` (``num_envs`` must be a multiple of it). Each
     update runs rounds of complete episodes, every group of envs reset with one seed, until
     ``num_envs * num_steps`` turns were taken: the same turn budget as ``gae``."""
     goal_pool: int = 0

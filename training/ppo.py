@@ -26,6 +26,8 @@ import os
 import random
 import shutil
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,8 @@ from rlft.agents.episode import Episode
 from rlft.training.configs import PPOArgs, parse_options
 from rlft.training.presets import resolve
 
-__all__ = ["PPOArgs", "compute_gae", "group_advantages", "load_rl_policy", "train_ppo"]
+__all__ = ["PPOArgs", "compute_gae", "group_advantages", "load_rl_policy", "observation_key",
+           "step_advantages", "train_ppo"]
 
 if TYPE_CHECKING:
     import torch
@@ -86,6 +89,45 @@ def group_advantages(returns: torch.Tensor, kind: str, eps: float = 1e-6
     return adv * informative.unsqueeze(1), informative
 
 
+def step_advantages(keys: Sequence[Any], returns: torch.Tensor, eps: float = 1e-6
+                    ) -> torch.Tensor:
+    """GiGPO's step-level advantages within one group of rollouts of a goal: turns whose
+    observation is the same (equal ``keys``: an anchor state, reached in several rollouts or
+    again in one) form a step group, and each turn's discounted return-to-go ``returns [n]``
+    minus its step group's mean, divided by its std, is its advantage. A turn alone in its
+    step group, or in one whose returns are equal, gets 0."""
+    import torch
+
+    adv = torch.zeros_like(returns)
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        r = returns[members]
+        if float(r.max() - r.min()) > 1e-9:
+            adv[members] = (r - r.mean()) / (r.std() + eps)
+    return adv
+
+
+def observation_key(obs: dict[str, Any]) -> str:
+    """A digest of an observation (text fields and arrays alike) that equals another's exactly
+    when every field does: the anchor-state key of :func:`step_advantages`."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name in sorted(obs):
+        value = obs[name]
+        digest.update(name.encode())
+        if isinstance(value, np.ndarray):
+            digest.update(str((value.dtype, value.shape)).encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
 def _split_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Per-env info dicts from a vector env's batched infos (the ``_key`` masks dropped)."""
     keys = [k for k in infos if not k.startswith("_") and k not in ("final_obs", "final_info")]
@@ -112,6 +154,8 @@ def _check_args(args: PPOArgs) -> None:
     if args.goal_pool < 0:
         raise ValueError(f"--goal-pool must be 0 (every goal of the split) or a pool size, got "
                          f"{args.goal_pool}")
+    if args.step_weight < 0:
+        raise ValueError(f"--step-weight cannot be negative, got {args.step_weight}")
     if args.advantage != "gae":
         if args.group_size < 2:
             raise ValueError(f"--group-size must be at least 2 for --advantage "
@@ -466,18 +510,22 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
     actions: list[Any] = []
     logprobs: list[torch.Tensor] = []
     advantages: list[torch.Tensor] = []
-    taken = rounds = skipped = 0
+    taken = rounds = skipped = anchored = 0
     while taken < N * args.num_steps:
         obs, infos = envs.reset(seed=[seed + rounds * N + i // G for i in range(N)])
         next_obs = _split_obs(obs, N), _split_infos(infos, N)
         so_far = [Episode() for _ in range(N)]
         played: list[list[tuple[Any, Any, torch.Tensor]]] = [[] for _ in range(N)]
+        keys: list[list[str]] = [[] for _ in range(N)]  # per turn: its observation's digest
+        rewards: list[list[float]] = [[] for _ in range(N)]
         returns = torch.zeros(N)
         active = np.ones(N, dtype=bool)
         while active.any():
             live = np.flatnonzero(active)
             for i in live:
                 so_far[i].observe(next_obs[0][i], next_obs[1][i])
+                if args.advantage == "gigpo":
+                    keys[i].append(observation_key(next_obs[0][i]))
             turn = [policy.encode(so_far[i].turn()) for i in live]
             with torch.no_grad():
                 step = policy.rl_act(turn, sampler)
@@ -490,25 +538,53 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
                 played[i].append((turn[k], step.actions[k],
                                   step.log_probs[k][step.mask[k] > 0].cpu()))
                 returns[i] += float(reward[i])
+                rewards[i].append(float(reward[i]))
                 if term[i] or trunc[i]:
                     active[i] = False
                     _record_episode(episodes, float(returns[i]), infos["final_info"], i)
             taken += len(live)
             next_obs = _split_obs(obs, N), _split_infos(infos, N)
-        adv, informative = group_advantages(returns.view(N // G, G), args.advantage)
+        adv, informative = group_advantages(
+            returns.view(N // G, G), "grpo" if args.advantage == "gigpo" else args.advantage)
+        turn_adv = [adv.view(-1)[i].expand(len(played[i])) for i in range(N)]
+        if args.advantage == "gigpo":
+            for g in range(N // G):
+                members = range(g * G, (g + 1) * G)
+                togo = torch.cat([_returns_to_go(rewards[i], args.gamma) for i in members])
+                group_keys = [k for i in members for k in keys[i]]
+                step = step_advantages(group_keys, togo)
+                counts = Counter(group_keys)
+                anchored += sum(counts[k] > 1 for k in group_keys)
+                informative[g] |= bool(step.abs().max() > 0)
+                for i, part in zip(members, step.split([len(played[i]) for i in members]),
+                                   strict=True):
+                    turn_adv[i] = turn_adv[i] + args.step_weight * part
         for i in range(N):
             if informative[i // G]:  # equal returns: a zero advantage would only cost compute
-                for feat, action, logprob in played[i]:
+                for (feat, action, logprob), a in zip(played[i], turn_adv[i], strict=True):
                     feats.append(feat)
                     actions.append(action)
                     logprobs.append(logprob)
-                    advantages.append(adv.view(-1)[i])
+                    advantages.append(a)
         rounds += 1
         skipped += int((~informative).sum())
     stats = {"groups": float(rounds * (N // G)), "groups_skipped": float(skipped),
              "rounds": float(rounds)}
+    if args.advantage == "gigpo":  # the share of turns that met another at an anchor state
+        stats["anchored"] = anchored / max(1, taken)
     return (feats, actions, logprobs, torch.stack(advantages) if advantages else torch.zeros(0),
             taken, stats)
+
+
+def _returns_to_go(rewards: Sequence[float], gamma: float) -> torch.Tensor:
+    """Discounted return from each turn of one episode to its end."""
+    import torch
+
+    out, running = [], 0.0
+    for r in reversed(rewards):
+        running = r + gamma * running
+        out.append(running)
+    return torch.tensor(out[::-1], dtype=torch.float32)
 
 
 def _average_gradients(accelerator: Any, params: list[torch.Tensor]) -> None:
