@@ -32,7 +32,8 @@ class Args:
     envs: tuple[str, ...] = ("rlft/Shop-v1", "rlft/Research-v0")
     """Envs to compare on (each with its main job's preset)."""
     estimators: tuple[str, ...] = ("gae", "grpo", "rloo")
-    """Advantage estimators (``PPOArgs.advantage``)."""
+    """Advantage estimators (``PPOArgs.advantage``; ``gigpo`` runs in the group methods'
+    shape too: ``--estimators gae grpo rloo gigpo``)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """PPO seeds (the imitation checkpoint is the same for all)."""
     il: dict[str, str] = field(default_factory=dict)
