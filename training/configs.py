@@ -152,9 +152,9 @@ class PPOArgs:
     step_weight: float = 1.0
     """Weight of the step-level advantage in ``gigpo``."""
     group_size: int = 4
-    """Rollouts per goal in ``grpo``/``rloo``/``gigpo`` (``num_envs`` must be a multiple of it). Each
-    update runs rounds of complete episodes, every group of envs reset with one seed, until
-    ``num_envs * num_steps`` turns were taken: the same turn budget as ``gae``."""
+    """Rollouts per goal in ``grpo``/``rloo``/``gigpo`` (``num_envs`` must be a multiple of
+    it). Each update runs rounds of complete episodes, every group of envs reset with one seed,
+    until ``num_envs * num_steps`` turns were taken: the same turn budget as ``gae``."""
     goal_pool: int = 0
     """Train on this many fixed goals of the split (0: all of them): "few prompts, many
     epochs" (:class:`rlft.wrappers.goal_pool.GoalPool`; the pool is drawn from ``seed``)."""

@@ -376,7 +376,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                     else:
                         v_loss = 0.5 * ((v - ret) ** 2).mean()
                 entropy = ev.entropy.mean()
-                kl = ev.kl(stack_reference([ref_rows[j] for j in mb], ev))  # logged even when kl_coef is 0
+                # logged even when kl_coef is 0
+                kl = ev.kl(stack_reference([ref_rows[j] for j in mb], ev))
                 loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + args.kl_coef * kl
                 optimizer.zero_grad()
                 loss.backward()
