@@ -11,6 +11,7 @@ from tiny_models import make_tiny_bert
 
 import rlft.envs  # noqa: F401
 from rlft.agents import ChoicePolicy, ChoicePolicyConfig, Turn, load_policy, make_agent
+from rlft.agents.episode import rollout
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER
 from rlft.wrappers.valid_actions import (
     candidate_context,
@@ -39,24 +40,24 @@ def tiny_encoder(tmp_path_factory):
     return str(make_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
 
 
+def expert_turns(env_id: str, seeds: tuple[int, ...]) -> tuple[list[Turn], list[str]]:
+    """The turns of the expert's test-split episodes from ``seeds``, and its actions."""
+    env = gym.make(env_id, split="test")
+    turns, actions = [], []
+    for seed in seeds:
+        history: list[str] = []
+        for t in rollout(env, env.unwrapped.expert(), seed=seed):
+            turns.append(Turn.from_env(t.obs, t.info, history))
+            history.append(t.action)
+        actions += history
+    env.close()
+    return turns, actions
+
+
 @pytest.fixture(scope="module")
 def shop_turns():
     """Turns of two expert episodes on the test split."""
-    env = gym.make("rlft/Shop-v0", split="test")
-    expert = env.unwrapped.expert()
-    turns = []
-    for seed in (0, 1):
-        obs, info = env.reset(seed=seed)
-        history = []
-        while True:
-            turns.append(Turn.from_env(obs, info, history))
-            action = expert.act(obs, info)
-            history.append(action)
-            obs, _, term, trunc, info = env.step(action)
-            if term or trunc:
-                break
-    env.close()
-    return turns
+    return expert_turns("rlft/Shop-v0", (0, 1))[0]
 
 
 def test_queries_drop_request_and_price_phrases():
@@ -132,19 +133,8 @@ def test_reference_scores_cached_once_give_the_kl_of_scoring_each_minibatch(tiny
 def test_frozen_embeddings_kept_on_the_features_score_the_same_as_fresh_ones(tiny_encoder):
     """PPO scores a buffered turn in every epoch from the embeddings memoised on its features
     (candidates, relations, quotes, residual words): the scores must equal a fresh encoding's."""
-    env = gym.make("rlft/Research-v0", split="test")
-    expert = env.unwrapped.expert()
-    turns, history = [], []
-    obs, info = env.reset(seed=3)
-    while True:
-        turns.append(Turn.from_env(obs, info, history))
-        action = expert.act(obs, info)
-        history.append(action)
-        obs, _, term, trunc, info = env.step(action)
-        if term or trunc:
-            break
-    env.close()
-    assert any(a.startswith("quote[") for a in history) and len(turns) > 3
+    turns, actions = expert_turns("rlft/Research-v0", (3,))
+    assert any(a.startswith("quote[") for a in actions) and len(turns) > 3
     torch.manual_seed(0)
     policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
                                              evidence_features=True, semantic_features=True))

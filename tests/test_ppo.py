@@ -290,6 +290,61 @@ def test_step_advantages_compare_turns_that_saw_the_same_observation():
     assert observation_key(image) != observation_key({**image, "rgb": np.zeros((3, 2), np.uint8)})
 
 
+def test_gigpo_adds_each_turns_step_advantage_to_its_episodes(init_policy, monkeypatch):
+    """The wiring around step_advantages: a group's turns go in rollout order, each gets its
+    own step value (times step_weight) on top of its episode's GRPO advantage, and with
+    step_weight 0 the rollout is GRPO's, turn for turn."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    import rlft.training.ppo as ppo
+
+    policy = ppo.load_rl_policy(init_policy, "rlft-test/Doors-v0")
+    seen_keys: list[list[str]] = []
+    seen_returns: list[torch.Tensor] = []
+
+    def positions(keys, returns):  # a distinct value per turn, in the order it was given
+        seen_keys.append(list(keys))
+        seen_returns.append(returns)
+        return torch.arange(len(keys), dtype=returns.dtype) + 1.0
+
+    def rollout(advantage, weight, spy=False):
+        if spy:
+            monkeypatch.setattr(ppo, "step_advantages", positions)
+        envs = gym.make_vec("rlft-test/Doors-v0", num_envs=8, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+        args = PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, num_envs=8, num_steps=2,
+                       gamma=0.9, advantage=advantage, group_size=4, step_weight=weight)
+        episodes = {"return": [], "success": [], "score": [], "task": []}
+        try:
+            feats, actions, _, adv, taken, stats = ppo._group_rollout(
+                envs, policy, args, torch.Generator().manual_seed(0), 7, episodes)
+        finally:
+            envs.close()
+            monkeypatch.undo()
+        return actions, adv, taken, stats
+
+    grpo, zero = rollout("grpo", 0.0), rollout("gigpo", 0.0)
+    assert grpo[0] == zero[0] and torch.equal(grpo[1], zero[1])
+    actions1, adv1, taken, stats = rollout("gigpo", 1.0, spy=True)
+    actions2, adv2, _, _ = rollout("gigpo", 2.0, spy=True)
+    assert actions1 == actions2 and taken == 16 and stats["anchored"] == 1.0
+    # one round, two groups of 4 two-turn episodes: 8 turns each, rollout after rollout
+    assert len(seen_keys) == 4 and all(len(k) == 8 for k in seen_keys)
+    # the 4 rollouts of a goal start on the same page; turn 2 shows one shuffled page too
+    assert all(len({k[0], k[2], k[4], k[6]}) == 1 for k in seen_keys)
+    for r in seen_returns:  # discounted returns-to-go: reward 0 then R, so (0.9 R, R)
+        assert set(r[1::2].tolist()) <= {0.0, 1.0}
+        torch.testing.assert_close(r[0::2], 0.9 * r[1::2])
+    assert sum(float(r.sum()) for r in seen_returns) > 0
+    torch.testing.assert_close(adv2 - adv1, torch.arange(1.0, 9.0).repeat(2))
+    episode = adv1 - torch.arange(1.0, 9.0).repeat(2)
+    # the rest is GRPO's episode advantage: here the first goal's four rollouts scored alike
+    # (GRPO skipped that group; the step values keep it) and the second's did not
+    assert len(grpo[1]) == 8 and grpo[1].abs().sum() > 0
+    torch.testing.assert_close(episode, torch.cat([torch.zeros(8), grpo[1]]))
+
+
 @pytest.mark.parametrize("advantage", ["grpo", "rloo", "gigpo"])
 def test_group_relative_ppo_learns_the_doors_task(init_policy, tmp_path, advantage):
     before = _success(init_policy)

@@ -518,8 +518,7 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
         so_far = [Episode() for _ in range(N)]
         played: list[list[tuple[Any, Any, torch.Tensor]]] = [[] for _ in range(N)]
         keys: list[list[str]] = [[] for _ in range(N)]  # per turn: its observation's digest
-        rewards: list[list[float]] = [[] for _ in range(N)]
-        returns = torch.zeros(N)
+        rewards: list[list[float]] = [[] for _ in range(N)]  # per turn: the env's reward
         active = np.ones(N, dtype=bool)
         while active.any():
             live = np.flatnonzero(active)
@@ -538,28 +537,32 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
                 so_far[i].record(step.env_actions[k])
                 played[i].append((turn[k], step.actions[k],
                                   step.log_probs[k][step.mask[k] > 0].cpu()))
-                returns[i] += float(reward[i])
                 rewards[i].append(float(reward[i]))
                 if term[i] or trunc[i]:
                     active[i] = False
-                    _record_episode(episodes, float(returns[i]), infos["final_info"], i)
+                    _record_episode(episodes, sum(rewards[i]), infos["final_info"], i)
             taken += len(live)
             next_obs = _split_obs(obs, N), _split_infos(infos, N)
+        returns = torch.tensor([sum(r) for r in rewards])
         adv, informative = group_advantages(
             returns.view(N // G, G), "grpo" if args.advantage == "gigpo" else args.advantage)
         turn_adv = [adv.view(-1)[i].expand(len(played[i])) for i in range(N)]
         if args.advantage == "gigpo":
             for g in range(N // G):
                 members = range(g * G, (g + 1) * G)
-                togo = torch.cat([_returns_to_go(rewards[i], args.gamma) for i in members])
+                # discounted return-to-go of each turn: GAE with lambda 1 and no critic
+                togo = torch.cat([compute_gae(torch.tensor(rewards[i])[:, None],
+                                              *torch.zeros(2, len(rewards[i]), 1),
+                                              torch.zeros(1), args.gamma, 1.0)[1][:, 0]
+                                  for i in members])
                 group_keys = [k for i in members for k in keys[i]]
-                step = step_advantages(group_keys, togo)
+                step = args.step_weight * step_advantages(group_keys, togo)
                 counts = Counter(group_keys)
                 anchored += sum(counts[k] > 1 for k in group_keys)
                 informative[g] |= bool(step.abs().max() > 0)
                 for i, part in zip(members, step.split([len(played[i]) for i in members]),
                                    strict=True):
-                    turn_adv[i] = turn_adv[i] + args.step_weight * part
+                    turn_adv[i] = turn_adv[i] + part
         for i in range(N):
             if informative[i // G]:  # equal returns: a zero advantage would only cost compute
                 for (feat, action, logprob), a in zip(played[i], turn_adv[i], strict=True):
@@ -575,17 +578,6 @@ def _group_rollout(envs: Any, policy: Any, args: PPOArgs, sampler: torch.Generat
         stats["anchored"] = anchored / max(1, taken)
     return (feats, actions, logprobs, torch.stack(advantages) if advantages else torch.zeros(0),
             taken, stats)
-
-
-def _returns_to_go(rewards: Sequence[float], gamma: float) -> torch.Tensor:
-    """Discounted return from each turn of one episode to its end."""
-    import torch
-
-    out, running = [], 0.0
-    for r in reversed(rewards):
-        running = r + gamma * running
-        out.append(running)
-    return torch.tensor(out[::-1], dtype=torch.float32)
 
 
 def _average_gradients(accelerator: Any, params: list[torch.Tensor]) -> None:
