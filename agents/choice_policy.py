@@ -35,7 +35,7 @@ from rlft.agents.checkpoint import (
 )
 from rlft.agents.episode import Turn
 from rlft.agents.policy import EpisodicPolicy
-from rlft.agents.rl import ActionEval, RLStep
+from rlft.agents.rl import ActionEval, RLStep, sample_index
 from rlft.agents.text_encoder import DEFAULT_ENCODER, TextEncoder
 from rlft.wrappers.valid_actions import (
     action_label,
@@ -540,11 +540,13 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         return out.candidates[0][k]
 
     @torch.no_grad()
-    def rl_act(self, features: Sequence[TurnFeatures], generator: torch.Generator) -> RLStep:
-        """Sample a candidate per turn; the action kept for training is its index."""
+    def rl_act(self, features: Sequence[TurnFeatures], generator: torch.Generator,
+               temperature: float = 1.0) -> RLStep:
+        """Sample a candidate per turn (at ``temperature``); the action kept for training is
+        its index."""
         out = self(features)
         logp = out.log_probs().cpu()
-        idx = torch.multinomial(logp.exp(), 1, generator=generator)
+        idx = sample_index(logp, generator, temperature)
         taken = logp.gather(1, idx)
         return RLStep([out.candidates[i][int(k)] for i, k in enumerate(idx[:, 0])],
                       idx[:, 0].tolist(), taken, torch.ones_like(taken), out.values.cpu())

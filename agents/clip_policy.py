@@ -71,7 +71,7 @@ from rlft.agents.checkpoint import (
 )
 from rlft.agents.episode import Turn
 from rlft.agents.policy import EpisodicPolicy
-from rlft.agents.rl import ActionEval, RLStep
+from rlft.agents.rl import ActionEval, RLStep, sample_index
 
 #: How a ClipPolicy makes its embedding grid (``ClipPolicyConfig.features``).
 FEATURE_KINDS = ("dense", "crops")
@@ -798,13 +798,15 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         return torch.cat([pick, place], dim=1)
 
     @torch.no_grad()
-    def rl_act(self, features: Sequence[ClipTurn], generator: torch.Generator) -> RLStep:
-        """Sample a pick pixel and a (rotation, place pixel) per turn: two scored parts; the
-        action kept for training is the index pair, the env gets table metres."""
+    def rl_act(self, features: Sequence[ClipTurn], generator: torch.Generator,
+               temperature: float = 1.0) -> RLStep:
+        """Sample a pick pixel and a (rotation, place pixel) per turn (at ``temperature``):
+        two scored parts; the action kept for training is the index pair, the env gets table
+        metres."""
         out = self._rl_heads(features, offsets=True)
-        pick = torch.multinomial(out.pick.softmax(-1).cpu(), 1, generator=generator)
+        pick = sample_index(out.pick, generator, temperature)
         out = self.condition_place(out, pick[:, 0])
-        place = torch.multinomial(out.place.softmax(-1).cpu(), 1, generator=generator)
+        place = sample_index(out.place, generator, temperature)
         idx = torch.cat([pick, place], dim=1)
         logp = self._part_log_probs(out, idx.to(out.pick.device)).cpu()
         pairs = [(int(p), int(q)) for p, q in idx.tolist()]

@@ -44,7 +44,7 @@ from rlft.agents.checkpoint import (
 )
 from rlft.agents.episode import Turn
 from rlft.agents.policy import EpisodicPolicy
-from rlft.agents.rl import ActionEval, RLStep, stack_parts
+from rlft.agents.rl import ActionEval, RLStep, sample_index, stack_parts
 from rlft.wrappers.chat import MAX_PAGE_CHARS, render_prompt, turn_messages
 from rlft.wrappers.valid_actions import expand_valid_actions, match_candidate
 
@@ -356,10 +356,11 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         return self._decode(self._generate(self.prompt_ids(prompt),
                                            self.generator if self.sample else None)[0])
 
-    def _generate(self, prompt_ids: Sequence[int], generator: torch.Generator | None
-                  ) -> tuple[list[int], list[float]]:
-        """Token ids of one action (greedy when ``generator`` is None, else sampled), ending
-        with EOS unless cut by a newline or ``max_action_tokens``, and their log-probs."""
+    def _generate(self, prompt_ids: Sequence[int], generator: torch.Generator | None,
+                  temperature: float = 1.0) -> tuple[list[int], list[float]]:
+        """Token ids of one action (greedy when ``generator`` is None or ``temperature`` 0,
+        else sampled at ``temperature``), ending with EOS unless cut by a newline or
+        ``max_action_tokens``, and their log-probs under the LM."""
         tok = self.tokenizer
         ids = torch.tensor([list(prompt_ids)], device=self.device)
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
@@ -367,10 +368,7 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         logps: list[float] = []
         for _ in range(self.config.max_action_tokens):
             logp = torch.log_softmax(out.logits[0, -1].float(), -1)
-            if generator is not None:
-                nxt = int(torch.multinomial(logp.exp().cpu(), 1, generator=generator))
-            else:
-                nxt = int(logp.argmax())
+            nxt = int(sample_index(logp[None], generator, temperature)[0, 0])
             new.append(nxt)
             logps.append(float(logp[nxt]))
             if nxt == tok.eos_token_id or "\n" in tok.decode(new):
@@ -416,9 +414,10 @@ class LMPolicy(EpisodicPolicy, nn.Module):
                                            self.generator if self.sample else None)[0])
 
     @torch.no_grad()
-    def rl_act(self, features: Sequence[LMTurn], generator: torch.Generator) -> RLStep:
-        """Sample one action per turn: constrained, a candidate from the softmax of candidate
-        sequence log-probs; else tokens by generation. The action kept for training is its
+    def rl_act(self, features: Sequence[LMTurn], generator: torch.Generator,
+               temperature: float = 1.0) -> RLStep:
+        """Sample one action per turn (at ``temperature``): constrained, a candidate from the
+        softmax of candidate sequence log-probs; else tokens by generation. The action kept for training is its
         token ids (EOS included); its parts are those tokens' log-probs under the LM. (A
         constrained rollout samples from the candidate softmax, whose normaliser the per-token
         ratio leaves out: the per-token objective the issue asks for, not exact per-candidate
@@ -428,13 +427,13 @@ class LMPolicy(EpisodicPolicy, nn.Module):
             if self.config.constrained:
                 s = self._candidate_scores(f.prompt_ids, f.candidate_ids)
                 seq = (s.log_probs * s.mask).sum(-1)
-                k = int(torch.multinomial(torch.softmax(seq, -1).cpu(), 1, generator=generator))
+                k = int(sample_index(seq[None], generator, temperature)[0, 0])
                 env_actions.append(f.candidates[k])
                 actions.append(f.candidate_ids[k])
                 rows.append(s.log_probs[k][s.mask[k] > 0].cpu())
                 values.append(float(s.values[k]))
             else:
-                ids, logps = self._generate(f.prompt_ids, generator)
+                ids, logps = self._generate(f.prompt_ids, generator, temperature)
                 env_actions.append(self._decode(ids))
                 actions.append(tuple(ids))
                 rows.append(torch.tensor(logps))

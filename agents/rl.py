@@ -9,7 +9,9 @@ loss). So choice, CLIP and LM policies share one PPO loop (:mod:`rlft.training.p
 * ``encode(turn)`` prepares one env's turn (an :class:`rlft.agents.episode.Turn`: the episode
   so far), the same method acting and imitation use; the result is kept in the rollout buffer
   and scored again in every epoch, so frozen-encoder outputs are cached on it;
-* ``rl_act(features, generator)`` samples actions for a batch of turns: an :class:`RLStep`;
+* ``rl_act(features, generator, temperature=1.0)`` samples actions for a batch of turns: an
+  :class:`RLStep` (a ``temperature`` below 1 sharpens the sampling, 0 is greedy: what
+  self-training's rollouts may use; the log-probs are the policy's own either way);
 * ``rl_evaluate(features, actions)`` scores taken actions with gradients: an :class:`ActionEval`;
 * ``rl_values(features)`` the value estimate alone (bootstrapping cut-off episodes).
 
@@ -91,7 +93,8 @@ class RLPolicy(Protocol):
     def encode(self, turn: Any) -> Any:
         """One environment's turn (the episode so far), prepared for scoring."""
 
-    def rl_act(self, features: Sequence[Any], generator: torch.Generator) -> RLStep:
+    def rl_act(self, features: Sequence[Any], generator: torch.Generator,
+               temperature: float = 1.0) -> RLStep:
         """Sample one action per turn (no gradients)."""
 
     def rl_evaluate(self, features: Sequence[Any], actions: Sequence[Any]) -> ActionEval:
@@ -99,6 +102,17 @@ class RLPolicy(Protocol):
 
     def rl_values(self, features: Sequence[Any]) -> torch.Tensor:
         """Value estimates ``[B]``."""
+
+
+def sample_index(logits: torch.Tensor, generator: torch.Generator | None,
+                 temperature: float = 1.0) -> torch.Tensor:
+    """Indices ``[B, 1]`` drawn from each row of ``logits [B, K]`` (log-probabilities or
+    logits; ``-inf`` never drawn) at ``temperature``: 1 samples the distribution itself, lower
+    sharpens it, 0 (or no ``generator``) takes the argmax. Drawn on the CPU."""
+    logits = logits.detach().float().cpu()
+    if temperature <= 0 or generator is None:
+        return logits.argmax(-1, keepdim=True)
+    return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)
 
 
 @contextmanager
@@ -170,3 +184,35 @@ def stack_parts(rows: Sequence[torch.Tensor], width: int | None = None
         out[i, : len(r)] = r[:L]
         mask[i, : len(r)] = 1.0
     return out, mask
+
+
+class SamplingAgent:
+    """An :class:`rlft.agents.base.Agent` that plays an :class:`RLPolicy` by sampling, as the
+    PPO runner's rollouts do (``rl_act`` on the policy's own encoding of the episode so far),
+    for rollouts outside PPO (self-training's samples, :mod:`rlft.training.rest`).
+
+    Args:
+        policy: any :class:`RLPolicy` (choice, CLIP, LM).
+        generator: the random stream of the samples (seeded by the caller).
+        temperature: of the sampling (1: the policy's own distribution; 0: greedy).
+    """
+
+    def __init__(self, policy: Any, generator: torch.Generator, temperature: float = 1.0
+                 ) -> None:
+        from rlft.agents.episode import Episode
+
+        self.policy, self.generator, self.temperature = policy, generator, temperature
+        self._episode = Episode()
+
+    def reset(self) -> None:
+        """Start a new episode."""
+        self._episode.reset()
+
+    @torch.no_grad()
+    def act(self, obs: Any, info: dict[str, Any]) -> Any:
+        """A sampled action for the episode so far."""
+        self._episode.observe(obs, info)
+        step = self.policy.rl_act([self.policy.encode(self._episode.turn())], self.generator,
+                                  self.temperature)
+        self._episode.record(step.env_actions[0])
+        return step.env_actions[0]

@@ -10,7 +10,9 @@ Stages (each reused when its output exists under ``--work``):
    each task exactly N demos);
 3. behaviour cloning of one ClipPolicy on the first ``6 * few`` demos (IL(few)) and on all of
    them (IL(N)), the tabletop preset's batch and learning rate;
-4. PPO from IL(few) on ``rlft/Tabletop-v0`` (train split) with the tabletop preset;
+4. RL from IL(few) on ``rlft/Tabletop-v0`` (train split), each with the tabletop preset: PPO,
+   and ReST (``rlft train rest``: rounds of sampled episodes, behaviour cloning on the
+   successful ones with the IL(few) demos);
 5. every agent on every task's own env id, ``--episodes`` seeded episodes of the test split
    (seen colours and objects) and of the unseen split.
 
@@ -30,11 +32,12 @@ import tyro
 import rlft.envs  # noqa: F401
 from rlft.envs.tabletop.tasks import TASKS
 from rlft.training.benchmark import evaluate_agents
-from rlft.training.configs import ImitateArgs, PPOArgs, PretrainClipArgs
+from rlft.training.configs import ImitateArgs, PPOArgs, PretrainClipArgs, RestArgs
 from rlft.training.demos import TRAJECTORY_FILE, collect
 from rlft.training.imitation import imitate
 from rlft.training.ppo import train_ppo
 from rlft.training.pretrain_clip import pretrain_clip
+from rlft.training.rest import train_rest
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tabletop_multitask"
 MULTI = "rlft/Tabletop-v0"
@@ -69,6 +72,8 @@ class Args:
     every pixel of a cell because a cell's average hides a block's edges, hence its yaw."""
     ppo_updates: int | None = None
     """PPO updates (default: the tabletop preset)."""
+    rest_rounds: int | None = None
+    """ReST rounds (default: the tabletop preset)."""
     episodes: int = 20
     """Evaluation episodes per agent, task and split."""
     clip: Path | None = None
@@ -114,7 +119,16 @@ def main(args: Args) -> None:
                           updates=args.ppo_updates, eval_episodes=0, seed=args.seed))
         timings["ppo_s"] = time.perf_counter() - t
     ppo = json.loads((ppo_dir / "summary.json").read_text())
-    agents[f"IL({args.few})+RL"] = str(ppo_dir / "policy")
+    agents[f"IL({args.few})+PPO"] = str(ppo_dir / "policy")
+    rest_dir = work / f"rest-from-{args.few}"
+    if not (rest_dir / "summary.json").exists():
+        t = time.perf_counter()
+        train_rest(RestArgs(env=MULTI, policy=agents[f"IL({args.few})"], out=rest_dir,
+                            demos=demos, max_demos=n_tasks * args.few, rounds=args.rest_rounds,
+                            val_episodes=0, seed=args.seed))
+        timings["rest_s"] = time.perf_counter() - t
+    rest = json.loads((rest_dir / "summary.json").read_text())
+    agents[f"IL({args.few})+ReST"] = str(rest_dir / "policy")
     rows = []
     for task, env_id in TASK_IDS.items():
         for split in ("test", "unseen"):
@@ -122,32 +136,38 @@ def main(args: Args) -> None:
                                           seed=10_000, timed=True):
                 rows.append({"task": task, "split": split, **result.to_dict()})
                 print(task, split, result.name, f"{result.success:.2f}")
-    write(rows, args, clip_summary, ppo, timings, time.perf_counter() - t0, load0)
+    write(rows, args, clip_summary, ppo, rest, timings, time.perf_counter() - t0, load0)
 
 
-def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict,
+def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict, rest: dict,
           timings: dict[str, float], seconds: float, load0: float) -> None:
     """The per-task table, the targets and how the run was made."""
     few, many = f"IL({args.few})", f"IL({args.demos_per_task})"
-    rl = f"{few}+RL"
+    rls = (f"{few}+PPO", f"{few}+ReST")
+    names = (few, many, *rls)
     cell = {(r["task"], r["split"], r["name"]): r for r in rows}
 
     def fmt(task: str, split: str, name: str) -> str:
         r = cell[(task, split, name)]
         return f"{r['success']:.2f} [{r['success_ci'][0]:.2f}, {r['success_ci'][1]:.2f}]"
 
-    lines = ["| task | " + " | ".join(f"{n} seen" for n in (few, many, rl)) + " | "
-             + " | ".join(f"{n} unseen" for n in (few, many, rl)) + " |",
-             "|---|" + "---:|" * 6]
-    above_zero, rl_wins = 0, 0
-    for task in TASK_IDS:
-        lines.append(f"| {task} | " + " | ".join(fmt(task, "test", n) for n in (few, many, rl))
-                     + " | " + " | ".join(fmt(task, "unseen", n) for n in (few, many, rl))
-                     + " |")
-        above_zero += cell[(task, "test", many)]["success"] > 0
-        rl_wins += cell[(task, "test", rl)]["success"] >= cell[(task, "test", many)]["success"]
-    bowl_seen = cell[("put-block-in-bowl", "test", rl)]["success"]
-    bowl_unseen = cell[("put-block-in-bowl", "unseen", rl)]["success"]
+    lines = []
+    for split, title in (("test", "seen (test split)"), ("unseen", "unseen colours / objects")):
+        lines += [f"**{title}**", "", "| task | " + " | ".join(names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for task in TASK_IDS:
+            lines.append(f"| {task} | " + " | ".join(fmt(task, split, n) for n in names) + " |")
+        lines.append("")
+    above_zero = sum(cell[(task, "test", many)]["success"] > 0 for task in TASK_IDS)
+    rl_wins = {rl: sum(cell[(task, "test", rl)]["success"]
+                       >= cell[(task, "test", many)]["success"] for task in TASK_IDS)
+               for rl in rls}
+    best = max(rls, key=lambda rl: rl_wins[rl])
+    bowl_seen = cell[("put-block-in-bowl", "test", best)]["success"]
+    bowl_unseen = cell[("put-block-in-bowl", "unseen", best)]["success"]
+    rest_rounds = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
+                    if k in ("round", "kept_rate", "kept_rate_by_task", "train_turns")}
+                   for r in rest.get("history", []) if r.get("round")]
     history = [round(h.get("success", float("nan")), 2) for h in ppo.get("history", [])]
     # per task, over the episodes that finished in the first and in the last update's window
     rows_by_task = [h["success_by_task"] for h in ppo.get("history", []) if "success_by_task" in h]
@@ -166,7 +186,7 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict,
         f"{clip_summary.get('grounding_unseen', float('nan')):.2f}, never-seen colours "
         f"{clip_summary.get('grounding_never', float('nan')):.2f}). {few}: behaviour cloning "
         f"on {args.few} demos per task ({args.epochs_few} epochs); {many}: on "
-        f"{args.demos_per_task} per task ({args.epochs_all} epochs); {rl}: {few} after PPO on "
+        f"{args.demos_per_task} per task ({args.epochs_all} epochs); {rls[0]}: {few} after PPO on "
         f"rlft/Tabletop-v0 (tabletop preset, {ppo.get('updates')} updates, "
         f"{ppo.get('global_step')} env steps, {ppo.get('samples_per_s', float('nan')):.1f} env "
         f"steps/s; training success per update {history}: the first update's finished "
@@ -175,15 +195,25 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict,
         f"{args.episodes} episodes per agent, task and split (seen = test split, unseen = "
         f"colours / objects no demo shows).",
         "",
-        f"Targets: every task above 0 after {many}: {above_zero}/6; {rl} >= {many} on at least "
-        f"4 of 6 tasks: {rl_wins}/6; unseen >= 0.8 x seen on put-block-in-bowl ({rl}): "
+        f"{rls[1]}: {few} after self-training (`rlft train rest`, tabletop preset: "
+        f"{rest.get('args', {}).get('rounds')} rounds of "
+        f"{rest.get('args', {}).get('episodes')} episodes sampled at temperature "
+        f"{rest.get('args', {}).get('temperature')}, each followed by "
+        f"{rest.get('args', {}).get('epochs')} epochs of behaviour cloning on the successful "
+        f"ones and the {few} demos; {rest.get('seconds', float('nan')) / 60:.0f} min). Share "
+        f"of sampled episodes kept (successful) per round, overall and per task: "
+        f"{rest_rounds}.",
+        "",
+        f"Targets: every task above 0 after {many}: {above_zero}/6; RL from {few} >= {many} on "
+        f"at least 4 of 6 tasks: " + ", ".join(f"{rl} {rl_wins[rl]}/6" for rl in rls)
+        + f"; unseen >= 0.8 x seen on put-block-in-bowl ({best}): "
         f"{bowl_unseen:.2f} vs {bowl_seen:.2f}.",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.with_suffix(".json").write_text(json.dumps(
         {"rows": rows, "clip": clip_summary, "ppo": {k: v for k, v in ppo.items()
                                                       if k != "history"},
-         "timings": timings, "seconds": seconds}, indent=2, default=str))
+         "rest": rest, "timings": timings, "seconds": seconds}, indent=2, default=str))
     RESULTS.with_suffix(".md").write_text("\n".join(lines + [""] + note) + "\n")
     print("\n".join(lines + [""] + note))
 

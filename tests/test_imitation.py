@@ -13,7 +13,7 @@ from tiny_models import make_tiny_bert
 import rlft.envs  # noqa: F401
 from rlft.training.cli import main
 from rlft.training.configs import ImitateArgs
-from rlft.training.demos import collect, load_demos
+from rlft.training.demos import collect, demo_turns, load_demos
 from rlft.training.imitation import imitate
 from rlft.wrappers.recorder import TrajectoryRecorder
 
@@ -62,7 +62,8 @@ class _ImageEnv(gym.Env):
 
     def step(self, action):
         self.t += 1
-        return self._obs(), 1.0, self.t == 3, False, {"success": self.t == 3, "score": 0.5}
+        return self._obs(), 1.0, self.t == 3, False, {"success": self.t == 3, "score": 0.5,
+                                                      "task": "count-to-three"}
 
 
 def test_recorder_stores_images_in_npz(tmp_path):
@@ -79,6 +80,10 @@ def test_recorder_stores_images_in_npz(tmp_path):
     assert rec["arrays"] == {"file": "episode_000001.npz", "index": {"color": 2}}
     arrays = np.load(tmp_path / rec["arrays"]["file"])
     assert arrays["color"].shape == (3, 4, 5, 3) and (arrays["color"][2] == 2).all()
+    # the task the env names is recorded beside the step, not read back as an observation
+    assert rec["task"] == "count-to-three"
+    turn, _ = demo_turns(tmp_path, episodes)[-1]
+    assert set(turn.observation) == {"goal", "color"} and (turn.observation["color"] == 2).all()
 
 
 def test_short_imitation_lowers_val_loss_and_resumes(tmp_path, demos, tiny_encoder):

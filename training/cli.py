@@ -7,6 +7,7 @@
     rlft imitate --policy choice --env rlft/Shop-v1 --demos runs/demos --out runs/il-shop
     rlft benchmark --agents random expert runs/il-shop --envs rlft/Shop-v1
     rlft train ppo --env rlft/Shop-v1 --policy runs/il-shop --out runs/ppo-shop
+    rlft train rest --env rlft/Shop-v1 --policy runs/il-shop --demos runs/demos --out runs/rest
     rlft demo --out runs/demo          the main job: demos -> imitation -> PPO -> table
     rlft setup-browser                 install a Chromium for the browser backend
 """
@@ -22,11 +23,11 @@ import sys
 # loads, which the commands do lazily, after this line.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import tyro
 
-from rlft.training.configs import BenchmarkArgs, ImitateArgs, PPOArgs, PretrainClipArgs
+from rlft.training.configs import BenchmarkArgs, ImitateArgs, PPOArgs, PretrainClipArgs, RestArgs
 from rlft.training.main_job import MainJobArgs
 
 
@@ -111,12 +112,29 @@ def imitate(args: Annotated[ImitateArgs, tyro.conf.arg(name="")]) -> None:
               f"score {summary['val_eval']['score']:.3f}")
 
 
-def train(algorithm: tyro.conf.Positional[Literal["ppo"]],
-          args: Annotated[PPOArgs, tyro.conf.arg(name="")]) -> None:
-    """RL fine-tune a policy checkpoint: `rlft train ppo --env ID --policy DIR --out DIR`."""
+def train(args: Annotated[Annotated[PPOArgs, tyro.conf.subcommand("ppo")]
+                          | Annotated[RestArgs, tyro.conf.subcommand("rest")],
+                          tyro.conf.arg(name="")]) -> None:
+    """RL fine-tune a policy checkpoint: `rlft train ppo --env ID --policy DIR --out DIR`, or
+    self-train it on its own successes: `rlft train rest ... --demos DEMOS`."""
+    if isinstance(args, RestArgs):
+        return _train_rest(args)
     from rlft.training.ppo import train_ppo
 
     summary = train_ppo(args)
+    if "test" in summary:
+        from rlft.training.evaluate import EvalResult, print_table
+
+        print_table([EvalResult(**summary[k]) for k in ("test_start", "test")],
+                    title=f"{args.env}: test split, {args.eval_episodes} episodes "
+                          f"(start = {args.policy})")
+    print(f"policy -> {args.out}/policy, logs -> {args.out}/tb")
+
+
+def _train_rest(args: RestArgs) -> None:
+    from rlft.training.rest import train_rest
+
+    summary = train_rest(args)
     if "test" in summary:
         from rlft.training.evaluate import EvalResult, print_table
 

@@ -175,6 +175,60 @@ class PPOArgs:
 
 
 @dataclass
+class RestArgs:
+    """Self-training from reward (ReST, Gulcehre et al. 2023; also called expert iteration or
+    rejection-sampling fine-tuning): rounds of *grow* (sample episodes on the training split
+    with the policy) and *improve* (behaviour cloning on the episodes whose outcome passed the
+    filter, with the demos the policy imitated). Fields left unset take the env's preset."""
+
+    env: str = "rlft/Shop-v1"
+    """Environment id."""
+    policy: str = "runs/il-shop"
+    """Checkpoint directory of the policy to start from (``rlft imitate`` writes one)."""
+    out: Path = Path("runs/rest-shop")
+    """Run directory: ``round-K/samples`` (the sampled episodes, as demos), ``round-K/policy``,
+    ``policy`` (the last round's), tb/ logs, summary.json (written last)."""
+    demos: Path | None = None
+    """Demos mixed into every round's training set (the ones the policy imitated; default:
+    none, only the policy's own kept episodes)."""
+    max_demos: int | None = None
+    """Use at most this many of ``demos``' episodes."""
+    rounds: int | None = None
+    """Grow-and-improve rounds (preset: 3)."""
+    episodes: int | None = None
+    """Episodes sampled per round (preset: 200; tabletop 300)."""
+    temperature: float | None = None
+    """Of the sampling: 1 samples the policy's own distribution, lower sharpens it, 0 is
+    greedy (preset: 1; tabletop 0.5)."""
+    min_return: float | None = None
+    """Keep a sampled episode when its return is at least this (default: when it succeeds)."""
+    epochs: int | None = None
+    """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
+    tabletop 10)."""
+    batch_size: int | None = None
+    """Turns per gradient step (preset: 64; tabletop 16)."""
+    lr: float | None = None
+    """AdamW learning rate, cosine-decayed to 10% within each round (preset: 3e-4; tabletop
+    1e-3)."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    split: str = "train"
+    """Split the sampled episodes come from."""
+    reward_mode: str | None = None
+    """Reward mode of the sampling env (preset: shaped; research sparse)."""
+    env_kwargs: tuple[str, ...] = ()
+    """More keyword arguments of the sampling env as KEY=VALUE (values read as JSON)."""
+    val_episodes: int = 20
+    """Greedy val-split episodes rolled out after each round (and before the first): the
+    learning curve (0: none)."""
+    eval_episodes: int = 0
+    """Test-split episodes of the final evaluation, start and result on the same goals (0:
+    skip)."""
+    seed: int = 0
+    """Seed of the samples, the env seeds and the shuffling."""
+
+
+@dataclass
 class BenchmarkArgs:
     """Benchmark agents on environments (``rlft benchmark``)."""
 

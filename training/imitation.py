@@ -53,6 +53,38 @@ def encode_examples(policy: Any, examples: Sequence[tuple[Any, Any]]
     return inputs, targets
 
 
+def make_optimizer(params: list[torch.Tensor], lr: float, weight_decay: float, total_steps: int
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``params`` and its schedule: cosine decay from ``lr`` to 10% of it over
+    ``total_steps`` optimiser steps."""
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, s / max(1, total_steps)))))
+    return optim, sched
+
+
+def train_epoch(policy: Any, inputs: Sequence[Any], targets: Sequence[Any],
+                optim: torch.optim.Optimizer, sched: Any, batch_size: int
+                ) -> tuple[float, float]:
+    """One pass over ``(inputs, targets)`` in a random order (Python's ``random``): a step of
+    ``policy.imitation_loss`` per batch, gradients clipped to norm 1; mean loss and accuracy."""
+    params = [p for group in optim.param_groups for p in group["params"]]
+    order = list(range(len(inputs)))
+    random.shuffle(order)
+    losses, accs = [], []
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        loss, acc = policy.imitation_loss([inputs[j] for j in idx], [targets[j] for j in idx])
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        accs.append(float(acc.detach()))
+    return float(np.mean(losses)), float(np.mean(accs))
+
+
 @torch.no_grad()
 def _validate(policy: Any, inputs: list[Any], targets: list[Any], batch_size: int
               ) -> tuple[float, float]:
@@ -114,12 +146,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         policy, list(expert_turns(args.env, "val", args.val_episodes, seed=args.seed)))
 
     trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
-    params = list(trainable.values())
-    optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = max(1, -(-len(train_inputs) // args.batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, s / (
-            args.epochs * steps_per_epoch)))))
+    optim, sched = make_optimizer(list(trainable.values()), args.lr, args.weight_decay,
+                                  args.epochs * max(1, -(-len(train_inputs) // args.batch_size)))
     start_epoch, best_val, history = 0, None, []
     ckpt_path = out / CHECKPOINT
     if args.resume and ckpt_path.is_file():
@@ -143,22 +171,9 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         t_train = time.perf_counter()
         task = bar.add_task("imitate", total=args.epochs, completed=start_epoch)
         for epoch in range(start_epoch, args.epochs):
-            order = list(range(len(train_inputs)))
-            random.shuffle(order)
-            losses, accs = [], []
-            for i in range(0, len(order), args.batch_size):
-                idx = order[i : i + args.batch_size]
-                loss, acc = policy.imitation_loss([train_inputs[j] for j in idx],
-                                                  [train_targets[j] for j in idx])
-                optim.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optim.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                accs.append(float(acc.detach()))
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                   "train_acc": float(np.mean(accs))}
+            train_loss, train_acc = train_epoch(policy, train_inputs, train_targets, optim,
+                                                sched, args.batch_size)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
             if val_inputs:
                 row["val_loss"], row["val_acc"] = _validate(policy, val_inputs, val_targets,
                                                             args.batch_size)

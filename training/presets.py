@@ -24,6 +24,9 @@ BASE: dict[str, dict[str, Any]] = {
                 "gamma": 0.99, "update_epochs": 4, "minibatch_size": 32, "ent_coef": 0.01,
                 "kl_coef": 0.02, "reward_mode": "shaped"},
     "ImitateArgs": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
+    # self-training continues from a trained clone: a third of imitation's step
+    "RestArgs": {"rounds": 3, "episodes": 200, "temperature": 1.0, "epochs": 5,
+                 "batch_size": 64, "lr": 3e-4, "reward_mode": "shaped"},
     "MainJobArgs": {"demos": 20, "imitate.epochs": 15},
 }
 
@@ -37,6 +40,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # twice the batch and a third of the step keep it from collapsing onto abstaining.
     "research": {"PPOArgs": {"reward_mode": "sparse", "updates": 30, "num_envs": 8,
                              "learning_rate": 1e-4},
+                 "RestArgs": {"reward_mode": "sparse"},
                  "MainJobArgs": {"demos": 1000, "imitate.epochs": 20}},
     # A rejected pick leaves the scene unchanged, so at gamma 0.99 repeating it until truncation
     # cost 1% of the return; at lr 3e-4 a diffuse start had not moved after 32 updates
@@ -44,7 +48,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tabletop": {"PPOArgs": {"updates": 64, "num_envs": 8, "num_steps": 8,
                              "learning_rate": 1e-3, "gamma": 0.9, "update_epochs": 2,
                              "ent_coef": 0.0},
-                 "ImitateArgs": {"batch_size": 16, "lr": 2e-3}},
+                 "ImitateArgs": {"batch_size": 16, "lr": 2e-3},
+                 "RestArgs": {"episodes": 300, "temperature": 0.5, "epochs": 10, "batch_size": 16,
+                              "lr": 1e-3}},
 }
 
 #: per env id, what differs from its family's preset. The hard store, main job seed 0 (IL ->

@@ -31,7 +31,7 @@ TRAJECTORY_FILE = "trajectories.jsonl"
 #: the fields of a step record that are not part of the observation (everything else is)
 RECORD_FIELDS = frozenset({"episode", "step", "seed", "arrays", "valid_actions", "action",
                            "reward", "terminated", "truncated", "success", "score",
-                           "action_error"})
+                           "action_error", "task"})
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,6 +93,8 @@ class TrajectoryRecorder(gym.Wrapper):
                       success=bool(info.get("success", False)),
                       score=float(info.get("score", 0.0)),
                       action_error=info.get("action_error"))
+        if "task" in info:  # the task played, where one env holds several (tabletop)
+            record["task"] = _jsonable(info["task"])
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
         self._step += 1

@@ -1,0 +1,142 @@
+"""Self-training (ReST): the episode filter, the turns it imitates, learning a task from a
+random policy's own successes, resuming a run, and the command's errors."""
+
+from __future__ import annotations
+
+import json
+
+import ppo_toy_env  # noqa: F401  (registers rlft-test/Doors-v0)
+import pytest
+import torch
+
+from rlft.training.configs import RestArgs
+from rlft.training.rest import episode_kept, imitable_turns, train_rest
+
+
+def _record(step: int, action: str, reward: float, success: bool, error: str | None = None):
+    return {"episode": 0, "step": step, "seed": 0, "goal": "g", "page": f"page {step}",
+            "valid_actions": ["click[a]", "click[b]"], "action": action, "reward": reward,
+            "terminated": success, "truncated": False, "success": success, "score": 0.0,
+            "action_error": error}
+
+
+def test_episode_kept_by_success_or_by_return():
+    won = [_record(0, "click[a]", 0.25, False), _record(1, "click[b]", 1.0, True)]
+    lost = [_record(0, "click[a]", 0.25, False), _record(1, "click[a]", 0.5, False)]
+    assert episode_kept(won, None) and not episode_kept(lost, None)
+    assert episode_kept(lost, 0.75) and not episode_kept(lost, 0.8)
+    assert episode_kept(won, 1.25) and not episode_kept(won, 1.3)
+
+
+def test_imitable_turns_skip_rejected_actions_but_keep_them_in_the_history(tmp_path):
+    episode = [_record(0, "click[zzz]", 0.0, False, error="no such button"),
+               _record(1, "click[a]", 0.0, False), _record(2, "click[b]", 1.0, True)]
+    examples = imitable_turns(tmp_path, [episode])
+    assert [a for _, a in examples] == ["click[a]", "click[b]"]
+    first, second = (t for t, _ in examples)
+    assert first.history == ("click[zzz]",) and first.page == "page 1"
+    assert second.history == ("click[zzz]", "click[a]") and second.page == "page 2"
+
+
+@pytest.fixture(scope="module")
+def random_policy(tmp_path_factory):
+    from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("policy")
+    ChoicePolicy(ChoicePolicyConfig(max_steps=2, history=1)).save_pretrained(path)
+    return str(path)
+
+
+def _success(policy_dir: str, episodes: int = 60) -> float:
+    import gymnasium as gym
+
+    from rlft.agents.choice_policy import ChoicePolicy
+    from rlft.training.evaluate import evaluate
+
+    return evaluate(gym.make("rlft-test/Doors-v0"), ChoicePolicy.from_pretrained(policy_dir),
+                    episodes, seed=123).success
+
+
+def test_rest_learns_the_doors_task_from_a_random_policys_successes(random_policy, tmp_path):
+    # A random choice of 4 doors then 4 buttons succeeds 1 time in 16: the first round keeps a
+    # handful of episodes, each later round more, as the policy trained on them improves.
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=3, episodes=120, epochs=20, lr=1e-3, batch_size=16,
+                                  val_episodes=20))
+    before, after = _success(random_policy), _success(str(tmp_path / "policy"))
+    assert before < 0.3
+    assert after >= 0.9, (before, after, summary["history"])
+    rounds = [r for r in summary["history"] if r["round"] > 0]
+    assert [r["round"] for r in summary["history"]] == [0, 1, 2, 3]
+    assert 0 < rounds[0]["kept_rate"] < 0.3 and rounds[-1]["kept_rate"] > 0.5
+    for r in rounds:  # every kept episode is two imitable turns (no demos mixed in)
+        assert r["train_turns"] == 2 * sum(x["kept"] for x in rounds[: r["round"]])
+    meta = json.loads((tmp_path / "round-1" / "samples" / "meta.json").read_text())
+    assert meta["episodes"] == 120 and meta["agent"] == "SamplingAgent"
+    assert json.loads((tmp_path / "summary.json").read_text())["rounds"] == 3
+
+
+def test_rest_resumes_at_the_first_unfinished_round(random_policy, tmp_path):
+    common = dict(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path, episodes=40,
+                  epochs=2, lr=1e-3, batch_size=16, val_episodes=0)
+    train_rest(RestArgs(rounds=1, **common))
+    first = (tmp_path / "round-1" / "round.json").read_text()
+    weights = (tmp_path / "round-1" / "policy").stat().st_mtime_ns
+    summary = train_rest(RestArgs(rounds=2, **common))
+    assert (tmp_path / "round-1" / "round.json").read_text() == first  # reused, not redone
+    assert (tmp_path / "round-1" / "policy").stat().st_mtime_ns == weights
+    assert [r["round"] for r in summary["history"]] == [1, 2]
+    assert summary["history"][0] == json.loads(first)
+    # round 2 trains on round 1's kept episodes and its own
+    assert summary["history"][1]["train_turns"] == 2 * sum(r["kept"] for r in summary["history"])
+
+
+def test_rest_command_errors_are_one_line(random_policy, tmp_path, capsys):
+    from rlft.training.cli import main
+
+    for argv, needle in (
+            (["--rounds", "0"], "--rounds must be at least 1"),
+            (["--lr", "-1"], "--lr must be positive"),
+            (["--demos", str(tmp_path / "none")], "no demos at"),
+            (["--policy", str(tmp_path / "missing")], "missing")):
+        base = ["train", "rest", "--env", "rlft-test/Doors-v0", "--policy", random_policy,
+                "--out", str(tmp_path / "out")]
+        with pytest.raises(SystemExit) as e:
+            main(base + argv)
+        assert e.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # (after any loading bars)
+        assert last.startswith("rlft: error:") and needle in last, last
+
+
+def test_sample_index_temperature_sharpens_and_zero_is_greedy():
+    from rlft.agents.rl import sample_index
+
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1, 0.0]]))  # the last can never be drawn
+    g = torch.Generator().manual_seed(0)
+    assert int(sample_index(logits, g, 0.0)) == 0 and int(sample_index(logits, None)) == 0
+
+    def freq(t: float) -> torch.Tensor:
+        draws = torch.cat([sample_index(logits.expand(1000, -1), g, t) for _ in range(4)])
+        return torch.bincount(draws[:, 0], minlength=4).float() / len(draws)
+
+    at_one, at_half = freq(1.0), freq(0.5)
+    torch.testing.assert_close(at_one, torch.tensor([0.6, 0.3, 0.1, 0.0]), atol=0.03, rtol=0)
+    # p ** 2 renormalised: 0.36 / 0.46, 0.09 / 0.46, 0.01 / 0.46
+    torch.testing.assert_close(at_half, torch.tensor([0.783, 0.196, 0.022, 0.0]), atol=0.03,
+                               rtol=0)
+
+
+def test_a_greedy_sampling_agent_plays_as_the_policy_does(random_policy):
+    import gymnasium as gym
+
+    from rlft.agents.choice_policy import ChoicePolicy
+    from rlft.agents.episode import rollout
+    from rlft.agents.rl import SamplingAgent
+
+    policy = ChoicePolicy.from_pretrained(random_policy)
+    env = gym.make("rlft-test/Doors-v0")
+    greedy = SamplingAgent(policy, torch.Generator().manual_seed(0), temperature=0.0)
+    for seed in range(5):
+        assert ([s.action for s in rollout(env, greedy, seed=seed)]
+                == [s.action for s in rollout(env, policy, seed=seed)])

@@ -1,0 +1,197 @@
+"""Self-training from reward: ReST (Gulcehre et al. 2023), also called expert iteration or
+rejection-sampling fine-tuning.
+
+``rlft train rest --env rlft/Tabletop-v0 --policy runs/il --demos runs/demos --out runs/rest``
+
+Each round *grows* a dataset: ``episodes`` episodes of the training split, the policy sampling
+its actions (:class:`rlft.agents.rl.SamplingAgent`: ``rl_act``, as PPO's rollouts do), recorded
+by :func:`rlft.training.demos.collect` into ``OUT/round-K/samples``; and *improves* the policy on
+it: behaviour cloning (the policy's own ``imitation_loss``, the loop of
+:func:`rlft.training.imitation.train_epoch`) on every kept episode so far plus the demos the
+policy imitated. An episode is kept when it succeeded (or its return reached ``min_return``);
+within a kept episode, turns whose action the env rejected (``action_error``) are not imitated.
+
+Where PPO moves a policy by small clipped steps along advantage-weighted log-probabilities, this
+trains on the policy's successes with imitation's full loss (for the CLIP policy that includes
+the sub-cell offsets and augmentation, which PPO's scores do not touch), so a success the
+policy samples once in five tries becomes what it does greedily.
+
+A finished round leaves ``round-K/round.json`` (written last), so an interrupted run resumes at
+the first unfinished round; an interrupted sample collection is redone. ``summary.json`` is
+written last of all.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import asdict
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import rlft.envs  # noqa: F401  (registers the ids)
+from rlft.agents.loading import check_pairing, default_device, load_policy
+from rlft.agents.policy import TrainablePolicy
+from rlft.agents.rl import SamplingAgent
+from rlft.training.configs import RestArgs, parse_options
+from rlft.training.demos import collect, demo_turns, demos_complete, load_demos
+from rlft.training.imitation import encode_examples, make_optimizer, rollout_success, train_epoch
+from rlft.training.presets import resolve
+
+ROUND_FILE = "round.json"
+SUMMARY = "summary.json"
+#: sampled episodes of round K are seeded from ``seed + SAMPLE_SEED * K`` (demos use 0, 1, ...)
+SAMPLE_SEED = 1_000_000
+
+
+def episode_kept(records: list[dict[str, Any]], min_return: float | None) -> bool:
+    """Whether a recorded episode passes the filter: it succeeded (``min_return`` None), or
+    its return is at least ``min_return``."""
+    if min_return is None:
+        return bool(records[-1].get("success", False))
+    return sum(float(r["reward"]) for r in records) >= min_return
+
+
+def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]]) -> list[tuple[Any, Any]]:
+    """``(turn, action)`` of every step of ``episodes`` (recorded in ``directory``) whose action
+    the env accepted: a rejected action stays in the later turns' history, but is not a target."""
+    return [example for example, record in zip(demo_turns(directory, episodes),
+                                               chain.from_iterable(episodes), strict=True)
+            if not record.get("action_error")]
+
+
+def _check_args(args: RestArgs) -> None:
+    for name in ("rounds", "episodes", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
+                             f"{getattr(args, name)}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature cannot be negative, got {args.temperature}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}")
+    if args.val_episodes < 0 or args.eval_episodes < 0:
+        raise ValueError("--val-episodes and --eval-episodes cannot be negative")
+
+
+def train_rest(args: RestArgs) -> dict[str, Any]:
+    """Run self-training as configured; returns the summary (also written to OUT/summary.json)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    args = resolve(args)
+    _check_args(args)
+    t_start = time.perf_counter()
+    env_kwargs = {"reward_mode": args.reward_mode,
+                  **parse_options(args.env_kwargs, "--env-kwargs")}
+    sources: list[tuple[Path, list[list[dict[str, Any]]]]] = []  # (directory, kept episodes)
+    if args.demos is not None:
+        meta, demo_episodes = load_demos(args.demos, args.max_demos)
+        if meta.get("env_id") != args.env:
+            raise ValueError(f"the demos in {args.demos} were recorded on {meta.get('env_id')}, "
+                             f"not {args.env}; pass --env {meta.get('env_id')} or other demos")
+        sources.append((Path(args.demos), demo_episodes))
+    probe = gym.make(args.env)
+    try:
+        policy = load_policy(args.policy)
+        if not isinstance(policy, TrainablePolicy):
+            raise ValueError(f"the {policy.policy_type!r} policy at {args.policy} cannot "
+                             f"self-train (it lacks rl_act to sample with, or imitation_loss)")
+        check_pairing(policy, probe)
+    finally:
+        probe.close()
+    policy = policy.to(default_device())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    writer = SummaryWriter(str(out / "tb"))
+    val_seed = args.seed + 10_000
+
+    history: list[dict[str, Any]] = []
+    if args.val_episodes:
+        history.append({"round": 0, **_val(policy, args, val_seed)})
+    for k in range(1, args.rounds + 1):
+        rdir = out / f"round-{k}"
+        samples = rdir / "samples"
+        if (rdir / ROUND_FILE).is_file():  # finished before an interruption: reuse it
+            row = json.loads((rdir / ROUND_FILE).read_text())
+            policy = load_policy(rdir / "policy").to(default_device())
+            _, sampled = load_demos(samples)
+            sources.append((samples, [ep for ep in sampled
+                                      if episode_kept(ep, args.min_return)]))
+            history.append(row)
+            continue
+        t_round = time.perf_counter()
+        policy.eval()
+        if not demos_complete(samples):
+            collect(args.env, args.episodes, samples, split=args.split,
+                    seed=args.seed + SAMPLE_SEED * k,
+                    agent=SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
+                                        args.temperature),
+                    **env_kwargs)
+        _, sampled = load_demos(samples)
+        kept = [ep for ep in sampled if episode_kept(ep, args.min_return)]
+        sources.append((samples, kept))
+        examples = [ex for directory, eps in sources for ex in imitable_turns(directory, eps)]
+        t_sampled = time.perf_counter()
+
+        inputs, targets = encode_examples(policy, examples)
+        policy.train()
+        policy.prepare_imitation(inputs)
+        trainable = [p for p in policy.parameters() if p.requires_grad]
+        steps = args.epochs * max(1, -(-len(inputs) // args.batch_size))
+        optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
+        for _ in range(args.epochs):
+            loss, acc = train_epoch(policy, inputs, targets, optim, sched, args.batch_size)
+        policy.eval()
+        policy.save_pretrained(rdir / "policy")
+
+        tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
+        kept_tasks = Counter(str(ep[-1].get("task", "")) for ep in kept)
+        row = {"round": k, "sampled": len(sampled), "kept": len(kept),
+               "kept_rate": len(kept) / len(sampled), "train_turns": len(inputs),
+               "train_loss": loss, "train_acc": acc,
+               "sample_seconds": t_sampled - t_round,
+               "train_seconds": time.perf_counter() - t_sampled}
+        if set(tasks) != {""}:
+            row["kept_rate_by_task"] = {t: kept_tasks[t] / n for t, n in sorted(tasks.items())}
+        if args.val_episodes:
+            row.update(_val(policy, args, val_seed))
+        for key in ("kept_rate", "train_loss", "train_acc", "val_success"):
+            if key in row:
+                writer.add_scalar(f"rest/{key}", row[key], k)
+        (rdir / ROUND_FILE).write_text(json.dumps(row, indent=2))  # last: the round is done
+        history.append(row)
+        print(f"round {k}: kept {len(kept)}/{len(sampled)} sampled episodes, trained on "
+              f"{len(inputs)} turns (loss {loss:.3f})"
+              + (f", val success {row['val_success']:.3f}" if "val_success" in row else ""))
+    policy.save_pretrained(out / "policy")
+    writer.close()
+
+    summary: dict[str, Any] = {
+        "env_id": args.env, "start": str(args.policy), "rounds": args.rounds,
+        "history": history, "seconds": time.perf_counter() - t_start,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}}
+    if args.eval_episodes:
+        from rlft.training.benchmark import evaluate_agents
+
+        results = evaluate_agents(args.env, {"start": args.policy, "rest": str(out / "policy")},
+                                  episodes=args.eval_episodes, split="test", seed=10_000,
+                                  **env_kwargs)
+        summary["test_start"], summary["test"] = (r.to_dict() for r in results)
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the run is complete
+    return summary
+
+
+def _val(policy: Any, args: RestArgs, seed: int) -> dict[str, float]:
+    """Greedy success and score on ``val_episodes`` val-split episodes (the same ones each
+    round)."""
+    roll = rollout_success(policy, args.env, args.val_episodes, seed=seed)
+    return {"val_success": roll["success"], "val_score": roll["score"]}
