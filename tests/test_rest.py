@@ -140,3 +140,21 @@ def test_a_greedy_sampling_agent_plays_as_the_policy_does(random_policy):
     for seed in range(5):
         assert ([s.action for s in rollout(env, greedy, seed=seed)]
                 == [s.action for s in rollout(env, policy, seed=seed)])
+
+
+def test_a_round_that_keeps_nothing_leaves_the_policy_unchanged(random_policy, tmp_path):
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=1, episodes=10, min_return=5.0, val_episodes=0))
+    row = summary["history"][0]
+    assert row["kept"] == 0 and row["train_turns"] == 0
+    heads = sorted(p.name for p in (tmp_path / "policy").glob("*.safetensors"))
+    assert heads == sorted(p.name for p in Path(random_policy).glob("*.safetensors")) != []
+    for name in heads:
+        before, after = load_file(str(Path(random_policy) / name)), load_file(
+            str(tmp_path / "policy" / name))
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)

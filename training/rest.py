@@ -143,14 +143,20 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         t_sampled = time.perf_counter()
 
         inputs, targets = encode_examples(policy, examples)
-        policy.train()
-        policy.prepare_imitation(inputs)
-        trainable = [p for p in policy.parameters() if p.requires_grad]
-        steps = args.epochs * max(1, -(-len(inputs) // args.batch_size))
-        optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
-        for _ in range(args.epochs):
-            loss, acc = train_epoch(policy, inputs, targets, optim, sched, args.batch_size)
-        policy.eval()
+        loss: float | None = None
+        acc: float | None = None
+        if inputs:
+            policy.train()
+            policy.prepare_imitation(inputs)
+            trainable = [p for p in policy.parameters() if p.requires_grad]
+            steps = args.epochs * max(1, -(-len(inputs) // args.batch_size))
+            optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
+            for _ in range(args.epochs):
+                loss, acc = train_epoch(policy, inputs, targets, optim, sched, args.batch_size)
+            policy.eval()
+        else:
+            print(f"round {k}: no sampled episode passed the filter and no --demos: nothing to "
+                  f"train on, the policy is unchanged")
         policy.save_pretrained(rdir / "policy")
 
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
@@ -165,12 +171,12 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         if args.val_episodes:
             row.update(_val(policy, args, val_seed))
         for key in ("kept_rate", "train_loss", "train_acc", "val_success"):
-            if key in row:
+            if row.get(key) is not None:
                 writer.add_scalar(f"rest/{key}", row[key], k)
         (rdir / ROUND_FILE).write_text(json.dumps(row, indent=2))  # last: the round is done
         history.append(row)
         print(f"round {k}: kept {len(kept)}/{len(sampled)} sampled episodes, trained on "
-              f"{len(inputs)} turns (loss {loss:.3f})"
+              f"{len(inputs)} turns" + (f" (loss {loss:.3f})" if loss is not None else "")
               + (f", val success {row['val_success']:.3f}" if "val_success" in row else ""))
     policy.save_pretrained(out / "policy")
     writer.close()
