@@ -158,3 +158,34 @@ def test_a_round_that_keeps_nothing_leaves_the_policy_unchanged(random_policy, t
             str(tmp_path / "policy" / name))
         assert before.keys() == after.keys()
         assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_rest_trains_an_lm_policy_on_its_kept_episodes(tmp_path):
+    # every policy kind self-trains through the same protocol: here a tiny causal LM, with
+    # every sampled episode kept (return >= -1), so each round trains on 2 turns per episode
+    from tiny_models import make_tiny_llama
+
+    from rlft.agents import LMPolicy, LMPolicyConfig, load_policy
+
+    start = tmp_path / "start"
+    LMPolicy(LMPolicyConfig(model=str(make_tiny_llama(tmp_path / "lm")), lora_r=4)
+             ).save_pretrained(start)
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=str(start),
+                                  out=tmp_path / "out", rounds=1, episodes=6, min_return=-1.0,
+                                  epochs=1, batch_size=4, val_episodes=0, temperature=0.7))
+    row = summary["history"][0]
+    assert row["kept"] == 6 and row["train_turns"] == 12 and row["train_loss"] > 0
+    assert isinstance(load_policy(tmp_path / "out" / "policy"), LMPolicy)
+
+
+def test_lm_generation_at_temperature_zero_is_greedy(tmp_path):
+    from tiny_models import make_tiny_llama
+
+    from rlft.agents import LMPolicy, LMPolicyConfig
+
+    policy = LMPolicy(LMPolicyConfig(model=str(make_tiny_llama(tmp_path / "lm")), lora_r=0,
+                                     constrained=False, max_action_tokens=6)).eval()
+    prompt = policy.tokenizer("Goal: press the red button\n")["input_ids"]
+    with torch.no_grad():
+        greedy = policy._generate(prompt, None)
+        assert policy._generate(prompt, torch.Generator().manual_seed(1), 0.0) == greedy
