@@ -53,5 +53,25 @@ class DoorsEnv(gym.Env):
         return obs, 0.0, False, False, info
 
 
+def save_random_policy(path) -> str:
+    """An untrained ChoicePolicy for the doors task (seeded), saved in ``path``."""
+    import torch
+
+    from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig
+
+    torch.manual_seed(0)
+    ChoicePolicy(ChoicePolicyConfig(max_steps=2, history=1)).save_pretrained(path)
+    return str(path)
+
+
+def doors_success(policy_dir: str, episodes: int = 60) -> float:
+    """Greedy success of the ChoicePolicy in ``policy_dir`` on the same doors episodes."""
+    from rlft.agents.choice_policy import ChoicePolicy
+    from rlft.training.evaluate import evaluate
+
+    return evaluate(gym.make("rlft-test/Doors-v0"), ChoicePolicy.from_pretrained(policy_dir),
+                    episodes, seed=123).success
+
+
 if "rlft-test/Doors-v0" not in gym.registry:
     gym.register("rlft-test/Doors-v0", entry_point="ppo_toy_env:DoorsEnv", max_episode_steps=2)

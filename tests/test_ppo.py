@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import ppo_toy_env  # noqa: F401  (registers rlft-test/Doors-v0)
 import pytest
 import torch
+from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-test/Doors-v0)
 
 from rlft.training.ppo import PPOArgs, compute_gae, train_ppo
 
@@ -27,32 +27,16 @@ def test_gae_matches_hand_computation_and_stops_at_episode_ends():
 
 @pytest.fixture(scope="module")
 def init_policy(tmp_path_factory):
-    from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("policy")
-    ChoicePolicy(ChoicePolicyConfig(max_steps=2, history=1)).save_pretrained(path)
-    return str(path)
-
-
-def _success(policy_dir: str, episodes: int = 60) -> float:
-    import gymnasium as gym
-
-    from rlft.agents.choice_policy import ChoicePolicy
-    from rlft.training.evaluate import evaluate
-
-    policy = ChoicePolicy.from_pretrained(policy_dir)
-    policy.eval()
-    return evaluate(gym.make("rlft-test/Doors-v0"), policy, episodes, seed=123).success
+    return save_random_policy(tmp_path_factory.mktemp("policy"))
 
 
 def test_ppo_learns_the_doors_task_from_a_random_policy(init_policy, tmp_path):
-    before = _success(init_policy)
+    before = doors_success(init_policy)
     summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
                                 reward_mode="sparse", num_envs=8, num_steps=8, updates=25,
                                 learning_rate=1e-3, minibatch_size=32, kl_coef=0.0,
                                 ent_coef=0.0, eval_episodes=0, progress=False, checkpoint_every=0))
-    after = _success(str(tmp_path / "policy"))
+    after = doors_success(str(tmp_path / "policy"))
     assert before < 0.5
     assert after >= 0.95, (before, after, summary)
     assert json.loads((tmp_path / "summary.json").read_text())["updates"] == 25
@@ -347,13 +331,13 @@ def test_gigpo_adds_each_turns_step_advantage_to_its_episodes(init_policy, monke
 
 @pytest.mark.parametrize("advantage", ["grpo", "rloo", "gigpo"])
 def test_group_relative_ppo_learns_the_doors_task(init_policy, tmp_path, advantage):
-    before = _success(init_policy)
+    before = doors_success(init_policy)
     summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
                                 reward_mode="sparse", num_envs=8, num_steps=8, updates=25,
                                 learning_rate=1e-3, minibatch_size=32, kl_coef=0.0,
                                 ent_coef=0.0, eval_episodes=0, progress=False,
                                 checkpoint_every=0, advantage=advantage, group_size=4))
-    after = _success(str(tmp_path / "policy"))
+    after = doors_success(str(tmp_path / "policy"))
     assert before < 0.5
     assert after >= 0.95, (before, after, summary)
     last = summary["history"][-1]

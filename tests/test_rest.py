@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-import ppo_toy_env  # noqa: F401  (registers rlft-test/Doors-v0)
 import pytest
 import torch
+from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-test/Doors-v0)
 
 from rlft.training.configs import RestArgs
 from rlft.training.rest import episode_kept, imitable_turns, train_rest
@@ -40,22 +40,7 @@ def test_imitable_turns_skip_rejected_actions_but_keep_them_in_the_history(tmp_p
 
 @pytest.fixture(scope="module")
 def random_policy(tmp_path_factory):
-    from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("policy")
-    ChoicePolicy(ChoicePolicyConfig(max_steps=2, history=1)).save_pretrained(path)
-    return str(path)
-
-
-def _success(policy_dir: str, episodes: int = 60) -> float:
-    import gymnasium as gym
-
-    from rlft.agents.choice_policy import ChoicePolicy
-    from rlft.training.evaluate import evaluate
-
-    return evaluate(gym.make("rlft-test/Doors-v0"), ChoicePolicy.from_pretrained(policy_dir),
-                    episodes, seed=123).success
+    return save_random_policy(tmp_path_factory.mktemp("policy"))
 
 
 def test_rest_learns_the_doors_task_from_a_random_policys_successes(random_policy, tmp_path):
@@ -64,7 +49,7 @@ def test_rest_learns_the_doors_task_from_a_random_policys_successes(random_polic
     summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
                                   rounds=3, episodes=120, epochs=20, lr=1e-3, batch_size=16,
                                   val_episodes=20))
-    before, after = _success(random_policy), _success(str(tmp_path / "policy"))
+    before, after = doors_success(random_policy), doors_success(str(tmp_path / "policy"))
     assert before < 0.3
     assert after >= 0.9, (before, after, summary["history"])
     rounds = [r for r in summary["history"] if r["round"] > 0]
