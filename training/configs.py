@@ -196,7 +196,7 @@ class RestArgs:
     rounds: int | None = None
     """Grow-and-improve rounds (preset: 3)."""
     episodes: int | None = None
-    """Episodes sampled per round (preset: 200; tabletop 300)."""
+    """Episodes sampled per round (preset: 200; tabletop 600)."""
     temperature: float | None = None
     """Of the sampling: 1 samples the policy's own distribution, lower sharpens it, 0 is
     greedy (preset: 1; tabletop 0.5)."""

@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                              "learning_rate": 1e-3, "gamma": 0.9, "update_epochs": 2,
                              "ent_coef": 0.0},
                  "ImitateArgs": {"batch_size": 16, "lr": 2e-3},
-                 "RestArgs": {"episodes": 300, "temperature": 0.5, "epochs": 10, "batch_size": 16,
+                 "RestArgs": {"episodes": 600, "temperature": 0.5, "epochs": 10, "batch_size": 16,
                               "lr": 1e-3}},
 }
 
