@@ -417,11 +417,11 @@ class LMPolicy(EpisodicPolicy, nn.Module):
     def rl_act(self, features: Sequence[LMTurn], generator: torch.Generator,
                temperature: float = 1.0) -> RLStep:
         """Sample one action per turn (at ``temperature``): constrained, a candidate from the
-        softmax of candidate sequence log-probs; else tokens by generation. The action kept for training is its
-        token ids (EOS included); its parts are those tokens' log-probs under the LM. (A
-        constrained rollout samples from the candidate softmax, whose normaliser the per-token
-        ratio leaves out: the per-token objective the issue asks for, not exact per-candidate
-        PPO.)"""
+        softmax of candidate sequence log-probs; else tokens by generation. The action kept for
+        training is its token ids (EOS included); its parts are those tokens' log-probs under
+        the LM. (A constrained rollout samples from the candidate softmax, whose normaliser the
+        per-token ratio leaves out: the per-token objective the issue asks for, not exact
+        per-candidate PPO.)"""
         env_actions, actions, rows, values = [], [], [], []
         for f in features:
             if self.config.constrained:
