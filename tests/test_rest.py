@@ -174,3 +174,14 @@ def test_lm_generation_at_temperature_zero_is_greedy(tmp_path):
     with torch.no_grad():
         greedy = policy._generate(prompt, None)
         assert policy._generate(prompt, torch.Generator().manual_seed(1), 0.0) == greedy
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed(random_policy, tmp_path):
+    common = dict(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path, episodes=10,
+                  epochs=1, val_episodes=0)
+    train_rest(RestArgs(rounds=1, **common))
+    with pytest.raises(ValueError, match=r"other settings \(--temperature 1.0 -> 0.5\)"):
+        train_rest(RestArgs(rounds=2, temperature=0.5, **common))
+    assert not (tmp_path / "round-2").exists()  # refused before sampling anything
+    # more rounds with the same settings continue the run
+    assert [r["round"] for r in train_rest(RestArgs(rounds=2, **common))["history"]] == [1, 2]

@@ -17,8 +17,9 @@ the sub-cell offsets and augmentation, which PPO's scores do not touch), so a su
 policy samples once in five tries becomes what it does greedily.
 
 A finished round leaves ``round-K/round.json`` (written last), so an interrupted run resumes at
-the first unfinished round; an interrupted sample collection is redone. ``summary.json`` is
-written last of all.
+the first unfinished round (a larger ``rounds`` continues a finished run); an interrupted
+sample collection is redone. A rerun whose settings differ from those the finished rounds were
+made with (``rest_settings.json``) is refused. ``summary.json`` is written last of all.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     policy = policy.to(default_device())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_same_settings(out, args)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -194,6 +196,30 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         summary["test_start"], summary["test"] = (r.to_dict() for r in results)
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the run is complete
     return summary
+
+
+#: the settings a finished round depends on: a rerun that changes one cannot reuse the rounds
+#: (``rounds``, ``val_episodes`` and ``eval_episodes`` may change: more rounds continue the run)
+ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
+                  "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
+                  "env_kwargs", "seed")
+SETTINGS_FILE = "rest_settings.json"
+
+
+def _check_same_settings(out: Path, args: RestArgs) -> None:
+    """Write ``OUT/rest_settings.json`` on the first run; on a rerun, refuse settings that
+    differ from the ones its finished rounds were made with."""
+    mine = json.loads(json.dumps({k: getattr(args, k) for k in ROUND_SETTINGS}, default=str))
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [f"--{k.replace('_', '-')} {before.get(k)!r} -> {mine[k]!r}"
+                   for k in ROUND_SETTINGS if before.get(k) != mine[k]]
+        if changed and any(out.glob(f"round-*/{ROUND_FILE}")):
+            raise ValueError(f"{out} holds self-training rounds made with other settings "
+                             f"({'; '.join(changed)}); rerun with the old ones to continue, or "
+                             f"choose a new --out")
+    path.write_text(json.dumps(mine, indent=2))
 
 
 def _val(policy: Any, args: RestArgs, seed: int) -> dict[str, float]:
