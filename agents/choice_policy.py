@@ -533,10 +533,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
     def choose(self, features: TurnFeatures) -> str:
         """The most likely candidate (or a sample when ``self.sample``)."""
         out = self([features])
-        if self.sample:
-            k = int(torch.multinomial(out.log_probs()[0].exp(), 1, generator=self.generator))
-        else:
-            k = int(out.logits[0].argmax())
+        k = int(sample_index(out.log_probs(), self.generator if self.sample else None)[0, 0])
         return out.candidates[0][k]
 
     @torch.no_grad()

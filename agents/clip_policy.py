@@ -761,17 +761,11 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
     def choose(self, features: ClipTurn) -> np.ndarray:
         """A pick-and-place action in table metres: the argmax of each heatmap (or a sample
         when ``self.sample``)."""
+        generator = self.generator if self.sample else None  # None: the argmax
         out = self._rl_heads([features], offsets=True)
-        if self.sample:
-            pick = int(torch.multinomial(out.pick.softmax(-1)[0], 1, generator=self.generator))
-        else:
-            pick = int(out.pick[0].argmax())
+        pick = int(sample_index(out.pick, generator)[0, 0])
         out = self.condition_place(out, torch.tensor([pick]))
-        if self.sample:
-            place = int(torch.multinomial(out.place.softmax(-1)[0], 1,
-                                          generator=self.generator))
-        else:
-            place = int(out.place[0].argmax())
+        place = int(sample_index(out.place, generator)[0, 0])
         return self.indices_to_action(pick, place,
                                       None if out.offsets is None else out.offsets[0])
 

@@ -404,11 +404,7 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         if self.config.constrained:
             s = self._candidate_scores(features.prompt_ids, features.candidate_ids)
             scores = (s.log_probs * s.mask).sum(-1)
-            if self.sample:
-                k = int(torch.multinomial(torch.softmax(scores, -1).cpu(), 1,
-                                          generator=self.generator))
-            else:
-                k = int(scores.argmax())
+            k = int(sample_index(scores[None], self.generator if self.sample else None)[0, 0])
             return features.candidates[k]
         return self._decode(self._generate(features.prompt_ids,
                                            self.generator if self.sample else None)[0])

@@ -87,6 +87,16 @@ def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, e
     return results
 
 
+def start_and_result(env_id: str, start: str, name: str, result: str, episodes: int,
+                     **env_kwargs: Any) -> dict[str, dict[str, Any]]:
+    """A training run's closing comparison: the checkpoint it started from and the one it made
+    (named ``name``) on the same ``episodes`` test-split episodes (seeds from 10,000), as
+    ``{"test_start": ..., "test": ...}`` rows of its summary."""
+    results = evaluate_agents(env_id, {"start": start, name: result}, episodes=episodes,
+                              split="test", seed=10_000, **env_kwargs)
+    return {"test_start": results[0].to_dict(), "test": results[1].to_dict()}
+
+
 def run_benchmark(args: BenchmarkArgs) -> list[dict[str, Any]]:
     """Evaluate every agent on every env; write the table, JSON and chart; return the rows."""
     rows = []

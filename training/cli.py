@@ -118,23 +118,11 @@ def train(args: Annotated[Annotated[PPOArgs, tyro.conf.subcommand("ppo")]
     """RL fine-tune a policy checkpoint: `rlft train ppo --env ID --policy DIR --out DIR`, or
     self-train it on its own successes: `rlft train rest ... --demos DEMOS`."""
     if isinstance(args, RestArgs):
-        return _train_rest(args)
-    from rlft.training.ppo import train_ppo
+        from rlft.training.rest import train_rest as run
+    else:
+        from rlft.training.ppo import train_ppo as run
 
-    summary = train_ppo(args)
-    if "test" in summary:
-        from rlft.training.evaluate import EvalResult, print_table
-
-        print_table([EvalResult(**summary[k]) for k in ("test_start", "test")],
-                    title=f"{args.env}: test split, {args.eval_episodes} episodes "
-                          f"(start = {args.policy})")
-    print(f"policy -> {args.out}/policy, logs -> {args.out}/tb")
-
-
-def _train_rest(args: RestArgs) -> None:
-    from rlft.training.rest import train_rest
-
-    summary = train_rest(args)
+    summary = run(args)
     if "test" in summary:
         from rlft.training.evaluate import EvalResult, print_table
 

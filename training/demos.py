@@ -72,6 +72,16 @@ def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train"
     return meta
 
 
+def load_env_demos(directory: str | Path, env_id: str, max_episodes: int | None = None
+                   ) -> list[list[dict[str, Any]]]:
+    """:func:`load_demos`' episodes, refused unless they were recorded on ``env_id``."""
+    meta, episodes = load_demos(directory, max_episodes)
+    if meta.get("env_id") != env_id:
+        raise ValueError(f"the demos in {directory} were recorded on {meta.get('env_id')}, "
+                         f"not {env_id}; pass --env {meta.get('env_id')} or other demos")
+    return episodes
+
+
 def demos_env(directory: str | Path) -> str:
     """The env id the finished collect in ``directory`` was recorded on (the errors of
     :func:`load_demos` when there is none)."""

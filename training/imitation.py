@@ -33,7 +33,7 @@ import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
 from rlft.agents.loading import build_policy, check_pairing, default_device, policy_class
 from rlft.training.configs import ImitateArgs
-from rlft.training.demos import demo_turns, demos_env, expert_turns, load_demos
+from rlft.training.demos import demo_turns, demos_env, expert_turns, load_env_demos
 from rlft.training.presets import resolve
 
 CHECKPOINT = "checkpoint.pt"
@@ -128,10 +128,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     probe = gym.make(args.env)
     try:
         check_pairing(policy_class(args.policy), probe)
-        meta, episodes = load_demos(args.demos, args.max_demos)
-        if meta.get("env_id") != args.env:
-            raise ValueError(f"the demos in {args.demos} were recorded on {meta.get('env_id')}, "
-                             f"not {args.env}; pass --env {meta.get('env_id')} or other demos")
+        episodes = load_env_demos(args.demos, args.env, args.max_demos)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         random.seed(args.seed)

@@ -171,23 +171,25 @@ def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
     return args.seed + 1000 * rank + 100_003 * update
 
 
-def load_rl_policy(path: str | Path, env_id: str, lora_r: int = 8) -> Any:
+def load_rl_policy(path: str | Path, env_id: str, lora_r: int | None = 8,
+                   method: str = "PPO") -> Any:
     """A saved policy that implements :class:`rlft.agents.rl.RLPolicy` and can act in ``env_id``,
-    with errors that say what to do. A policy with an ``add_rl_adapter(lora_r)`` hook gets
-    the chance to add a LoRA adapter (see ``PPOArgs.lora_r``)."""
+    with errors that say what to do (naming the training ``method``). Unless ``lora_r`` is
+    None, a policy with an ``add_rl_adapter(lora_r)`` hook gets the chance to add a LoRA adapter
+    (see ``PPOArgs.lora_r``)."""
     from rlft.agents.loading import check_pairing, load_policy
     from rlft.agents.policy import TrainablePolicy as RLPolicy
 
     policy = load_policy(path)
     if not isinstance(policy, RLPolicy):
         raise ValueError(f"the {policy.policy_type!r} policy at {path} cannot be trained with "
-                         f"PPO (it lacks the rl_* methods of rlft.agents.rl.RLPolicy)")
+                         f"{method} (it lacks the rl_* methods of rlft.agents.rl.RLPolicy)")
     probe = gym.make(env_id)
     try:
         check_pairing(policy, probe)
     finally:
         probe.close()
-    if hasattr(policy, "add_rl_adapter"):
+    if lora_r is not None and hasattr(policy, "add_rl_adapter"):
         policy.add_rl_adapter(lora_r)
     if not any(p.requires_grad for p in policy.parameters()):
         raise ValueError(f"the policy at {path} has no trainable weights")
@@ -456,13 +458,10 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     if accelerator.is_main_process:
         policy.save_pretrained(out / "policy")
         if args.eval_episodes:  # the starting checkpoint and the result on the same goals
-            from rlft.training.benchmark import evaluate_agents
+            from rlft.training.benchmark import start_and_result
 
-            results = evaluate_agents(args.env, {"start": args.policy,
-                                                 "ppo": str(out / "policy")},
-                                      episodes=args.eval_episodes, split="test", seed=10_000,
-                                      reward_mode=args.reward_mode)
-            summary["test_start"], summary["test"] = (r.to_dict() for r in results)
+            summary.update(start_and_result(args.env, args.policy, "ppo", str(out / "policy"),
+                                            args.eval_episodes, reward_mode=args.reward_mode))
         (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the stage is done
         if writer is not None:
             writer.close()

@@ -33,17 +33,16 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import rlft.envs  # noqa: F401  (registers the ids)
-from rlft.agents.loading import check_pairing, default_device, load_policy
-from rlft.agents.policy import TrainablePolicy
+from rlft.agents.loading import default_device, load_policy
 from rlft.agents.rl import SamplingAgent
 from rlft.training.configs import RestArgs, parse_options
-from rlft.training.demos import collect, demo_turns, demos_complete, load_demos
+from rlft.training.demos import collect, demo_turns, demos_complete, load_demos, load_env_demos
 from rlft.training.imitation import encode_examples, make_optimizer, rollout_success, train_epoch
+from rlft.training.ppo import load_rl_policy
 from rlft.training.presets import resolve
 
 ROUND_FILE = "round.json"
@@ -92,21 +91,11 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                   **parse_options(args.env_kwargs, "--env-kwargs")}
     sources: list[tuple[Path, list[list[dict[str, Any]]]]] = []  # (directory, kept episodes)
     if args.demos is not None:
-        meta, demo_episodes = load_demos(args.demos, args.max_demos)
-        if meta.get("env_id") != args.env:
-            raise ValueError(f"the demos in {args.demos} were recorded on {meta.get('env_id')}, "
-                             f"not {args.env}; pass --env {meta.get('env_id')} or other demos")
-        sources.append((Path(args.demos), demo_episodes))
-    probe = gym.make(args.env)
-    try:
-        policy = load_policy(args.policy)
-        if not isinstance(policy, TrainablePolicy):
-            raise ValueError(f"the {policy.policy_type!r} policy at {args.policy} cannot "
-                             f"self-train (it lacks rl_act to sample with, or imitation_loss)")
-        check_pairing(policy, probe)
-    finally:
-        probe.close()
-    policy = policy.to(default_device())
+        sources.append((Path(args.demos),
+                        load_env_demos(args.demos, args.env, args.max_demos)))
+    # (no LoRA adapter added: self-training imitates, so it trains what imitation trained)
+    policy = load_rl_policy(args.policy, args.env, lora_r=None, method="ReST").to(
+        default_device())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, args)
@@ -122,17 +111,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     for k in range(1, args.rounds + 1):
         rdir = out / f"round-{k}"
         samples = rdir / "samples"
-        if (rdir / ROUND_FILE).is_file():  # finished before an interruption: reuse it
-            row = json.loads((rdir / ROUND_FILE).read_text())
-            policy = load_policy(rdir / "policy").to(default_device())
-            _, sampled = load_demos(samples)
-            sources.append((samples, [ep for ep in sampled
-                                      if episode_kept(ep, args.min_return)]))
-            history.append(row)
-            continue
+        finished = (rdir / ROUND_FILE).is_file()  # before an interruption: reuse it
         t_round = time.perf_counter()
         policy.eval()
-        if not demos_complete(samples):
+        if not finished and not demos_complete(samples):
             collect(args.env, args.episodes, samples, split=args.split,
                     seed=args.seed + SAMPLE_SEED * k,
                     agent=SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
@@ -141,6 +123,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         _, sampled = load_demos(samples)
         kept = [ep for ep in sampled if episode_kept(ep, args.min_return)]
         sources.append((samples, kept))
+        if finished:
+            policy = load_policy(rdir / "policy").to(default_device())
+            history.append(json.loads((rdir / ROUND_FILE).read_text()))
+            continue
         examples = [ex for directory, eps in sources for ex in imitable_turns(directory, eps)]
         t_sampled = time.perf_counter()
 
@@ -188,12 +174,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         "history": history, "seconds": time.perf_counter() - t_start,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}}
     if args.eval_episodes:
-        from rlft.training.benchmark import evaluate_agents
+        from rlft.training.benchmark import start_and_result
 
-        results = evaluate_agents(args.env, {"start": args.policy, "rest": str(out / "policy")},
-                                  episodes=args.eval_episodes, split="test", seed=10_000,
-                                  **env_kwargs)
-        summary["test_start"], summary["test"] = (r.to_dict() for r in results)
+        summary.update(start_and_result(args.env, args.policy, "rest", str(out / "policy"),
+                                        args.eval_episodes, **env_kwargs))
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the run is complete
     return summary
 
