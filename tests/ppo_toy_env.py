@@ -12,7 +12,8 @@ COLORS = ("red", "green", "blue", "yellow")
 
 class DoorsEnv(gym.Env):
     """Turn 1: ``click[<shape> door]``; turn 2: ``click[<color> button]``. Reward 1 only if both
-    match the goal (``reward_mode="zero"``: always 0, for the KL test)."""
+    match the goal (``reward_mode="zero"``: always 0, for the KL test; ``"subgoals"``: 0.5 for
+    each right click, as a sub-goal reached)."""
 
     metadata = {"render_modes": []}
 
@@ -43,14 +44,15 @@ class DoorsEnv(gym.Env):
         want = f"click[{self.shape} door]" if self.stage == 0 else f"click[{self.color} button]"
         self.right = self.right and action == want
         self.stage += 1
+        shaped = 0.5 * float(action == want) if self.reward_mode == "subgoals" else 0.0
         if self.stage == 2:
             self.success = self.right
             obs, info = self._page()
-            reward = float(self.success) if self.reward_mode != "zero" else 0.0
+            reward = shaped if self.reward_mode in ("zero", "subgoals") else float(self.success)
             return obs, reward, True, False, info
         self.order = [COLORS[i] for i in self.np_random.permutation(4)]
         obs, info = self._page()
-        return obs, 0.0, False, False, info
+        return obs, shaped, False, False, info
 
 
 def save_random_policy(path) -> str:

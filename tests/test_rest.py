@@ -38,6 +38,14 @@ def test_imitable_turns_skip_rejected_actions_but_keep_them_in_the_history(tmp_p
     assert second.history == ("click[zzz]", "click[a]") and second.page == "page 2"
 
 
+def test_progress_turns_are_the_rewarded_ones_of_any_episode(tmp_path):
+    failed = [_record(0, "click[a]", 0.5, False), _record(1, "click[zzz]", 0.7, False, "no"),
+              _record(2, "click[b]", 0.0, False)]
+    won = [_record(0, "click[b]", 0.0, False), _record(1, "click[a]", 1.0, True)]
+    examples = imitable_turns(tmp_path, [failed, won], progress_only=True)
+    assert [(t.page, a) for t, a in examples] == [("page 0", "click[a]"), ("page 1", "click[a]")]
+
+
 @pytest.fixture(scope="module")
 def random_policy(tmp_path_factory):
     return save_random_policy(tmp_path_factory.mktemp("policy"))
@@ -188,3 +196,25 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed(random_policy, tmp_pat
     assert not (tmp_path / "round-2").exists()  # refused before sampling anything
     # more rounds with the same settings continue the run
     assert [r["round"] for r in train_rest(RestArgs(rounds=2, **common))["history"]] == [1, 2]
+
+
+def test_keep_progress_imitates_the_sub_goals_of_failed_episodes_too(random_policy, tmp_path):
+    # "subgoals": each right click pays 0.5. A random policy picks the right door 1 time in 4
+    # and mostly fails after it: those first turns are imitated as well
+    from rlft.training.demos import load_demos
+
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=1, episodes=40, keep="progress", reward_mode="subgoals",
+                                  epochs=1, val_episodes=0))
+    _, sampled = load_demos(tmp_path / "round-1" / "samples")
+    rewarded = [(ep[0]["goal"], r["action"]) for ep in sampled for r in ep if r["reward"] > 0]
+    assert any(not ep[-1]["success"] and any(r["reward"] > 0 for r in ep) for ep in sampled)
+    row = summary["history"][0]
+    assert row["train_turns"] == len(rewarded) > 2 * sum(ep[-1]["success"] for ep in sampled)
+    assert row["kept"] == sum(any(r["reward"] > 0 for r in ep) for ep in sampled)
+    assert row["sampled_success"] == sum(ep[-1]["success"] for ep in sampled) / 40
+    for goal, action in rewarded:  # each one a click the goal asked for
+        assert action.removeprefix("click[").split()[0] in goal
+    with pytest.raises(ValueError, match="give one of them"):
+        train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path / "x",
+                            keep="progress", min_return=0.5))

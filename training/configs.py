@@ -202,6 +202,12 @@ class RestArgs:
     greedy (preset: 1; tabletop 0.5)."""
     min_return: float | None = None
     """Keep a sampled episode when its return is at least this (default: when it succeeds)."""
+    keep: Literal["episodes", "progress"] = "episodes"
+    """What of the samples is imitated: ``episodes``, every turn of an episode that passed
+    the filter (success, or ``min_return``); ``progress``, every turn of any sampled episode
+    whose reward was positive, i.e. the sub-goals reached on the way, failed episodes included
+    (for envs whose shaped reward pays each sub-goal: the tabletop's pays each object placed,
+    so a pyramid that topples at its fifth block still teaches its first four)."""
     epochs: int | None = None
     """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
     tabletop 10)."""

@@ -59,12 +59,20 @@ def episode_kept(records: list[dict[str, Any]], min_return: float | None) -> boo
     return sum(float(r["reward"]) for r in records) >= min_return
 
 
-def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]]) -> list[tuple[Any, Any]]:
+def progressed(record: dict[str, Any]) -> bool:
+    """Whether a recorded turn's action earned a positive reward (under the shaped reward: it
+    reached a sub-goal)."""
+    return float(record.get("reward", 0.0)) > 0.0
+
+
+def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]],
+                   progress_only: bool = False) -> list[tuple[Any, Any]]:
     """``(turn, action)`` of every step of ``episodes`` (recorded in ``directory``) whose action
-    the env accepted: a rejected action stays in the later turns' history, but is not a target."""
+    the env accepted: a rejected action stays in the later turns' history, but is not a target.
+    With ``progress_only``, only the steps whose reward was positive (:func:`progressed`)."""
     return [example for example, record in zip(demo_turns(directory, episodes),
                                                chain.from_iterable(episodes), strict=True)
-            if not record.get("action_error")]
+            if not record.get("action_error") and (not progress_only or progressed(record))]
 
 
 def _check_args(args: RestArgs) -> None:
@@ -72,6 +80,9 @@ def _check_args(args: RestArgs) -> None:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
                              f"{getattr(args, name)}")
+    if args.keep == "progress" and args.min_return is not None:
+        raise ValueError("--min-return filters whole episodes; --keep progress keeps turns by "
+                         "their own reward: give one of them")
     if args.temperature < 0:
         raise ValueError(f"--temperature cannot be negative, got {args.temperature}")
     if args.lr <= 0:
@@ -89,10 +100,11 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     t_start = time.perf_counter()
     env_kwargs = {"reward_mode": args.reward_mode,
                   **parse_options(args.env_kwargs, "--env-kwargs")}
-    sources: list[tuple[Path, list[list[dict[str, Any]]]]] = []  # (directory, kept episodes)
+    # (directory, kept episodes, whether only their progress turns are imitated)
+    sources: list[tuple[Path, list[list[dict[str, Any]]], bool]] = []
     if args.demos is not None:
         sources.append((Path(args.demos),
-                        load_env_demos(args.demos, args.env, args.max_demos)))
+                        load_env_demos(args.demos, args.env, args.max_demos), False))
     # (no LoRA adapter added: self-training imitates, so it trains what imitation trained)
     policy = load_rl_policy(args.policy, args.env, lora_r=None, method="ReST").to(
         default_device())
@@ -121,13 +133,16 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                                         args.temperature),
                     **env_kwargs)
         _, sampled = load_demos(samples)
-        kept = [ep for ep in sampled if episode_kept(ep, args.min_return)]
-        sources.append((samples, kept))
+        by_progress = args.keep == "progress"
+        kept = [ep for ep in sampled if (any(progressed(r) for r in ep) if by_progress
+                                         else episode_kept(ep, args.min_return))]
+        sources.append((samples, kept, by_progress))
         if finished:
             policy = load_policy(rdir / "policy").to(default_device())
             history.append(json.loads((rdir / ROUND_FILE).read_text()))
             continue
-        examples = [ex for directory, eps in sources for ex in imitable_turns(directory, eps)]
+        examples = [ex for directory, eps, only in sources
+                    for ex in imitable_turns(directory, eps, only)]
         t_sampled = time.perf_counter()
 
         inputs, targets = encode_examples(policy, examples)
@@ -150,7 +165,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
         kept_tasks = Counter(str(ep[-1].get("task", "")) for ep in kept)
         row = {"round": k, "sampled": len(sampled), "kept": len(kept),
-               "kept_rate": len(kept) / len(sampled), "train_turns": len(inputs),
+               "kept_rate": len(kept) / len(sampled),
+               "sampled_success": sum(bool(ep[-1].get("success")) for ep in sampled)
+               / len(sampled),
+               "train_turns": len(inputs),
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
@@ -186,7 +204,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
 #: (``rounds``, ``val_episodes`` and ``eval_episodes`` may change: more rounds continue the run)
 ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
                   "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
-                  "env_kwargs", "seed")
+                  "env_kwargs", "seed", "keep")
+#: what a setting read before it existed was (runs written before it keep working)
+SETTING_DEFAULTS = {"keep": "episodes"}
 SETTINGS_FILE = "rest_settings.json"
 
 
@@ -197,6 +217,7 @@ def _check_same_settings(out: Path, args: RestArgs) -> None:
     path = out / SETTINGS_FILE
     if path.is_file():
         before = json.loads(path.read_text())
+        before = {**SETTING_DEFAULTS, **before}
         changed = [f"--{k.replace('_', '-')} {before.get(k)!r} -> {mine[k]!r}"
                    for k in ROUND_SETTINGS if before.get(k) != mine[k]]
         if changed and any(out.glob(f"round-*/{ROUND_FILE}")):
