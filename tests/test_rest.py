@@ -10,7 +10,7 @@ import torch
 from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-test/Doors-v0)
 
 from rlft.training.configs import RestArgs
-from rlft.training.rest import episode_kept, imitable_turns, train_rest
+from rlft.training.rest import episode_kept, imitable_turns, resolve_rest_args, train_rest
 
 
 def _record(step: int, action: str, reward: float, success: bool, error: str | None = None):
@@ -44,6 +44,15 @@ def test_progress_turns_are_the_rewarded_ones_of_any_episode(tmp_path):
     won = [_record(0, "click[b]", 0.0, False), _record(1, "click[a]", 1.0, True)]
     examples = imitable_turns(tmp_path, [failed, won], progress_only=True)
     assert [(t.page, a) for t, a in examples] == [("page 0", "click[a]"), ("page 1", "click[a]")]
+
+
+def test_the_tabletop_preset_keeps_rewarded_turns_unless_a_return_filter_is_given():
+    tabletop = resolve_rest_args(RestArgs(env="rlft/Tabletop-v0"))
+    assert (tabletop.keep, tabletop.rounds, tabletop.episodes) == ("progress", 5, 300)
+    assert resolve_rest_args(RestArgs(env="rlft/Shop-v1")).keep == "episodes"
+    assert resolve_rest_args(RestArgs(env="rlft/Tabletop-v0", min_return=0.5)).keep == "episodes"
+    with pytest.raises(ValueError, match="give one of them"):
+        resolve_rest_args(RestArgs(env="rlft/Tabletop-v0", keep="progress", min_return=0.5))
 
 
 @pytest.fixture(scope="module")

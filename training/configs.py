@@ -194,20 +194,21 @@ class RestArgs:
     max_demos: int | None = None
     """Use at most this many of ``demos``' episodes."""
     rounds: int | None = None
-    """Grow-and-improve rounds (preset: 3)."""
+    """Grow-and-improve rounds (preset: 3; tabletop 5)."""
     episodes: int | None = None
-    """Episodes sampled per round (preset: 200; tabletop 600)."""
+    """Episodes sampled per round (preset: 200; tabletop 300)."""
     temperature: float | None = None
     """Of the sampling: 1 samples the policy's own distribution, lower sharpens it, 0 is
     greedy (preset: 1; tabletop 0.5)."""
     min_return: float | None = None
     """Keep a sampled episode when its return is at least this (default: when it succeeds)."""
-    keep: Literal["episodes", "progress"] = "episodes"
+    keep: Literal["episodes", "progress"] | None = None
     """What of the samples is imitated: ``episodes``, every turn of an episode that passed
     the filter (success, or ``min_return``); ``progress``, every turn of any sampled episode
     whose reward was positive, i.e. the sub-goals reached on the way, failed episodes included
     (for envs whose shaped reward pays each sub-goal: the tabletop's pays each object placed,
-    so a pyramid that topples at its fifth block still teaches its first four)."""
+    so a pyramid that topples at its fifth block still teaches its first four) (preset:
+    episodes; tabletop progress)."""
     epochs: int | None = None
     """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
     tabletop 10)."""

@@ -9,7 +9,9 @@ by :func:`rlft.training.demos.collect` into ``OUT/round-K/samples``; and *improv
 it: behaviour cloning (the policy's own ``imitation_loss``, the loop of
 :func:`rlft.training.imitation.train_epoch`) on every kept episode so far plus the demos the
 policy imitated. An episode is kept when it succeeded (or its return reached ``min_return``);
-within a kept episode, turns whose action the env rejected (``action_error``) are not imitated.
+with ``keep="progress"`` the filter is per turn instead: every turn of any sampled episode whose
+reward was positive (a sub-goal reached, under a shaped reward that pays each). Turns whose
+action the env rejected (``action_error``) are never imitated.
 
 Where PPO moves a policy by small clipped steps along advantage-weighted log-probabilities, this
 trains on the policy's successes with imitation's full loss (for the CLIP policy that includes
@@ -28,7 +30,7 @@ import json
 import random
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -91,12 +93,21 @@ def _check_args(args: RestArgs) -> None:
         raise ValueError("--val-episodes and --eval-episodes cannot be negative")
 
 
+def resolve_rest_args(args: RestArgs) -> RestArgs:
+    """``args`` with the env's preset filled in and checked. A ``min_return`` given without
+    ``keep`` filters episodes, whatever the preset keeps (a return is an episode's)."""
+    if args.min_return is not None and args.keep is None:
+        args = replace(args, keep="episodes")
+    args = resolve(args)
+    _check_args(args)
+    return args
+
+
 def train_rest(args: RestArgs) -> dict[str, Any]:
     """Run self-training as configured; returns the summary (also written to OUT/summary.json)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    args = resolve(args)
-    _check_args(args)
+    args = resolve_rest_args(args)
     t_start = time.perf_counter()
     env_kwargs = {"reward_mode": args.reward_mode,
                   **parse_options(args.env_kwargs, "--env-kwargs")}
@@ -173,7 +184,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
         if set(tasks) != {""}:
+            won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
             row["kept_rate_by_task"] = {t: kept_tasks[t] / n for t, n in sorted(tasks.items())}
+            row["sampled_success_by_task"] = {t: won[t] / n for t, n in sorted(tasks.items())}
         if args.val_episodes:
             row.update(_val(policy, args, val_seed))
         for key in ("kept_rate", "train_loss", "train_acc", "val_success"):
