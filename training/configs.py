@@ -194,7 +194,7 @@ class RestArgs:
     max_demos: int | None = None
     """Use at most this many of ``demos``' episodes."""
     rounds: int | None = None
-    """Grow-and-improve rounds (preset: 3; tabletop 5)."""
+    """Grow-and-improve rounds (preset: 3; tabletop 7)."""
     episodes: int | None = None
     """Episodes sampled per round (preset: 200; tabletop 300)."""
     temperature: float | None = None
