@@ -349,6 +349,27 @@ def test_home_page_timeout_at_reset_is_reported_and_the_first_step_truncates():
     assert chromium_pids() == []
 
 
+def test_a_fired_watchdog_reports_it_only_once_its_kill_has_finished():
+    # the kill makes the guarded call fail at once, while the browser may still be exiting:
+    # the step must not go on (and a test must not look) before the kill has returned
+    from rlft.envs.web.browser import _Watchdog
+
+    finished: list[float] = []
+
+    def slow_kill():
+        time.sleep(0.4)
+        finished.append(time.monotonic())
+
+    dog = _Watchdog(slow_kill, poll_s=0.01)
+    dog.arm(0.0)
+    while not dog._fired:
+        time.sleep(0.005)
+    assert dog.disarm() is True
+    assert finished, "disarm returned before the kill finished"
+    dog.arm(60.0)
+    assert dog.disarm() is False
+
+
 def test_page_whose_script_hangs_gets_its_browser_killed_and_relaunched():
     env = LinkEnv(SlowSite(), backend="browser", backend_options={"timeout_s": 0.5})
     env.reset(seed=0)

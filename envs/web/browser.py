@@ -69,20 +69,27 @@ class _Watchdog:
         self._poll_s = poll_s
         self._deadline: float | None = None
         self._fired = False
+        self._handled = threading.Event()  # set once a fired deadline's on_expiry returned
         self._thread: threading.Thread | None = None
 
     def arm(self, seconds: float) -> None:
         """Fire about ``seconds`` from now unless :meth:`disarm` comes first."""
         self._fired = False
+        self._handled.clear()
         self._deadline = time.monotonic() + seconds
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name="rlft-browser-watchdog")
             self._thread.start()
 
-    def disarm(self) -> bool:
-        """Cancel the deadline; True if it had already fired."""
+    def disarm(self, wait_s: float = 30.0) -> bool:
+        """Cancel the deadline; True if it had already fired, and then only once ``on_expiry``
+        has returned (up to ``wait_s``): the fired deadline's kill makes the guarded call fail
+        at once, while the process it killed may still be exiting, and a caller that went on
+        would find it alive."""
         self._deadline = None
+        if self._fired:
+            self._handled.wait(wait_s)
         return self._fired
 
     def _run(self) -> None:
@@ -91,7 +98,10 @@ class _Watchdog:
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
                 self._deadline, self._fired = None, True
-                self._on_expiry()
+                try:
+                    self._on_expiry()
+                finally:
+                    self._handled.set()
 
 
 class _SharedBrowser:
