@@ -128,6 +128,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     writer = SummaryWriter(str(out / "tb"))
     val_seed = args.seed + 10_000
 
+    by_progress = args.keep == "progress"
     history: list[dict[str, Any]] = []
     if args.val_episodes:
         history.append({"round": 0, **_val(policy, args, val_seed)})
@@ -144,7 +145,6 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                                         args.temperature),
                     **env_kwargs)
         _, sampled = load_demos(samples)
-        by_progress = args.keep == "progress"
         kept = [ep for ep in sampled if (any(progressed(r) for r in ep) if by_progress
                                          else episode_kept(ep, args.min_return))]
         sources.append((samples, kept, by_progress))
@@ -169,8 +169,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                 loss, acc = train_epoch(policy, inputs, targets, optim, sched, args.batch_size)
             policy.eval()
         else:
-            print(f"round {k}: no sampled episode passed the filter and no --demos: nothing to "
-                  f"train on, the policy is unchanged")
+            nothing = "turn was rewarded" if by_progress else "episode passed the filter"
+            print(f"round {k}: no sampled {nothing} and no --demos: nothing to train on, the "
+                  f"policy is unchanged")
         policy.save_pretrained(rdir / "policy")
 
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
