@@ -402,3 +402,14 @@ def test_goal_pool_trains_on_the_pools_goals_only(init_policy, tmp_path, monkeyp
                                 goal_pool=2))
     assert len(goals) == 2, goals
     assert summary["global_step"] == 6 * 64
+
+
+def test_the_closing_evaluation_plays_the_env_the_run_trained_on(init_policy, tmp_path):
+    # --env-kwargs make every click right ("free"): the start and the result both succeed on
+    # every test episode there, and a policy that is random on the doors task would not
+    summary = train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                                env_kwargs=('tasks=["free"]',), num_envs=2, num_steps=4,
+                                updates=1, eval_episodes=10, progress=False,
+                                checkpoint_every=0))
+    assert summary["test_start"]["success"] == summary["test"]["success"] == 1.0
+    assert doors_success(init_policy) < 0.5

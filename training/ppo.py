@@ -461,7 +461,8 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             from rlft.training.benchmark import start_and_result
 
             summary.update(start_and_result(args.env, args.policy, "ppo", str(out / "policy"),
-                                            args.eval_episodes, reward_mode=args.reward_mode))
+                                            args.eval_episodes, reward_mode=args.reward_mode,
+                                            **parse_options(args.env_kwargs, "--env-kwargs")))
         (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the stage is done
         if writer is not None:
             writer.close()
