@@ -13,12 +13,17 @@ COLORS = ("red", "green", "blue", "yellow")
 class DoorsEnv(gym.Env):
     """Turn 1: ``click[<shape> door]``; turn 2: ``click[<color> button]``. Reward 1 only if both
     match the goal (``reward_mode="zero"``: always 0, for the KL test; ``"subgoals"``: 0.5 for
-    each right click, as a sub-goal reached)."""
+    each right click, as a sub-goal reached). With several ``tasks`` (``rlft-test/TwoDoors-v0``)
+    each episode plays one, as the six-task tabletop env does (``options["task"]``, else
+    ``tasks[seed % len(tasks)]``; ``info["task"]`` names it): ``"match"`` is the task above,
+    ``"free"`` counts any click as right."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, split: str = "train", reward_mode: str = "sparse"):
+    def __init__(self, split: str = "train", reward_mode: str = "sparse",
+                 tasks: tuple[str, ...] = ("match",)):
         self.reward_mode = reward_mode
+        self.tasks, self.task = tuple(tasks), tasks[0]
         self.observation_space = gym.spaces.Dict({"goal": UnicodeText(200), "page": UnicodeText(2000)})
         self.action_space = UnicodeText(100)
 
@@ -28,11 +33,17 @@ class DoorsEnv(gym.Env):
         else:
             labels = [f"{c} button" for c in self.order]
         page = "\n".join(f"[button] {lab} [button_]" for lab in labels)
-        return {"goal": self.goal, "page": page}, {"valid_actions": [f"click[{x}]" for x in labels],
-                                                   "success": self.success, "score": float(self.success)}
+        info = {"valid_actions": [f"click[{x}]" for x in labels], "success": self.success,
+                "score": float(self.success)}
+        if len(self.tasks) > 1:
+            info["task"] = self.task
+        return {"goal": self.goal, "page": page}, info
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        if len(self.tasks) > 1:
+            self.task = (options or {}).get("task") or self.tasks[
+                (seed if seed is not None else int(self.np_random.integers(1000))) % len(self.tasks)]
         self.shape = SHAPES[self.np_random.integers(4)]
         self.color = COLORS[self.np_random.integers(4)]
         self.goal = f"go through the {self.shape} door and press the {self.color} button"
@@ -42,7 +53,7 @@ class DoorsEnv(gym.Env):
 
     def step(self, action):
         want = f"click[{self.shape} door]" if self.stage == 0 else f"click[{self.color} button]"
-        self.right = self.right and action == want
+        self.right = self.right and (action == want or self.task == "free")
         self.stage += 1
         shaped = 0.5 * float(action == want) if self.reward_mode == "subgoals" else 0.0
         if self.stage == 2:
@@ -77,3 +88,5 @@ def doors_success(policy_dir: str, episodes: int = 60) -> float:
 
 if "rlft-test/Doors-v0" not in gym.registry:
     gym.register("rlft-test/Doors-v0", entry_point="ppo_toy_env:DoorsEnv", max_episode_steps=2)
+    gym.register("rlft-test/TwoDoors-v0", entry_point="ppo_toy_env:DoorsEnv", max_episode_steps=2,
+                 kwargs={"tasks": ("match", "free")})

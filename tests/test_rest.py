@@ -4,13 +4,15 @@ random policy's own successes, resuming a run, and the command's errors."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
 from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-test/Doors-v0)
 
 from rlft.training.configs import RestArgs
-from rlft.training.rest import episode_kept, imitable_turns, resolve_rest_args, train_rest
+from rlft.training.rest import (episode_kept, imitable_turns, resolve_rest_args, task_schedule,
+                                train_rest)
 
 
 def _record(step: int, action: str, reward: float, success: bool, error: str | None = None):
@@ -227,3 +229,37 @@ def test_keep_progress_imitates_the_sub_goals_of_failed_episodes_too(random_poli
     with pytest.raises(ValueError, match="give one of them"):
         train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path / "x",
                             keep="progress", min_return=0.5))
+
+
+def test_the_task_schedule_gives_the_focused_share_by_failure_rate():
+    # half spread evenly (10 each), half by failure rates 0 : 0.5 : 1 (0, 10, 20)
+    schedule = task_schedule({"a": 1.0, "b": 0.5, "c": 0.0}, 60, 0.5)
+    assert Counter(schedule) == {"a": 10, "b": 20, "c": 30}
+    assert set(schedule[:3]) == {"a", "b", "c"}  # spread through the list, not in blocks
+    assert Counter(task_schedule({"a": 1.0, "b": 0.0}, 10, 0.0)) == {"a": 5, "b": 5}
+    assert Counter(task_schedule({"a": 1.0, "b": 1.0}, 10, 1.0)) == {"a": 5, "b": 5}
+    odd = Counter(task_schedule({"a": 0.2, "b": 0.3, "c": 0.9}, 7, 0.7))
+    assert sum(odd.values()) == 7 and odd["a"] >= odd["b"] > odd["c"]
+
+
+def test_task_focus_samples_more_of_the_task_the_last_round_failed(random_policy, tmp_path):
+    # "free" takes any click, so a random policy always succeeds there; "match" it fails about
+    # 15 times in 16. Round 1 plays both evenly, round 2 gives "match" the focused half too.
+    from rlft.training.demos import collect, load_demos
+
+    summary = train_rest(RestArgs(env="rlft-test/TwoDoors-v0", policy=random_policy,
+                                  out=tmp_path, rounds=2, episodes=40, task_focus=0.5,
+                                  epochs=1, val_episodes=0))
+    first, second = summary["history"]
+    assert first["sampled_by_task"] == {"free": 20, "match": 20}
+    assert first["sampled_success_by_task"]["free"] == 1.0
+    assert first["sampled_success_by_task"]["match"] < 1.0
+    assert second["sampled_by_task"] == {"free": 10, "match": 30}
+    meta, sampled = load_demos(tmp_path / "round-2" / "samples")
+    assert meta["tasks"] == {"free": 10, "match": 30}
+    assert Counter(ep[-1]["task"] for ep in sampled) == {"free": 10, "match": 30}
+    with pytest.raises(ValueError, match="1 episodes' tasks for 2 episodes"):
+        collect("rlft-test/TwoDoors-v0", 2, tmp_path / "y", tasks=["free"])
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        train_rest(RestArgs(env="rlft-test/TwoDoors-v0", policy=random_policy,
+                            out=tmp_path / "x", task_focus=1.5))

@@ -209,6 +209,11 @@ class RestArgs:
     (for envs whose shaped reward pays each sub-goal: the tabletop's pays each object placed,
     so a pyramid that topples at its fifth block still teaches its first four) (preset:
     episodes; tabletop progress)."""
+    task_focus: float | None = None
+    """On a multi-task env (``rlft/Tabletop-v0``), the share of each round's episodes given to
+    the tasks in proportion to how often the previous round's samples failed them; the rest
+    are spread evenly over the tasks, and the first round is all even. 0: every task gets
+    its even share every round (preset: 0; tabletop 0.5)."""
     epochs: int | None = None
     """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
     tabletop 10)."""

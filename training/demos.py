@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,17 @@ def demos_complete(directory: str | Path) -> bool:
 
 def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train", seed: int = 0,
             progress: Callable[[int], None] | None = None, agent: Any = None,
-            **env_kwargs: Any) -> dict[str, Any]:
+            tasks: Sequence[str] | None = None, **env_kwargs: Any) -> dict[str, Any]:
     """Roll out the env's expert (or ``agent``: anything with ``reset`` and ``act``, or a
     function of the recording env that makes one, e.g. an expert bound to that env) for
     ``episodes`` episodes (seeds ``seed, seed+1, ...``) and record them in ``out``; returns
-    (and writes to ``meta.json``, last) a summary. An interrupted collect left in ``out`` (no
-    ``meta.json``) is deleted and redone."""
+    (and writes to ``meta.json``, last) a summary. ``tasks``, one name per episode, has a
+    multi-task env play that task (reset's ``options["task"]``) instead of the one its seed
+    picks. An interrupted collect left in ``out`` (no ``meta.json``) is deleted and redone."""
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    if tasks is not None and len(tasks) != episodes:
+        raise ValueError(f"tasks names {len(tasks)} episodes' tasks for {episodes} episodes")
     out = Path(out)
     if demos_complete(out):
         raise FileExistsError(f"{out} holds finished demos ({out / META_FILE}); choose a new "
@@ -56,7 +60,8 @@ def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train"
     try:
         for i in range(episodes):
             final: dict[str, Any] = {}
-            for step in rollout(env, actor, seed=seed + i):
+            options = None if tasks is None else {"task": tasks[i]}
+            for step in rollout(env, actor, seed=seed + i, options=options):
                 steps += 1
                 final = step.next_info
             successes += bool(final.get("success", False))
@@ -67,6 +72,7 @@ def collect(env_id: str, episodes: int, out: str | Path, *, split: str = "train"
     meta = {"format": FORMAT, "env_id": env_id, "split": split, "episodes": episodes,
             "seed": seed, "env_kwargs": env_kwargs, "steps": steps,
             "agent": "expert" if agent is None else type(actor).__name__,
+            **({} if tasks is None else {"tasks": dict(sorted(Counter(tasks).items()))}),
             "expert_success" if agent is None else "success": successes / episodes}
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta

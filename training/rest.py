@@ -11,7 +11,9 @@ it: behaviour cloning (the policy's own ``imitation_loss``, the loop of
 policy imitated. An episode is kept when it succeeded (or its return reached ``min_return``);
 with ``keep="progress"`` the filter is per turn instead: every turn of any sampled episode whose
 reward was positive (a sub-goal reached, under a shaped reward that pays each). Turns whose
-action the env rejected (``action_error``) are never imitated.
+action the env rejected (``action_error``) are never imitated. On a multi-task env,
+``task_focus`` spends a share of each round's episodes on the tasks the previous round's
+samples failed most (:func:`task_schedule`).
 
 Where PPO moves a policy by small clipped steps along advantage-weighted log-probabilities, this
 trains on the policy's successes with imitation's full loss (for the CLIP policy that includes
@@ -77,6 +79,27 @@ def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]],
             if not record.get("action_error") and (not progress_only or progressed(record))]
 
 
+def task_schedule(success_by_task: dict[str, float], episodes: int, focus: float) -> list[str]:
+    """The task each of a round's ``episodes`` plays on a multi-task env: a share ``1 - focus``
+    spread evenly over the tasks of ``success_by_task`` (each task's success rate in the
+    previous round's samples), the share ``focus`` in proportion to their failure rates (all
+    even when no task failed). Counts are rounded by largest remainder so they sum to
+    ``episodes``; each task's episodes are spread evenly through the list, so a round cut
+    short still saw every task."""
+    names = sorted(success_by_task)
+    failures = {t: 1.0 - success_by_task[t] for t in names}
+    total = sum(failures.values())
+    want = {t: episodes * ((1 - focus) / len(names)
+                           + focus * (failures[t] / total if total > 0 else 1 / len(names)))
+            for t in names}
+    counts = {t: int(want[t]) for t in names}
+    by_remainder = sorted(names, key=lambda t: (-(want[t] - counts[t]), t))
+    for t in by_remainder[: episodes - sum(counts.values())]:
+        counts[t] += 1
+    slots = sorted(((k + 0.5) / n, t) for t, n in counts.items() for k in range(n))
+    return [t for _, t in slots]
+
+
 def _check_args(args: RestArgs) -> None:
     for name in ("rounds", "episodes", "epochs", "batch_size"):
         if getattr(args, name) < 1:
@@ -85,6 +108,9 @@ def _check_args(args: RestArgs) -> None:
     if args.keep == "progress" and args.min_return is not None:
         raise ValueError("--min-return filters whole episodes; --keep progress keeps turns by "
                          "their own reward: give one of them")
+    if not 0 <= args.task_focus <= 1:
+        raise ValueError(f"--task-focus is a share of the episodes, from 0 to 1, got "
+                         f"{args.task_focus}")
     if args.temperature < 0:
         raise ValueError(f"--temperature cannot be negative, got {args.temperature}")
     if args.lr <= 0:
@@ -129,6 +155,8 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     val_seed = args.seed + 10_000
 
     by_progress = args.keep == "progress"
+    # each task's success rate in the latest round that sampled it (multi-task envs only)
+    success_by_task: dict[str, float] = {}
     history: list[dict[str, Any]] = []
     if args.val_episodes:
         history.append({"round": 0, **_val(policy, args, val_seed)})
@@ -139,12 +167,19 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         t_round = time.perf_counter()
         policy.eval()
         if not finished and not demos_complete(samples):
+            focused = args.task_focus > 0 and bool(success_by_task)
             collect(args.env, args.episodes, samples, split=args.split,
                     seed=args.seed + SAMPLE_SEED * k,
                     agent=SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
                                         args.temperature),
+                    tasks=task_schedule(success_by_task, args.episodes, args.task_focus)
+                    if focused else None,
                     **env_kwargs)
         _, sampled = load_demos(samples)
+        tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
+        won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
+        if set(tasks) != {""}:
+            success_by_task.update({t: won[t] / n for t, n in tasks.items()})
         kept = [ep for ep in sampled if (any(progressed(r) for r in ep) if by_progress
                                          else episode_kept(ep, args.min_return))]
         sources.append((samples, kept, by_progress))
@@ -174,7 +209,6 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                   f"policy is unchanged")
         policy.save_pretrained(rdir / "policy")
 
-        tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
         kept_tasks = Counter(str(ep[-1].get("task", "")) for ep in kept)
         row = {"round": k, "sampled": len(sampled), "kept": len(kept),
                "kept_rate": len(kept) / len(sampled),
@@ -185,7 +219,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
         if set(tasks) != {""}:
-            won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
+            row["sampled_by_task"] = dict(sorted(tasks.items()))
             row["kept_rate_by_task"] = {t: kept_tasks[t] / n for t, n in sorted(tasks.items())}
             row["sampled_success_by_task"] = {t: won[t] / n for t, n in sorted(tasks.items())}
         if args.val_episodes:
@@ -218,9 +252,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
 #: (``rounds``, ``val_episodes`` and ``eval_episodes`` may change: more rounds continue the run)
 ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
                   "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
-                  "env_kwargs", "seed", "keep")
+                  "env_kwargs", "seed", "keep", "task_focus")
 #: what a setting read before it existed was (runs written before it keep working)
-SETTING_DEFAULTS = {"keep": "episodes"}
+SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0}
 SETTINGS_FILE = "rest_settings.json"
 
 
