@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,9 @@ class Args:
     """PPO updates (default: the tabletop preset)."""
     rest_rounds: int | None = None
     """ReST rounds (default: the tabletop preset)."""
+    rest_task_focus: float | None = None
+    """ReST's share of each round's episodes given to the tasks the last round failed
+    (default: the tabletop preset's)."""
     episodes: int = 100
     """Evaluation episodes per agent, task and split (at 20 the 95% intervals are +-0.2 in the
     middle, wider than most differences between the agents; at 100 about +-0.1)."""
@@ -81,6 +85,8 @@ class Args:
     """A CLIP made by ``rlft pretrain-clip`` (default: pretrain one into WORK/clip)."""
     work: Path = Path("runs/bench-tabletop-multi")
     """Where the CLIP, demos and checkpoints go."""
+    out: Path = RESULTS
+    """The results files, OUT.md and OUT.json."""
     seed: int = 0
 
 
@@ -126,6 +132,7 @@ def main(args: Args) -> None:
         t = time.perf_counter()
         train_rest(RestArgs(env=MULTI, policy=agents[f"IL({args.few})"], out=rest_dir,
                             demos=demos, max_demos=n_tasks * args.few, rounds=args.rest_rounds,
+                            task_focus=args.rest_task_focus,
                             val_episodes=0, seed=args.seed))
         timings["rest_s"] = time.perf_counter() - t
     rest = json.loads((rest_dir / "summary.json").read_text())
@@ -184,8 +191,13 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict, rest: dic
     first_last = [{t: round(v, 2) for t, v in h.items()}
                   for h in (rows_by_task[:1] + rows_by_task[-1:] if len(rows_by_task) > 1
                             else rows_by_task)]
+    command = "".join(f" {a}" for a in sys.argv[1:])
+    focus = (f" ({rest_args['task_focus']} of them spread over the tasks by the last round's "
+             f"failure rates, `--task-focus`; episodes per task each round: "
+             f"{[r.get('sampled_by_task') for r in rest.get('history', []) if r.get('round')]})"
+             if rest_args.get("task_focus") else "")
     note = [
-        f"Measured by `python benchmarks/tabletop_multitask.py` on "
+        f"Measured by `python benchmarks/tabletop_multitask.py{command}` on "
         f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min in all on the 2-core CPU "
         f"(1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); stage "
         f"times (s, where run now): {json.dumps({k: round(v) for k, v in timings.items()})}.",
@@ -207,7 +219,7 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict, rest: dic
         "",
         f"{rls[1]}: {few} after self-training (`rlft train rest`, tabletop preset: "
         f"{rest_args.get('rounds')} rounds of {rest_args.get('episodes')} episodes sampled at "
-        f"temperature {rest_args.get('temperature')}, each followed by "
+        f"temperature {rest_args.get('temperature')}{focus}, each followed by "
         f"{rest_args.get('epochs')} epochs of behaviour cloning on {kept} and the {few} "
         f"demos; {rest_minutes:.0f} min). Success of the sampled episodes per round, overall "
         f"and per task where logged: {rest_rounds}.",
@@ -217,12 +229,12 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict, rest: dic
         + f"; unseen >= 0.8 x seen on put-block-in-bowl ({best}): "
         f"{bowl_unseen:.2f} vs {bowl_seen:.2f}.",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".json").write_text(json.dumps(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(
         {"rows": rows, "clip": clip_summary, "ppo": {k: v for k, v in ppo.items()
                                                       if k != "history"},
          "rest": rest, "timings": timings, "seconds": seconds}, indent=2, default=str))
-    RESULTS.with_suffix(".md").write_text("\n".join(lines + [""] + note) + "\n")
+    args.out.with_suffix(".md").write_text("\n".join(lines + [""] + note) + "\n")
     print("\n".join(lines + [""] + note))
 
 
