@@ -370,6 +370,33 @@ def test_a_fired_watchdog_reports_it_only_once_its_kill_has_finished():
     assert dog.disarm() is False
 
 
+def test_a_deadline_passing_as_the_call_returns_fires_only_if_disarm_says_so():
+    # The watchdog finds the deadline passed, and the guarded call returns and disarms at that
+    # very moment: either disarm reports the kill (and waits for it) or the kill never comes.
+    # Reporting "not fired" and killing afterwards would leave a step that succeeded with a
+    # dead browser, and the next step failing for no reason it could tell.
+    import threading
+
+    from rlft.envs.web.browser import _Watchdog
+
+    found, kills = threading.Event(), []
+
+    class Paused(_Watchdog):
+        def _past(self, deadline):
+            late = super()._past(deadline)
+            if late:  # hold the thread here while the call returns and disarms
+                found.set()
+                time.sleep(0.3)
+            return late
+
+    dog = Paused(lambda: kills.append(time.monotonic()), poll_s=0.01)
+    dog.arm(0.0)
+    assert found.wait(5.0)
+    said = dog.disarm()
+    time.sleep(0.1)  # a kill decided before the disarm would land by now
+    assert said is True and len(kills) == 1
+
+
 def test_page_whose_script_hangs_gets_its_browser_killed_and_relaunched():
     env = LinkEnv(SlowSite(), backend="browser", backend_options={"timeout_s": 0.5})
     env.reset(seed=0)

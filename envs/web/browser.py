@@ -60,13 +60,17 @@ _PAGE_SCRIPT = resources.files("rlft.envs.web").joinpath("browser_page.js").read
 class _Watchdog:
     """A daemon thread that calls ``on_expiry`` once an armed deadline has passed.
 
-    Arming and disarming only set a number (no lock, no thread start, no wake-up), so it can
-    guard every step; the thread looks at the deadline every ``poll_s`` seconds.
+    Arming and disarming only set a number under an uncontended lock (no thread start, no
+    wake-up), so it can guard every step; the thread looks at the deadline every ``poll_s``
+    seconds. The lock makes "the deadline passed" and "disarmed in time" exclusive: a deadline
+    that passes as the guarded call returns either fires and :meth:`disarm` says so, or never
+    fires.
     """
 
     def __init__(self, on_expiry: Any, poll_s: float = 0.25):
         self._on_expiry = on_expiry
         self._poll_s = poll_s
+        self._lock = threading.Lock()
         self._deadline: float | None = None
         self._fired = False
         self._handled = threading.Event()  # set once a fired deadline's on_expiry returned
@@ -74,9 +78,10 @@ class _Watchdog:
 
     def arm(self, seconds: float) -> None:
         """Fire about ``seconds`` from now unless :meth:`disarm` comes first."""
-        self._fired = False
-        self._handled.clear()
-        self._deadline = time.monotonic() + seconds
+        with self._lock:
+            self._fired = False
+            self._handled.clear()
+            self._deadline = time.monotonic() + seconds
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name="rlft-browser-watchdog")
@@ -87,17 +92,25 @@ class _Watchdog:
         has returned (up to ``wait_s``): the fired deadline's kill makes the guarded call fail
         at once, while the process it killed may still be exiting, and a caller that went on
         would find it alive."""
-        self._deadline = None
-        if self._fired:
+        with self._lock:
+            self._deadline = None
+            fired = self._fired
+        if fired:
             self._handled.wait(wait_s)
-        return self._fired
+        return fired
+
+    def _past(self, deadline: float | None) -> bool:
+        """Whether ``deadline`` (armed, or None) has passed (called under the lock)."""
+        return deadline is not None and time.monotonic() > deadline
 
     def _run(self) -> None:
         while True:
             time.sleep(self._poll_s)
-            deadline = self._deadline
-            if deadline is not None and time.monotonic() > deadline:
-                self._deadline, self._fired = None, True
+            with self._lock:
+                fire = self._past(self._deadline)
+                if fire:
+                    self._deadline, self._fired = None, True
+            if fire:
                 try:
                     self._on_expiry()
                 finally:
@@ -385,7 +398,10 @@ class BrowserBackend:
                                    "browser was killed and reset() relaunches it") from e
             raise BackendError(f"the browser failed ({type(e).__name__}: {_first_line(e)}); "
                                "reset() relaunches it") from e
-        _SHARED.watchdog.disarm()
+        if _SHARED.watchdog.disarm():  # the deadline passed as the page answered
+            self._broken = True
+            raise BackendError(f"the page answered only at its {self.timeout_s:g} s deadline, "
+                               "as the browser was killed; reset() relaunches it")
         if result.get("missing"):
             raise ActionError(f"{kind} found nothing to act on in the browser page")
         if result.get("timeout"):
