@@ -11,8 +11,13 @@ import torch
 from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-test/Doors-v0)
 
 from rlft.training.configs import RestArgs
-from rlft.training.rest import (episode_kept, imitable_turns, resolve_rest_args, task_schedule,
-                                train_rest)
+from rlft.training.rest import (
+    episode_kept,
+    imitable_turns,
+    resolve_rest_args,
+    task_schedule,
+    train_rest,
+)
 
 
 def _record(step: int, action: str, reward: float, success: bool, error: str | None = None):
@@ -242,7 +247,8 @@ def test_the_task_schedule_gives_the_focused_share_by_failure_rate():
     assert sum(odd.values()) == 7 and odd["a"] >= odd["b"] > odd["c"]
 
 
-def test_task_focus_samples_more_of_the_task_the_last_round_failed(random_policy, tmp_path):
+def test_task_focus_samples_more_of_the_task_the_last_round_failed(random_policy, tmp_path,
+                                                                    capsys):
     # "free" takes any click, so a random policy always succeeds there; "match" it fails about
     # 15 times in 16. Round 1 plays both evenly, round 2 gives "match" the focused half too.
     from rlft.training.demos import collect, load_demos
@@ -260,6 +266,9 @@ def test_task_focus_samples_more_of_the_task_the_last_round_failed(random_policy
     assert Counter(ep[-1]["task"] for ep in sampled) == {"free": 10, "match": 30}
     with pytest.raises(ValueError, match="1 episodes' tasks for 2 episodes"):
         collect("rlft-test/TwoDoors-v0", 2, tmp_path / "y", tasks=["free"])
+    train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path / "one",
+                        rounds=1, episodes=4, task_focus=0.5, epochs=1, val_episodes=0))
+    assert "--task-focus 0.5 has nothing to focus on" in capsys.readouterr().out
     with pytest.raises(ValueError, match="from 0 to 1"):
         train_rest(RestArgs(env="rlft-test/TwoDoors-v0", policy=random_policy,
                             out=tmp_path / "x", task_focus=1.5))

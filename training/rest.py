@@ -180,6 +180,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
         if set(tasks) != {""}:
             success_by_task.update({t: won[t] / n for t, n in tasks.items()})
+        elif args.task_focus > 0 and k == 1:
+            print(f"--task-focus {args.task_focus:g} has nothing to focus on: {args.env}'s "
+                  f"episodes name no task (info['task']), so every round samples as the first")
         kept = [ep for ep in sampled if (any(progressed(r) for r in ep) if by_progress
                                          else episode_kept(ep, args.min_return))]
         sources.append((samples, kept, by_progress))
