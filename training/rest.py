@@ -84,8 +84,9 @@ def task_schedule(success_by_task: dict[str, float], episodes: int, focus: float
     spread evenly over the tasks of ``success_by_task`` (each task's success rate in the
     previous round's samples), the share ``focus`` in proportion to their failure rates (all
     even when no task failed). Counts are rounded by largest remainder so they sum to
-    ``episodes``; each task's episodes are spread evenly through the list, so a round cut
-    short still saw every task."""
+    ``episodes``; each task's episodes are spread evenly through the list (the order
+    ``benchmarks/results/tabletop_multitask_focus.md`` was measured with: the seed of an
+    episode is its place in the list)."""
     names = sorted(success_by_task)
     failures = {t: 1.0 - success_by_task[t] for t in names}
     total = sum(failures.values())
@@ -178,8 +179,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         _, sampled = load_demos(samples)
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
         won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
-        if set(tasks) != {""}:
-            success_by_task.update({t: won[t] / n for t, n in tasks.items()})
+        multi_task = set(tasks) != {""}
+        rates = {t: won[t] / n for t, n in sorted(tasks.items())}  # this round's, per task
+        if multi_task:
+            success_by_task.update(rates)
         elif args.task_focus > 0 and k == 1:
             print(f"--task-focus {args.task_focus:g} has nothing to focus on: {args.env}'s "
                   f"episodes name no task (info['task']), so every round samples as the first")
@@ -221,10 +224,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
-        if set(tasks) != {""}:
+        if multi_task:
             row["sampled_by_task"] = dict(sorted(tasks.items()))
             row["kept_rate_by_task"] = {t: kept_tasks[t] / n for t, n in sorted(tasks.items())}
-            row["sampled_success_by_task"] = {t: won[t] / n for t, n in sorted(tasks.items())}
+            row["sampled_success_by_task"] = rates
         if args.val_episodes:
             row.update(_val(policy, args, val_seed))
         for key in ("kept_rate", "train_loss", "train_acc", "val_success"):
