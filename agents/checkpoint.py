@@ -23,8 +23,7 @@ def read_policy_meta(directory: str | Path, expect: str | None = None) -> dict[s
     if not path.is_file():
         raise FileNotFoundError(
             f"no rlft policy checkpoint at {directory} (missing {CONFIG_NAME}); train one with "
-            f"`rlft imitate --env rlft/Shop-v0 --demos DEMOS --out {directory}` or pass "
-            f"--agent expert|random")
+            f"`rlft imitate --env ENV --demos DEMOS --out {directory}`")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
