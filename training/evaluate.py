@@ -73,6 +73,37 @@ def mean_interval(values: Iterable[float], z: float = 1.96) -> tuple[float, floa
     return (max(0.0, float(v.mean() - half)), min(1.0, float(v.mean() + half)))
 
 
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value for two agents played on the same games: the chance of
+    a split of the discordant games (``only_a`` won by the first alone, ``only_b`` by the
+    second alone) at least this uneven if each were as likely to win any of them."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"counts of games cannot be negative: {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> dict[str, Any]:
+    """Two agents' successes on the same seeded games (``a[i]`` and ``b[i]`` are game ``i``):
+    the mean difference ``a - b`` with a normal-approximation 95% interval over the games'
+    differences, the discordant counts (``only_a``: games only ``a`` won; ``only_b``) and
+    :func:`mcnemar_p`. Pairing removes the games' own difficulty from the comparison, so the
+    interval is narrower than two independent ones whenever the agents tend to win the same
+    games."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"paired results need the same, non-zero number of games: "
+                         f"{len(a)} and {len(b)}")
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    mean = float(d.mean())
+    half = z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    only_a, only_b = int((d > 0).sum()), int((d < 0).sum())
+    return {"difference": mean, "ci": (mean - half, mean + half), "only_a": only_a,
+            "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
+
+
 def run_episode(env: gym.Env, agent: Agent, *, seed: int | None = None,
                 options: dict[str, Any] | None = None) -> EpisodeResult:
     """Play one episode of ``agent`` in ``env`` to its end (termination or truncation)."""

@@ -1,0 +1,50 @@
+"""The evaluation statistics (rlft.training.evaluate) against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rlft.training.evaluate import mcnemar_p, paired_difference, wilson_interval
+
+
+def test_wilson_interval_by_hand():
+    lo, hi = wilson_interval(8, 10)
+    # p = 0.8, z^2 = 3.8416: centre (0.8 + 0.19208) / 1.38416, half 1.96 sqrt(0.016 + 0.0096)
+    centre = (0.8 + 3.8416 / 20) / (1 + 3.8416 / 10)
+    half = 1.96 * math.sqrt(0.8 * 0.2 / 10 + 3.8416 / 400) / (1 + 3.8416 / 10)
+    assert (lo, hi) == pytest.approx((centre - half, centre + half))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] < 1.0
+
+
+def test_mcnemar_exact_p_by_hand():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(0, 5) == pytest.approx(2 / 32)  # 2 * P(X <= 0), X ~ Bin(5, 1/2)
+    assert mcnemar_p(5, 0) == mcnemar_p(0, 5)
+    assert mcnemar_p(1, 9) == pytest.approx(2 * (1 + 10) / 1024)
+    assert mcnemar_p(3, 3) == 1.0  # 2 * 42/64 > 1: capped
+    with pytest.raises(ValueError, match="negative"):
+        mcnemar_p(-1, 2)
+
+
+def test_paired_difference_counts_the_games_only_one_agent_won():
+    a = [True, True, False, True, False, True]
+    b = [True, False, False, False, True, True]
+    pair = paired_difference(a, b)
+    d = [0, 1, 0, 1, -1, 0]
+    mean = sum(d) / 6
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 5)
+    assert pair["difference"] == pytest.approx(1 / 6)
+    assert pair["ci"] == pytest.approx((mean - 1.96 * sd / math.sqrt(6),
+                                        mean + 1.96 * sd / math.sqrt(6)))
+    assert (pair["only_a"], pair["only_b"]) == (2, 1)
+    assert pair["p"] == pytest.approx(1.0)
+    # the same games won by both: no difference and an interval of width 0
+    same = paired_difference(a, a)
+    assert same["difference"] == 0 and same["ci"] == (0.0, 0.0) and same["p"] == 1.0
+    with pytest.raises(ValueError, match="same, non-zero number"):
+        paired_difference(a, b[:3])
+    with pytest.raises(ValueError, match="same, non-zero number"):
+        paired_difference([], [])
