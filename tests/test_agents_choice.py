@@ -148,6 +148,23 @@ def test_frozen_embeddings_kept_on_the_features_score_the_same_as_fresh_ones(tin
     torch.testing.assert_close(fresh, first)
 
 
+def test_frozen_follows_requires_grad_and_a_replaced_model(tiny_encoder):
+    """``frozen`` keeps its list of parameters between calls: it must still see a parameter
+    unfrozen in place, and an adapter added by replacing the model."""
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16))
+    enc = policy.encoder
+    assert enc.frozen
+    first = next(enc.model.parameters())
+    first.requires_grad_(True)
+    assert not enc.frozen
+    first.requires_grad_(False)
+    assert enc.frozen
+    policy.config.lora_r = 2
+    policy._add_lora()  # get_peft_model wraps the model: a new object with new parameters
+    assert not enc.frozen
+    assert any("lora_" in n for n, _ in enc.model.named_parameters())
+
+
 def test_act_returns_a_concrete_valid_action(tiny_encoder):
     policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16), sample=True,
                           seed=1)
