@@ -30,7 +30,7 @@ from pathlib import Path
 
 import tyro
 
-import rlft.envs  # noqa: F401
+from rlft.envs import tabletop_task_ids
 from rlft.envs.tabletop.tasks import TASKS
 from rlft.training.benchmark import evaluate_agents
 from rlft.training.configs import ImitateArgs, PPOArgs, PretrainClipArgs, RestArgs
@@ -43,12 +43,7 @@ from rlft.training.rest import train_rest
 RESULTS = Path(__file__).resolve().parent / "results" / "tabletop_multitask"
 MULTI = "rlft/Tabletop-v0"
 #: each task's own env id (the multi-task policy is evaluated on each alone)
-TASK_IDS = {"put-block-in-bowl": "rlft/PutBlockInBowl-v0",
-            "packing-objects": "rlft/PackingObjects-v0",
-            "stack-block-pyramid": "rlft/StackBlockPyramid-v0",
-            "place-blocks-in-zone": "rlft/PlaceBlocksInZone-v0",
-            "towers-of-hanoi": "rlft/TowersOfHanoi-v0",
-            "block-insertion": "rlft/BlockInsertion-v0"}
+TASK_IDS = tabletop_task_ids()
 
 
 @dataclass

@@ -21,13 +21,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import rlft.envs  # noqa: F401
+from rlft.envs import tabletop_task_ids
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_STEPS_PER_S = 20.0
 TARGET_RESET_S = 0.1
-TASK_IDS = ["rlft/PutBlockInBowl-v0", "rlft/PackingObjects-v0", "rlft/StackBlockPyramid-v0",
-            "rlft/PlaceBlocksInZone-v0", "rlft/TowersOfHanoi-v0", "rlft/BlockInsertion-v0"]
+TASK_IDS = list(tabletop_task_ids().values())
 
 
 def run(env_id: str, split: str, episodes: int) -> dict:

@@ -30,17 +30,12 @@ from pathlib import Path
 import gymnasium as gym
 import tyro
 
-import rlft.envs  # noqa: F401
 from rlft.agents.loading import make_agent
+from rlft.envs import tabletop_task_ids
 from rlft.training.evaluate import paired_difference, run_episode, wilson_interval
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tabletop_target"
-TASK_IDS = {"put-block-in-bowl": "rlft/PutBlockInBowl-v0",
-            "packing-objects": "rlft/PackingObjects-v0",
-            "stack-block-pyramid": "rlft/StackBlockPyramid-v0",
-            "place-blocks-in-zone": "rlft/PlaceBlocksInZone-v0",
-            "towers-of-hanoi": "rlft/TowersOfHanoi-v0",
-            "block-insertion": "rlft/BlockInsertion-v0"}
+TASK_IDS = tabletop_task_ids()
 
 
 @dataclass

@@ -111,3 +111,12 @@ _register(
     max_episode_steps=4,
     kwargs={"task": "block-insertion"},
 )
+
+
+def tabletop_task_ids() -> dict[str, str]:
+    """Each tabletop task's own env id by task name (``{"put-block-in-bowl":
+    "rlft/PutBlockInBowl-v0", ...}``), in registration order; the multi-task
+    ``rlft/Tabletop-v0`` is not among them."""
+    return {registry[i].kwargs["task"]: i for i in ENV_DESCRIPTIONS
+            if registry[i].entry_point == "rlft.envs.tabletop.env:TabletopEnv"
+            and registry[i].kwargs.get("task") != "all"}

@@ -39,6 +39,8 @@ def run_oracle(env, seed: int) -> tuple[bool, list[float], list[str]]:
 
 def test_every_task_has_an_id():
     assert set(TASKS) == set(IDS)
+    assert rlft.envs.tabletop_task_ids() == IDS  # the benchmarks' per-task ids, in this order
+    assert list(rlft.envs.tabletop_task_ids()) == list(IDS)
 
 
 @pytest.mark.parametrize("task", sorted(IDS))
