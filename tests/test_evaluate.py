@@ -44,6 +44,8 @@ def test_paired_difference_counts_the_games_only_one_agent_won():
     # the same games won by both: no difference and an interval of width 0
     same = paired_difference(a, a)
     assert same["difference"] == 0 and same["ci"] == (0.0, 0.0) and same["p"] == 1.0
+    # few games: the normal interval would pass -1; it is clipped there
+    assert paired_difference([False, False, True], [True, True, True])["ci"][0] == -1.0
     with pytest.raises(ValueError, match="same, non-zero number"):
         paired_difference(a, b[:3])
     with pytest.raises(ValueError, match="same, non-zero number"):

@@ -89,7 +89,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> dict[str, Any]:
     """Two agents' successes on the same seeded games (``a[i]`` and ``b[i]`` are game ``i``):
     the mean difference ``a - b`` with a normal-approximation 95% interval over the games'
-    differences, the discordant counts (``only_a``: games only ``a`` won; ``only_b``) and
+    differences (clipped to [-1, 1]), the discordant counts (``only_a``: games only ``a`` won; ``only_b``) and
     :func:`mcnemar_p`. Pairing removes the games' own difficulty from the comparison, so the
     interval is narrower than two independent ones whenever the agents tend to win the same
     games."""
@@ -100,7 +100,8 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> 
     mean = float(d.mean())
     half = z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
     only_a, only_b = int((d > 0).sum()), int((d < 0).sum())
-    return {"difference": mean, "ci": (mean - half, mean + half), "only_a": only_a,
+    return {"difference": mean, "ci": (max(-1.0, mean - half), min(1.0, mean + half)),
+            "only_a": only_a,
             "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
 
 
