@@ -67,6 +67,8 @@ def play(env_id: str, spec: str, episodes: int, seed: int) -> list[bool]:
 
 
 def main(args: Args) -> None:
+    if args.episodes < 1:
+        sys.exit(f"tabletop_target: --episodes must be at least 1, got {args.episodes}")
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     many = f"IL({args.many})"
