@@ -159,10 +159,12 @@ def test_frozen_follows_requires_grad_and_a_replaced_model(tiny_encoder):
     assert not enc.frozen
     first.requires_grad_(False)
     assert enc.frozen
-    policy.config.lora_r = 2
-    policy._add_lora()  # get_peft_model wraps the model: a new object with new parameters
-    assert not enc.frozen
+    # a model replaced without clear_cache(): the kept list must follow the new object
+    from peft import LoraConfig, get_peft_model
+
+    enc.model = get_peft_model(enc.model, LoraConfig(r=2, target_modules=["query", "value"]))
     assert any("lora_" in n for n, _ in enc.model.named_parameters())
+    assert not enc.frozen
 
 
 def test_act_returns_a_concrete_valid_action(tiny_encoder):

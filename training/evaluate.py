@@ -64,13 +64,14 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def mean_interval(values: Iterable[float], z: float = 1.96) -> tuple[float, float]:
-    """Normal-approximation interval of a mean of values in [0, 1], clipped to [0, 1]."""
+def mean_interval(values: Iterable[float], z: float = 1.96, lo: float = 0.0, hi: float = 1.0
+                  ) -> tuple[float, float]:
+    """Normal-approximation interval of a mean of values in ``[lo, hi]``, clipped to it."""
     v = np.asarray(list(values), dtype=float)
     if len(v) < 2:
-        return (0.0, 1.0) if len(v) == 0 else (float(v[0]), float(v[0]))
+        return (lo, hi) if len(v) == 0 else (float(v[0]), float(v[0]))
     half = z * v.std(ddof=1) / math.sqrt(len(v))
-    return (max(0.0, float(v.mean() - half)), min(1.0, float(v.mean() + half)))
+    return (max(lo, float(v.mean() - half)), min(hi, float(v.mean() + half)))
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -88,8 +89,8 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> dict[str, Any]:
     """Two agents' successes on the same seeded games (``a[i]`` and ``b[i]`` are game ``i``):
-    the mean difference ``a - b`` with a normal-approximation 95% interval over the games'
-    differences (clipped to [-1, 1]), the discordant counts (``only_a``: games only ``a`` won; ``only_b``) and
+    the mean difference ``a - b`` with its :func:`mean_interval` over the games' differences
+    (in [-1, 1]), the discordant counts (``only_a``: games only ``a`` won; ``only_b``) and
     :func:`mcnemar_p`. Pairing removes the games' own difficulty from the comparison, so the
     interval is narrower than two independent ones whenever the agents tend to win the same
     games."""
@@ -97,12 +98,9 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> 
         raise ValueError(f"paired results need the same, non-zero number of games: "
                          f"{len(a)} and {len(b)}")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    mean = float(d.mean())
-    half = z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
     only_a, only_b = int((d > 0).sum()), int((d < 0).sum())
-    return {"difference": mean, "ci": (max(-1.0, mean - half), min(1.0, mean + half)),
-            "only_a": only_a,
-            "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
+    return {"difference": float(d.mean()), "ci": mean_interval(d, z, lo=-1.0, hi=1.0),
+            "only_a": only_a, "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
 
 
 def run_episode(env: gym.Env, agent: Agent, *, seed: int | None = None,
