@@ -93,6 +93,11 @@ class Episode:
         """The actions taken so far."""
         return tuple(self._actions)
 
+    @property
+    def observation(self) -> Mapping[str, Any] | None:
+        """The current observation (None before the first :meth:`observe`)."""
+        return self._obs
+
     def turn(self) -> Turn:
         """The episode so far, at the current observation."""
         if self._obs is None:

@@ -90,23 +90,43 @@ class EpisodicPolicy:
         """Forget the episode's history."""
         self._episode = Episode()
 
-    @torch.no_grad()
     def act(self, obs: Any, info: dict[str, Any]) -> Any:
         """The action for the episode so far (greedy, or sampled when ``self.sample``)."""
-        if not isinstance(obs, dict) or not self.observation_keys <= set(obs):
-            raise TypeError(f"{type(self).__name__} acts in {self.env_kind} envs (observation "
-                            f"keys {sorted(self.observation_keys)}); {pairing_hint(self)}")
         if not hasattr(self, "_episode"):
             self.reset()
+        self._check_obs(obs)
         self._episode.observe(obs, info)
+        return self.act_many([self._episode])[0]
+
+    @torch.no_grad()
+    def act_many(self, episodes: Sequence[Episode]) -> list[Any]:
+        """One action for each of several concurrent episodes, decided together by
+        :meth:`choose_many` and recorded in them. Each :class:`Episode` has observed its
+        current step (:meth:`act` is this for the policy's own episode; concurrent evaluation,
+        :func:`rlft.training.evaluate.evaluate_concurrent`, passes one per env)."""
+        for episode in episodes:
+            self._check_obs(episode.observation)
         was_training = self.training  # type: ignore[attr-defined]
         self.eval()  # type: ignore[attr-defined]
         try:
-            action = self.choose(self.encode(self._episode.turn()))  # type: ignore[attr-defined]
+            actions = self.choose_many([self.encode(e.turn())  # type: ignore[attr-defined]
+                                        for e in episodes])
         finally:
             self.train(was_training)  # type: ignore[attr-defined]
-        self._episode.record(action)
-        return action
+        for episode, action in zip(episodes, actions, strict=True):
+            episode.record(action)
+        return actions
+
+    def choose_many(self, features: Sequence[Any]) -> list[Any]:
+        """:meth:`choose` for the turns of several concurrent episodes: one by one here; a
+        policy that scores turns in batches (the LM policy on a GPU) overrides it."""
+        return [self.choose(f) for f in features]  # type: ignore[attr-defined]
+
+    def _check_obs(self, obs: Any) -> None:
+        """A TypeError saying what to use when ``obs`` is not this policy's kind of env's."""
+        if not isinstance(obs, dict) or not self.observation_keys <= set(obs):
+            raise TypeError(f"{type(self).__name__} acts in {self.env_kind} envs (observation "
+                            f"keys {sorted(self.observation_keys)}); {pairing_hint(self)}")
 
 
 def pairing_hint(policy: Any) -> str:

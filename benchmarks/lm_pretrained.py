@@ -63,8 +63,18 @@ class Args:
     """PPO epochs per update."""
     ppo_lr: float = 1e-4
     """PPO learning rate."""
+    ppo_minutes: float | None = None
+    """Wall-clock budget of PPO (``--max-minutes``): it stops after the update that spends it."""
+    budget_minutes: float | None = None
+    """Wall-clock budget of the whole run, shared equally by the envs: each env's PPO stops in
+    time for its final evaluation (reserved at 1.2 x the zero-shot evaluation's time)."""
+    choice: bool = True
+    """Also imitate and evaluate the MiniLM ChoicePolicy on the same demos and goals."""
     episodes: int = 30
     """Test goals per policy."""
+    concurrency: int = 1
+    """Test episodes an LM policy plays side by side, its turns scored together (16 or more
+    on a GPU; 1 on a CPU, where batching saves nothing)."""
     work: Path = Path("runs/bench-lm-pretrained")
     """Where demos, checkpoints and runs go (reused when present)."""
 
@@ -98,8 +108,9 @@ def prompt_tokens(policy_dir: str, env_id: str, episodes: int = 5) -> dict[str, 
     return {"mean": sum(counts) / len(counts), "max": max(counts), "turns": len(counts)}
 
 
-def run_env(env_id: str, args: Args) -> dict:
-    """Every stage on one env; the rows and the measured speeds."""
+def run_env(env_id: str, args: Args, deadline: float | None = None) -> dict:
+    """Every stage on one env; the rows and the measured speeds. With a ``deadline``
+    (``time.perf_counter()`` seconds), PPO stops in time for the final evaluation to end by it."""
     import torch
 
     from rlft.agents import LMPolicy, LMPolicyConfig
@@ -129,21 +140,51 @@ def run_env(env_id: str, args: Args) -> dict:
     summary = json.loads((sft / "summary.json").read_text())
     speeds["sft_examples_per_s"] = (summary["train_turns"] * args.epochs
                                     / max(1e-9, summary["optimise_seconds"]))
+    # The policies PPO does not change are evaluated first: with a budget, PPO gets what is
+    # left after reserving the final evaluation, timed on the zero-shot policy (which plays
+    # every episode to the step limit, so no slower than a trained one).
+    before = {"zero-shot": str(zero), "SFT": str(sft)}
+    if args.choice:
+        if not (choice / "summary.json").exists():
+            imitate(ImitateArgs(demos=demos, out=choice, env=env_id, policy="choice", seed=0))
+        before["ChoicePolicy (IL, same demos)"] = str(choice)
+    t_eval = time.perf_counter()
+    rows = evaluate_agents(env_id, {"zero-shot": str(zero)}, episodes=args.episodes,
+                           split="test", seed=10_000, timed=True,
+                           concurrency=args.concurrency)
+    reserve = 1.2 * (time.perf_counter() - t_eval) + 30.0
+    rows += evaluate_agents(env_id, {k: v for k, v in before.items() if k != "zero-shot"},
+                            episodes=args.episodes, split="test", seed=10_000, timed=True,
+                           concurrency=args.concurrency)
+    minutes = args.ppo_minutes
+    if deadline is not None:
+        left = (deadline - time.perf_counter() - reserve) / 60.0
+        if left <= 0.5:  # what was measured is kept: the policies before PPO, the speeds
+            note = (f"PPO not run: --budget-minutes left {left:.1f} min for it after the "
+                    f"evaluations above; raise it, lower --episodes or raise --concurrency.")
+            print(note)
+            return {"env": env_id, "rows": [r.to_dict() for r in rows], "speeds": speeds,
+                    "prompt_tokens": prompt_tokens(str(sft), env_id),
+                    "load": os.getloadavg()[0], "note": note}
+        minutes = left if minutes is None else min(minutes, left)
     if not (ppo / "summary.json").exists():
         train_ppo(PPOArgs(env=env_id, policy=str(sft), out=str(ppo), updates=args.updates,
                           num_envs=args.num_envs, num_steps=args.num_steps,
                           minibatch_size=args.minibatch_size, update_epochs=args.update_epochs,
                           learning_rate=args.ppo_lr, lora_r=args.lora_r, eval_episodes=0,
-                          checkpoint_every=0, progress=True))
-    speeds["ppo_samples_per_s"] = json.loads((ppo / "summary.json").read_text())["samples_per_s"]
-    if not (choice / "summary.json").exists():
-        imitate(ImitateArgs(demos=demos, out=choice, env=env_id, policy="choice", seed=0))
+                          max_minutes=minutes, checkpoint_every=0, progress=True))
+    ppo_summary = json.loads((ppo / "summary.json").read_text())
+    speeds["ppo_samples_per_s"] = ppo_summary["samples_per_s"]
+    rows += evaluate_agents(env_id, {"SFT+RL": str(ppo / "policy")}, episodes=args.episodes,
+                            split="test", seed=10_000, timed=True,
+                           concurrency=args.concurrency)
+    order = ["zero-shot", "SFT", "SFT+RL", "ChoicePolicy (IL, same demos)"]
+    rows.sort(key=lambda r: order.index(r.name))
     tokens = prompt_tokens(str(sft), env_id)
-    results = evaluate_agents(env_id, {"zero-shot": str(zero), "SFT": str(sft),
-                                       "SFT+RL": str(ppo / "policy"),
-                                       "ChoicePolicy (IL, same demos)": str(choice)},
-                              episodes=args.episodes, split="test", seed=10_000, timed=True)
-    return {"env": env_id, "rows": [r.to_dict() for r in results], "speeds": speeds,
+    return {"env": env_id, "rows": [r.to_dict() for r in rows], "speeds": speeds,
+            "ppo": {"updates_done": ppo_summary.get("updates_done", args.updates),
+                    "samples": ppo_summary["global_step"],
+                    "train_success": [h["success"] for h in ppo_summary["history"]]},
             "prompt_tokens": tokens, "load": os.getloadavg()[0]}
 
 
@@ -154,17 +195,21 @@ def main(args: Args) -> None:
     import rlft.envs  # noqa: F401
 
     t0 = time.perf_counter()
-    envs = [run_env(env_id, args) for env_id in args.envs]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
         f"CPU ({os.cpu_count()} cores)"
-    out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
-           "device": device, "seconds": time.perf_counter() - t0, "envs": envs}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     suffix = "" if not torch.cuda.is_available() else "_gpu"
     path = RESULTS.with_name(RESULTS.name + suffix)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=2))
-    text = report(out)
-    path.with_suffix(".md").write_text(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    envs: list[dict] = []
+    for i, env_id in enumerate(args.envs):  # files rewritten after each env: a cut-off run
+        deadline = None if args.budget_minutes is None else \
+            t0 + 60.0 * args.budget_minutes * (i + 1) / len(args.envs)
+        envs.append(run_env(env_id, args, deadline))
+        out = {"args": json.loads(json.dumps(asdict(args), default=str)), "device": device,
+               "seconds": time.perf_counter() - t0, "envs": envs}
+        path.with_suffix(".json").write_text(json.dumps(out, indent=2))
+        text = report(out)
+        path.with_suffix(".md").write_text(text)
     print(text)
 
 
@@ -198,9 +243,18 @@ def report(out: dict) -> str:
                          f"{r.get('actions_per_s', float('nan')):.2f} |")
         lines += ["", f"Prompt tokens per turn (expert's test trajectories): mean {t['mean']:.0f}, "
                       f"max {t['max']} over {t['turns']} turns. SFT {s['sft_examples_per_s']:.2f} "
-                      f"examples/s; PPO {s['ppo_samples_per_s']:.2f} samples/s (env turns, "
-                      f"rollout and update together). Load average at the end: {env['load']:.1f}.",
-                  ""]
+                      f"examples/s" + (f"; PPO {s['ppo_samples_per_s']:.2f} samples/s (env "
+                                       f"turns, rollout and update together)"
+                                       if "ppo_samples_per_s" in s else "")
+                  + f". Load average at the end: {env['load']:.1f}.", ""]
+        if env.get("note"):
+            lines += [env["note"], ""]
+        if "ppo" in env:  # (results written before the PPO record)
+            p, curve = env["ppo"], env["ppo"]["train_success"]
+            lines += [f"PPO ran {p['updates_done']} of {a['updates']} updates ({p['samples']} "
+                      f"turns); training success over the last 4 x envs episodes, first -> last "
+                      f"update: {curve[0]:.2f} -> {curve[-1]:.2f}." if curve else
+                      f"PPO ran {p['updates_done']} of {a['updates']} updates.", ""]
     return "\n".join(lines) + "\n"
 
 

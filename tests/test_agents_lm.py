@@ -124,3 +124,47 @@ def test_save_load_round_trip(tmp_path, tiny_lm, turn, lora_r):
     assert not torch.allclose(a.log_probs, base.log_probs, atol=1e-4)
     assert (tmp_path / "adapter" / "adapter_config.json").exists() == bool(lora_r)
     assert expand_valid_actions(turn.goal, turn.valid_actions) == cands
+
+
+def _shop_turns(n: int) -> list[Turn]:
+    """Turns of different episodes and depths (prompts and candidate sets of several sizes)."""
+    env = gym.make("rlft/Shop-v0", split="test")
+    turns = []
+    for seed in range(n):
+        obs, info = env.reset(seed=seed)
+        actions: list[str] = []
+        for _ in range(seed % 3):  # 0, 1 or 2 expert steps in
+            action = env.unwrapped.expert().act(obs, info)
+            obs, _, _, _, info = env.step(action)
+            actions.append(action)
+        turns.append(Turn.from_env(obs, info, actions))
+    env.close()
+    return turns
+
+
+def test_batched_candidate_scores_equal_the_per_turn_kv_cache_scores(tiny_lm):
+    policy = LMPolicy(LMPolicyConfig(model=tiny_lm, lora_r=4, score_batch_tokens=0)).eval()
+    features = [policy.encode(t) for t in _shop_turns(4)]
+    calls = []
+    policy.model.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        per_turn = policy._turn_scores(features)
+        assert len(calls) == 2 * len(features)  # a prompt pass and a candidates pass each
+        pairs = sum(len(f.candidate_ids) for f in features)
+        for budget, passes in ((1, pairs), (1500, None), (10**7, 1)):
+            calls.clear()
+            policy.config.score_batch_tokens = budget
+            batched = policy._turn_scores(features)
+            if passes is not None:
+                assert len(calls) == passes
+            else:  # a budget of a few rows: several passes, each within it
+                assert 1 < len(calls) < pairs
+            for a, b in zip(per_turn, batched, strict=True):
+                assert torch.equal(a.mask, b.mask)
+                assert torch.allclose(a.log_probs, b.log_probs, atol=1e-5)
+                assert torch.allclose(a.entropy, b.entropy, atol=1e-4)
+                assert torch.allclose(a.values, b.values, atol=1e-6)
+            assert policy.choose_many(features) == [policy.choose(f) for f in features]
+    with pytest.raises(ValueError, match="score_batch_tokens"):
+        LMPolicyConfig(model=tiny_lm, score_batch_tokens=-1)
+

@@ -1,12 +1,24 @@
-"""The evaluation statistics (rlft.training.evaluate) against hand-computed values."""
+"""The evaluation statistics (rlft.training.evaluate) against hand-computed values, and
+concurrent evaluation against sequential."""
 
 from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import pytest
+import torch
 
-from rlft.training.evaluate import mcnemar_p, paired_difference, wilson_interval
+import rlft.envs  # noqa: F401
+from rlft.agents.policy import EpisodicPolicy
+from rlft.agents.rule_agent import LexicalRuleAgent
+from rlft.training.evaluate import (
+    evaluate,
+    evaluate_concurrent,
+    mcnemar_p,
+    paired_difference,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_by_hand():
@@ -50,3 +62,44 @@ def test_paired_difference_counts_the_games_only_one_agent_won():
         paired_difference(a, b[:3])
     with pytest.raises(ValueError, match="same, non-zero number"):
         paired_difference([], [])
+
+
+class _RulePolicy(EpisodicPolicy, torch.nn.Module):
+    """The store's lexical rule as an episodic policy (deterministic; episodes differ in
+    length and outcome), recording how many turns each decision round held."""
+
+    observation_keys = frozenset({"goal", "page"})
+    env_kind = "web"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rule, self.rounds = LexicalRuleAgent("overlap"), []
+        self.reset()
+
+    def encode(self, turn):
+        return turn
+
+    def choose(self, turn):
+        return self.rule.act(dict(turn.observation), {"valid_actions": list(turn.valid_actions)})
+
+    def choose_many(self, features):
+        self.rounds.append(len(features))
+        return super().choose_many(features)
+
+
+def test_concurrent_evaluation_plays_the_same_episodes_as_sequential():
+    policy = _RulePolicy()
+    envs = [gym.make("rlft/Shop-v0", split="test") for _ in range(3)]
+    seen: list[int] = []
+    try:
+        sequential = evaluate(envs[0], policy, 12, seed=7)
+        assert set(policy.rounds) == {1}
+        policy.rounds.clear()
+        together = evaluate_concurrent(envs, policy, 12, seed=7, progress=seen.append)
+    finally:
+        for env in envs:
+            env.close()
+    assert max(policy.rounds) == 3 and min(policy.rounds) >= 1  # the tail plays fewer
+    assert seen == list(range(1, 13))
+    assert 0 < sequential.success < 1  # episodes differ, so a mixed-up seed would show
+    assert together.to_dict() == sequential.to_dict()

@@ -413,3 +413,17 @@ def test_the_closing_evaluation_plays_the_env_the_run_trained_on(init_policy, tm
                                 checkpoint_every=0))
     assert summary["test_start"]["success"] == summary["test"]["success"] == 1.0
     assert doors_success(init_policy) < 0.5
+
+
+def test_max_minutes_stops_after_the_update_that_spends_it(init_policy, tmp_path):
+    common = dict(env="rlft-test/Doors-v0", policy=init_policy, num_envs=4, num_steps=4,
+                  eval_episodes=0, progress=False, checkpoint_every=0)
+    summary = train_ppo(PPOArgs(out=str(tmp_path / "cut"), updates=50, max_minutes=1e-6,
+                                **common))
+    assert summary["updates_done"] == 1 and summary["global_step"] == 4 * 4
+    assert "--max-minutes" in summary["stopped_early"]
+    assert (tmp_path / "cut" / "policy" / "rlft_policy.json").is_file()
+    full = train_ppo(PPOArgs(out=str(tmp_path / "full"), updates=2, max_minutes=60, **common))
+    assert full["updates_done"] == 2 and full["stopped_early"] is None
+    with pytest.raises(ValueError, match="--max-minutes must be positive"):
+        train_ppo(PPOArgs(out=str(tmp_path / "bad"), updates=2, max_minutes=0, **common))

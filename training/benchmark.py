@@ -21,7 +21,7 @@ import gymnasium as gym
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.loading import BASELINES, make_agent
 from rlft.training.configs import BenchmarkArgs
-from rlft.training.evaluate import EvalResult, evaluate, markdown_table
+from rlft.training.evaluate import EvalResult, evaluate, evaluate_concurrent, markdown_table
 
 
 class TimedAgent:
@@ -44,6 +44,14 @@ class TimedAgent:
         self.actions += 1
         return action
 
+    def act_many(self, episodes: Sequence[Any]) -> list[Any]:
+        """The wrapped policy's actions for concurrent episodes, timed (each one counts)."""
+        t = time.perf_counter()
+        actions = self.agent.act_many(episodes)
+        self.seconds += time.perf_counter() - t
+        self.actions += len(actions)
+        return actions
+
     @property
     def actions_per_s(self) -> float:
         """Actions per second of acting time (nan before any action)."""
@@ -62,26 +70,42 @@ def agent_name(spec: str) -> tuple[str, str]:
 
 def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, episodes: int,
                     split: str = "test", seed: int = 0, timed: bool = False,
-                    **env_kwargs: Any) -> list[EvalResult]:
+                    concurrency: int = 1, **env_kwargs: Any) -> list[EvalResult]:
     """Evaluate each agent (``{name: spec}``, or specs named by :func:`agent_name`) on the
     same ``episodes`` seeded episodes of ``env_id``'s ``split``; with ``timed`` the results
-    carry ``actions_per_s``."""
+    carry ``actions_per_s``. With ``concurrency`` > 1 a trainable policy plays that many
+    episodes side by side (:func:`rlft.training.evaluate.evaluate_concurrent`: its turns
+    decided together, as a GPU wants); other agents play one at a time."""
     from rich.progress import Progress
 
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    if concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, got {concurrency}")
     named = dict(agents) if isinstance(agents, Mapping) else dict(map(agent_name, agents))
     results = []
     with Progress(transient=True) as bar:
         for name, spec in named.items():
-            env = gym.make(env_id, split=split, **env_kwargs)
+            envs = [gym.make(env_id, split=split, **env_kwargs)]
             try:
-                agent = TimedAgent(make_agent(spec, env, seed=seed))
+                agent = TimedAgent(make_agent(spec, envs[0], seed=seed))
                 task = bar.add_task(f"{env_id} {name}", total=episodes)
-                result = evaluate(env, agent, episodes, seed=seed, name=name,
-                                  progress=lambda n, t=task: bar.update(t, completed=n))
+
+                def progress(n: int, t: Any = task) -> None:
+                    bar.update(t, completed=n)
+
+                n_envs = min(concurrency, episodes)
+                if n_envs > 1 and hasattr(agent.agent, "act_many"):
+                    envs += [gym.make(env_id, split=split, **env_kwargs)
+                             for _ in range(n_envs - 1)]
+                    result = evaluate_concurrent(envs, agent, episodes, seed=seed, name=name,
+                                                 progress=progress)
+                else:
+                    result = evaluate(envs[0], agent, episodes, seed=seed, name=name,
+                                      progress=progress)
             finally:
-                env.close()
+                for env in envs:
+                    env.close()
             results.append(replace(result, actions_per_s=agent.actions_per_s) if timed
                            else result)
     return results
@@ -103,7 +127,8 @@ def run_benchmark(args: BenchmarkArgs) -> list[dict[str, Any]]:
     for env_id in args.envs:
         named = dict(map(agent_name, args.agents))
         for result, spec in zip(evaluate_agents(env_id, named, episodes=args.episodes,
-                                                split=args.split, seed=args.seed, timed=True),
+                                                split=args.split, seed=args.seed, timed=True,
+                                                concurrency=args.concurrency),
                                 named.values(), strict=True):
             rows.append({"env": env_id, "agent": spec, **result.to_dict(), "split": args.split})
     if args.out is not None:

@@ -58,13 +58,15 @@ def play(env_id: tyro.conf.Positional[str], seed: int = 0, split: str = "train",
 
 def evaluate(env: str = "rlft/Shop-v1", agent: str = "expert",
              episodes: int = 100, split: str = "test", seed: int = 0,
-             out: Path | None = None) -> None:
+             out: Path | None = None, concurrency: int = 1) -> None:
     """Evaluate an agent: 'expert', 'random' or a checkpoint directory written by
-    `rlft imitate`; print a table (and write JSON to --out)."""
+    `rlft imitate`; print a table (and write JSON to --out). --concurrency N plays N episodes
+    side by side, a trained policy deciding their turns together (what a GPU wants)."""
     from rlft.training.benchmark import evaluate_agents
     from rlft.training.evaluate import print_table
 
-    results = evaluate_agents(env, [agent], episodes=episodes, split=split, seed=seed)
+    results = evaluate_agents(env, [agent], episodes=episodes, split=split, seed=seed,
+                              concurrency=concurrency)
     print_table(results, title=f"{env} ({split} split)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,10 @@ class PPOArgs:
     """Turns per environment per rollout (preset: 32; tabletop 8)."""
     updates: int | None = None
     """Rollout + optimisation rounds (preset: 60; tabletop 64; research 30; rlft/Shop-v1 100)."""
+    max_minutes: float | None = None
+    """Wall-clock budget of this run: stop after the update during which it ran out, writing
+    the policy and summary as a finished run does (``updates_done`` says how many ran; the
+    learning rate keeps the schedule of ``updates``). None: run every update."""
     learning_rate: float | None = None
     """Adam learning rate, linearly annealed to 0 when ``anneal_lr`` (preset: 3e-4; tabletop
     1e-3; research 1e-4; rlft/Tabletop-v0 1e-4)."""
@@ -255,6 +259,9 @@ class BenchmarkArgs:
     """Goal split to evaluate on."""
     seed: int = 0
     """Seed of the first episode (the same episodes for every agent)."""
+    concurrency: int = 1
+    """Episodes a trainable policy plays side by side, its turns decided together (on a GPU,
+    the LM policy then scores them in a few batched forward passes); 1: one at a time."""
     out: Path | None = Path("benchmarks/results/agents")
     """Output prefix: writes OUT.md, OUT.json and OUT.png (none when omitted)."""
     note: str = ""

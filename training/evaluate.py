@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlft.agents.base import Agent
-from rlft.agents.episode import rollout
+from rlft.agents.episode import Episode, rollout
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,54 @@ def evaluate(env: gym.Env, agent: Agent, episodes: int, *, seed: int = 0, name: 
         if progress is not None:
             progress(i + 1)
     return summarize(name, results, getattr(env.unwrapped, "episode_metrics", None))
+
+
+def evaluate_concurrent(envs: Sequence[gym.Env], agent: Any, episodes: int, *, seed: int = 0,
+                        name: str = "agent", progress: Callable[[int], None] | None = None
+                        ) -> EvalResult:
+    """:func:`evaluate` with the episodes spread over ``envs`` (instances of one env) and played
+    side by side: each round, ``agent.act_many(episodes)``
+    (:meth:`rlft.agents.policy.EpisodicPolicy.act_many`) decides the turns of every running
+    episode at once, which a policy that scores turns in batches (the LM policy on a GPU) does
+    in a few forward passes. Episode ``i`` is seeded ``seed + i`` and summarised in that order,
+    as in :func:`evaluate`: a greedy policy gives the same results either way."""
+    if not envs:
+        raise ValueError("evaluate_concurrent needs at least one env")
+    results: list[EpisodeResult] = [None] * episodes  # type: ignore[list-item]
+    started = finished = 0
+    running: list[dict[str, Any]] = []
+
+    def start(env: gym.Env) -> None:
+        nonlocal started
+        if started < episodes:
+            obs, info = env.reset(seed=seed + started)
+            episode = Episode()
+            episode.observe(obs, info)
+            running.append({"env": env, "i": started, "episode": episode, "ret": 0.0,
+                            "steps": 0})
+            started += 1
+
+    for env in envs:
+        start(env)
+    while running:
+        actions = agent.act_many([r["episode"] for r in running])
+        playing, running = running, []
+        for r, action in zip(playing, actions, strict=True):
+            obs, reward, terminated, truncated, info = r["env"].step(action)
+            r["ret"] += float(reward)
+            r["steps"] += 1
+            if terminated or truncated:
+                results[r["i"]] = EpisodeResult(bool(info.get("success", False)),
+                                                float(info.get("score", 0.0)), r["ret"],
+                                                r["steps"], dict(info))
+                finished += 1
+                if progress is not None:
+                    progress(finished)
+                start(r["env"])
+            else:
+                r["episode"].observe(obs, info)
+                running.append(r)
+    return summarize(name, results, getattr(envs[0].unwrapped, "episode_metrics", None))
 
 
 def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

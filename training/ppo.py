@@ -149,6 +149,8 @@ def _check_args(args: PPOArgs) -> None:
                              f"{getattr(args, name)}")
     if args.eval_episodes < 0:
         raise ValueError(f"--eval-episodes cannot be negative, got {args.eval_episodes}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be positive (or unset), got {args.max_minutes}")
     if not 0.0 < args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
     if args.goal_pool < 0:
@@ -277,6 +279,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         bar = tqdm(total=args.updates, initial=start_update, desc="ppo", unit="update")
     t_start, steps_at_start = time.perf_counter(), global_step
     next_obs = None
+    updates_done, stopped = start_update, None
 
     grouped = args.advantage != "gae"
     for update in range(start_update, args.updates):
@@ -443,14 +446,24 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                     "update": update + 1, "global_step": global_step, "history": history,
                     "rng": [r for r, _ in per_rank], "episodes": [e for _, e in per_rank]})
             accelerator.wait_for_everyone()
+        updates_done = update + 1
+        if args.max_minutes is not None:
+            spent = (time.perf_counter() - t_start) / 60.0
+            # every process stops at the same update: the slowest one's clock decides
+            if max(gather_object([spent]) if world > 1 else [spent]) >= args.max_minutes:
+                stopped = f"--max-minutes {args.max_minutes:g} ran out after update {updates_done}"
+                break
     envs.close()
     if bar is not None:
         bar.close()
+    if stopped and accelerator.is_main_process:
+        print(stopped)
 
     checksum = float(sum(p.detach().double().sum() for p in trainable.values()))
     checksums = gather_object([checksum]) if world > 1 else [checksum]
     summary: dict[str, Any] = {
-        "updates": args.updates, "global_step": global_step, "processes": world,
+        "updates": args.updates, "updates_done": updates_done, "stopped_early": stopped,
+        "global_step": global_step, "processes": world,
         "weights_in_sync": bool(np.allclose(checksums, checksums[0], rtol=1e-6, atol=1e-6)),
         "samples_per_s": (global_step - steps_at_start) / max(1e-9, time.perf_counter() - t_start),
         "train_success_last": history[-1]["success"] if history else None,
