@@ -194,6 +194,14 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         return cls(LMPolicyConfig(model=model, **options), seed=seed)
 
     @property
+    def update_micro_batch(self) -> int | None:
+        """Turns per forward/backward pass of a PPO update unless ``--micro-batch-size`` says
+        otherwise: 1 on a CPU, where one update of 16 SmolLM2 turns took 35 s and 2.0 GB in
+        passes of 1 against 88 s and 14.7 GB in one pass
+        (``benchmarks/results/lm_update_memory.md``); None (the whole minibatch) on a GPU."""
+        return 1 if self.device.type == "cpu" else None
+
+    @property
     def device(self) -> torch.device:
         """Where the model lives."""
         return next(self.model.parameters()).device

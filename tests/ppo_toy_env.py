@@ -90,3 +90,41 @@ if "rlft-test/Doors-v0" not in gym.registry:
     gym.register("rlft-test/Doors-v0", entry_point="ppo_toy_env:DoorsEnv", max_episode_steps=2)
     gym.register("rlft-test/TwoDoors-v0", entry_point="ppo_toy_env:DoorsEnv", max_episode_steps=2,
                  kwargs={"tasks": ("match", "free")})
+
+
+def assert_micro_batches_match(policy, feats, micro: int = 3) -> None:
+    """:func:`rlft.training.ppo.minibatch_gradients` over ``feats`` in passes of ``micro``
+    turns adds the same gradients and reports the same losses as one pass (a reference away
+    from the policy, so the KL term is non-zero; random advantages, returns and old values)."""
+    import torch
+
+    from rlft.agents.rl import reference_scores
+    from rlft.training.ppo import PPOArgs, minibatch_gradients
+
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        step = policy.rl_act(feats, g)
+    actions = step.actions
+    old = [step.log_probs[i][step.mask[i] > 0] - 0.1 * i / len(feats) for i in range(len(feats))]
+    trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    reference = {n: p.detach() + 0.05 * torch.randn(p.shape, generator=g) for n, p in
+                 trainable.items()}
+    ref_rows = reference_scores(policy, reference, feats, actions, len(feats))
+    n = len(feats)
+    adv, ret, val = (torch.randn(n, generator=g) for _ in range(3))
+    args = PPOArgs(ent_coef=0.01, kl_coef=0.5, vf_coef=0.5)
+    results = []
+    for size in (n, micro):
+        policy.zero_grad()
+        stats = minibatch_gradients(policy, feats, actions, old, ref_rows, adv, ret, val, args,
+                                    size)
+        results.append((stats, {k: p.grad.clone() for k, p in trainable.items()
+                                if p.grad is not None}))
+    (whole, g_whole), (split, g_split) = results
+    assert g_whole and set(g_whole) == set(g_split)
+    assert any(v.abs().max() > 0 for v in g_whole.values())
+    for k in g_whole:
+        assert torch.allclose(g_whole[k], g_split[k], rtol=1e-4, atol=1e-7), k
+    assert whole["kl_ref"] > 0
+    for k in whole:
+        assert abs(whole[k] - split[k]) <= 1e-5 + 1e-4 * abs(whole[k]), (k, whole, split)

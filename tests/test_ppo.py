@@ -6,7 +6,11 @@ import json
 
 import pytest
 import torch
-from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-test/Doors-v0)
+from ppo_toy_env import (  # (registers rlft-test/Doors-v0)
+    assert_micro_batches_match,
+    doors_success,
+    save_random_policy,
+)
 
 from rlft.training.ppo import PPOArgs, compute_gae, train_ppo
 
@@ -427,3 +431,22 @@ def test_max_minutes_stops_after_the_update_that_spends_it(init_policy, tmp_path
     assert full["updates_done"] == 2 and full["stopped_early"] is None
     with pytest.raises(ValueError, match="--max-minutes must be positive"):
         train_ppo(PPOArgs(out=str(tmp_path / "bad"), updates=2, max_minutes=0, **common))
+
+
+
+def test_micro_batches_add_the_minibatch_gradient_for_a_full_distribution_policy(init_policy,
+                                                                                tmp_path):
+    """The choice policy's KL is exact over its candidates (each pass pads its own
+    distributions), and a bad size is refused in one line."""
+    import gymnasium as gym
+
+    from rlft.agents import Turn
+    from rlft.training.ppo import load_rl_policy
+
+    policy = load_rl_policy(init_policy, "rlft-test/Doors-v0").eval()
+    env = gym.make("rlft-test/Doors-v0")
+    feats = [policy.encode(Turn.from_env(*env.reset(seed=seed))) for seed in range(7)]
+    assert_micro_batches_match(policy, feats, micro=3)
+    with pytest.raises(ValueError, match="--micro-batch-size"):
+        train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path),
+                          micro_batch_size=0))

@@ -128,6 +128,12 @@ class PPOArgs:
     """Optimisation epochs over each rollout (preset: 4; tabletop 2)."""
     minibatch_size: int | None = None
     """Turns per minibatch (preset: 32)."""
+    micro_batch_size: int | None = None
+    """Turns per forward/backward pass inside a minibatch, gradients accumulated over them: the
+    same update up to float rounding, in less memory (an LM's update holds every layer's
+    activations for every turn of the pass). None: the policy's ``update_micro_batch`` where
+    it has one (the LM policy on a CPU: 1, the fastest and smallest there), else the whole
+    minibatch in one pass."""
     clip_coef: float = 0.2
     """PPO ratio clip."""
     clip_vloss: bool = True

@@ -149,6 +149,9 @@ def _check_args(args: PPOArgs) -> None:
                              f"{getattr(args, name)}")
     if args.eval_episodes < 0:
         raise ValueError(f"--eval-episodes cannot be negative, got {args.eval_episodes}")
+    if args.micro_batch_size is not None and args.micro_batch_size < 1:
+        raise ValueError(f"--micro-batch-size must be at least 1 (or unset), got "
+                         f"{args.micro_batch_size}")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be positive (or unset), got {args.max_minutes}")
     if not 0.0 < args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
@@ -171,6 +174,65 @@ def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
     """Seed of the envs' reset at ``update``: a function of the update, so a resumed run
     restarts the episodes an uninterrupted one starts at the same checkpoint."""
     return args.seed + 1000 * rank + 100_003 * update
+
+
+
+def minibatch_gradients(policy: Any, feats: Sequence[Any], actions: Sequence[Any],
+                        old_log_probs: Sequence[torch.Tensor],
+                        ref_rows: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+                        advantages: torch.Tensor, returns: torch.Tensor | None,
+                        old_values: torch.Tensor | None, args: PPOArgs, micro: int
+                        ) -> dict[str, float]:
+    """Add one minibatch's PPO loss gradients to ``.grad`` (the caller zeroes and steps), in
+    forward/backward passes of at most ``micro`` turns; returns the minibatch's losses and
+    ``clipfrac``. Each term is a mean over the minibatch's action parts (surrogate, k3 KL) or
+    turns (value, entropy, exact KL): a pass adds its own mean times its share, so the summed
+    gradients are those of one pass over the minibatch. ``returns`` None: critic-free (the
+    value head neither trained nor used)."""
+    import torch
+
+    from rlft.agents.rl import masked_mean, stack_parts, stack_reference
+
+    parts = np.array([len(lp) for lp in old_log_probs], dtype=np.float64)
+    total_parts, n = max(1.0, float(parts.sum())), len(feats)
+    sums = dict.fromkeys(("policy_loss", "value_loss", "entropy", "kl_ref", "approx_kl",
+                          "clipfrac"), 0.0)
+    for m in range(0, n, micro):
+        sub = slice(m, m + micro)
+        w_parts, w_turns = float(parts[sub].sum()) / total_parts, len(feats[sub]) / n
+        ev = policy.rl_evaluate(feats[sub], actions[sub])
+        old, _ = stack_parts(old_log_probs[sub], width=ev.log_probs.shape[1])
+        logratio = ev.log_probs - old.to(ev.log_probs.device)
+        ratio = logratio.exp()
+        with torch.no_grad():
+            sums["approx_kl"] += w_parts * masked_mean((ratio - 1) - logratio, ev.mask).item()
+            sums["clipfrac"] += w_parts * masked_mean(
+                ((ratio - 1.0).abs() > args.clip_coef).float(), ev.mask).item()
+        adv = advantages[sub].to(ratio.device).unsqueeze(1)  # the turn's, for each part
+        pg_loss = masked_mean(torch.max(
+            -adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)), ev.mask)
+        if returns is None:
+            v_loss = torch.zeros((), device=ratio.device)
+        else:
+            v = ev.values
+            ret, val = returns[sub].to(v.device), old_values[sub].to(v.device)
+            if args.clip_vloss:
+                v_clipped = val + (v - val).clamp(-args.clip_coef, args.clip_coef)
+                v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+            else:
+                v_loss = 0.5 * ((v - ret) ** 2).mean()
+        entropy = ev.entropy.mean()
+        ref = stack_reference(ref_rows[sub], ev)
+        kl = ev.kl(ref)  # logged even when kl_coef is 0
+        exact = ev.dist_log_probs is not None and ref.dist_log_probs is not None
+        w_kl = w_turns if exact else w_parts  # (ActionEval.kl: a mean per turn / per part)
+        loss = (w_parts * pg_loss - args.ent_coef * w_turns * entropy
+                + args.vf_coef * w_turns * v_loss + args.kl_coef * w_kl * kl)
+        loss.backward()
+        for key, w, x in (("policy_loss", w_parts, pg_loss), ("value_loss", w_turns, v_loss),
+                          ("entropy", w_turns, entropy), ("kl_ref", w_kl, kl)):
+            sums[key] += w * x.item()
+    return sums
 
 
 def load_rl_policy(path: str | Path, env_id: str, lora_r: int | None = 8,
@@ -207,7 +269,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     from gymnasium.vector import AutoresetMode
     from torch.utils.tensorboard import SummaryWriter
 
-    from rlft.agents.rl import masked_mean, reference_scores, stack_parts, stack_reference
+    from rlft.agents.rl import reference_scores
 
     args = resolve(args)
     _check_args(args)
@@ -347,52 +409,30 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         # ---- optimisation: clipped surrogate per action part ---------------------------
         # the frozen reference's scores of the taken actions: once per update, not per epoch
-        ref_rows = reference_scores(policy, reference, feats, actions, args.minibatch_size)
+        micro = (args.micro_batch_size or getattr(policy, "update_micro_batch", None)
+                 or args.minibatch_size)
+        ref_rows = reference_scores(policy, reference, feats, actions, micro)
         order = np.arange(len(feats))
         clipfracs, stats = [], {}
         for _epoch in range(args.update_epochs):
             np.random.shuffle(order)
             for s in range(0, len(order), args.minibatch_size):
                 mb = order[s : s + args.minibatch_size]
-                mb_feats, mb_actions = [feats[j] for j in mb], [actions[j] for j in mb]
-                ev = policy.rl_evaluate(mb_feats, mb_actions)
-                old, _ = stack_parts([logprobs[j] for j in mb], width=ev.log_probs.shape[1])
-                logratio = ev.log_probs - old.to(ev.log_probs.device)
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = masked_mean((ratio - 1) - logratio, ev.mask)
-                    clipfracs.append(masked_mean(
-                        ((ratio - 1.0).abs() > args.clip_coef).float(), ev.mask).item())
-                adv = b_adv[mb].to(ratio.device)
+                adv_mb = b_adv[mb]
                 if args.norm_adv and not grouped and len(mb) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                adv = adv.unsqueeze(1)  # the turn's advantage for each of its parts
-                pg_loss = masked_mean(torch.max(
-                    -adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)),
-                    ev.mask)
-                if grouped:  # critic-free: the value head is neither trained nor used
-                    v_loss = torch.zeros((), device=ratio.device)
-                else:
-                    v, ret, val = (ev.values, b_ret[mb].to(ev.values.device),
-                                   b_val[mb].to(ev.values.device))
-                    if args.clip_vloss:
-                        v_clipped = val + (v - val).clamp(-args.clip_coef, args.clip_coef)
-                        v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
-                    else:
-                        v_loss = 0.5 * ((v - ret) ** 2).mean()
-                entropy = ev.entropy.mean()
-                # logged even when kl_coef is 0
-                kl = ev.kl(stack_reference([ref_rows[j] for j in mb], ev))
-                loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + args.kl_coef * kl
+                    adv_mb = (adv_mb - adv_mb.mean()) / (adv_mb.std() + 1e-8)
                 optimizer.zero_grad()
-                loss.backward()
+                sums = minibatch_gradients(policy, [feats[j] for j in mb],
+                                           [actions[j] for j in mb], [logprobs[j] for j in mb],
+                                           [ref_rows[j] for j in mb], adv_mb,
+                                           None if grouped else b_ret[mb],
+                                           None if grouped else b_val[mb], args, micro)
+                clipfracs.append(sums.pop("clipfrac"))
                 if world > 1:
                     _average_gradients(accelerator, list(trainable.values()))
                 torch.nn.utils.clip_grad_norm_(list(trainable.values()), args.max_grad_norm)
                 optimizer.step()
-                stats = {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(),
-                         "entropy": entropy.item(), "kl_ref": kl.item(),
-                         "approx_kl": approx_kl.item()}
+                stats = sums
 
         # ---- logging and checkpoints ---------------------------------------------------
         explained = float("nan")
