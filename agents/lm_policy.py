@@ -193,12 +193,17 @@ class LMPolicy(EpisodicPolicy, nn.Module):
             raise ValueError("the lm policy needs --model NAME_OR_PATH (an HF causal LM)")
         return cls(LMPolicyConfig(model=model, **options), seed=seed)
 
+    def imitation_weight(self, target: Sequence[int]) -> float:
+        """An example's weight in :meth:`imitation_loss` (a mean over target tokens): its
+        tokens, so SFT micro-batches add up to the batch's step."""
+        return float(len(target))
+
     @property
     def update_micro_batch(self) -> int | None:
-        """Turns per forward/backward pass of a PPO update unless ``--micro-batch-size`` says
-        otherwise: 1 on a CPU, where one update of 16 SmolLM2 turns took 35 s and 2.0 GB in
-        passes of 1 against 88 s and 14.7 GB in one pass
-        (``benchmarks/results/lm_update_memory.md``); None (the whole minibatch) on a GPU."""
+        """Turns per forward/backward pass of an SFT step or a PPO update unless
+        ``--micro-batch-size`` says otherwise: 1 on a CPU, where a step over 16 SmolLM2 turns
+        took 2 GB and 30-37 s in passes of 1 against 10-14 GB and 72-90 s in one pass
+        (``benchmarks/results/lm_update_memory.md``); None (the whole batch) on a GPU."""
         return 1 if self.device.type == "cpu" else None
 
     @property

@@ -168,3 +168,30 @@ def test_batched_candidate_scores_equal_the_per_turn_kv_cache_scores(tiny_lm):
     with pytest.raises(ValueError, match="score_batch_tokens"):
         LMPolicyConfig(model=tiny_lm, score_batch_tokens=-1)
 
+
+
+def test_sft_micro_batches_add_the_batch_gradient(tiny_lm, tmp_path):
+    """SFT's loss is a mean over target tokens: passes of 2 examples with targets of different
+    lengths, each weighted by its tokens, add up to one pass over 5 (loss, accuracy, grads)."""
+    from rlft.training.configs import ImitateArgs
+    from rlft.training.imitation import batch_gradients, imitate
+
+    policy = LMPolicy(LMPolicyConfig(model=tiny_lm, lora_r=4)).train()
+    feats = [policy.encode(t) for t in _shop_turns(5)]
+    targets = [policy.imitation_target(f, f.candidates[i % len(f.candidates)])
+               for i, f in enumerate(feats)]
+    assert len({len(t) for t in targets}) > 1
+    results = []
+    for micro in (5, 2):
+        policy.zero_grad()
+        loss, acc = batch_gradients(policy, feats, targets, micro)
+        grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+        results.append((loss, acc, grads))
+    (loss_a, acc_a, g_a), (loss_b, acc_b, g_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and acc_a == pytest.approx(acc_b, abs=1e-6)
+    assert g_a and set(g_a) == set(g_b) and any(g.abs().max() > 0 for g in g_a.values())
+    for n in g_a:
+        assert torch.allclose(g_a[n], g_b[n], rtol=1e-4, atol=1e-7), n
+    with pytest.raises(ValueError, match="--micro-batch-size"):
+        imitate(ImitateArgs(demos=tmp_path, out=tmp_path / "x", env="rlft/Shop-v0",
+                            policy="lm", model=tiny_lm, micro_batch_size=0))

@@ -56,6 +56,10 @@ class ImitateArgs:
     """Passes over the demos; the epoch kept is chosen by ``select_by`` (preset: 10)."""
     batch_size: int | None = None
     """Turns per gradient step (preset: 64; tabletop 16)."""
+    micro_batch_size: int | None = None
+    """Turns per forward/backward pass inside a batch, gradients accumulated over them (the
+    same step up to float rounding, in less memory). None: the policy's
+    ``update_micro_batch`` where it has one (the LM policy on a CPU: 1), else the whole batch."""
     lr: float | None = None
     """AdamW learning rate, cosine-decayed to 10% (preset: 1e-3; tabletop 2e-3)."""
     weight_decay: float = 1e-2

@@ -63,25 +63,48 @@ def make_optimizer(params: list[torch.Tensor], lr: float, weight_decay: float, t
     return optim, sched
 
 
+def batch_gradients(policy: Any, inputs: Sequence[Any], targets: Sequence[Any],
+                    micro: int) -> tuple[float, float]:
+    """Add one batch's imitation-loss gradients to ``.grad`` (the caller zeroes and steps), in
+    forward/backward passes of at most ``micro`` examples; returns the batch's loss and
+    accuracy. ``imitation_loss`` is a mean over examples, each weighing
+    ``policy.imitation_weight(target)`` (1; the LM's: its target's tokens), so a pass adds its
+    mean times its share of the batch's weight and the summed gradients are one pass's."""
+    weigh = getattr(policy, "imitation_weight", None)
+    weights = [float(weigh(t)) if weigh is not None else 1.0 for t in targets]
+    total = sum(weights) or 1.0
+    loss_sum = acc_sum = 0.0
+    for m in range(0, len(inputs), micro):
+        w = sum(weights[m : m + micro]) / total
+        loss, acc = policy.imitation_loss(inputs[m : m + micro], targets[m : m + micro])
+        (w * loss).backward()
+        loss_sum += w * float(loss.detach())
+        acc_sum += w * float(acc.detach())
+    return loss_sum, acc_sum
+
+
 def train_epoch(policy: Any, inputs: Sequence[Any], targets: Sequence[Any],
-                optim: torch.optim.Optimizer, sched: Any, batch_size: int
-                ) -> tuple[float, float]:
+                optim: torch.optim.Optimizer, sched: Any, batch_size: int,
+                micro_batch_size: int | None = None) -> tuple[float, float]:
     """One pass over ``(inputs, targets)`` in a random order (Python's ``random``): a step of
-    ``policy.imitation_loss`` per batch, gradients clipped to norm 1; mean loss and accuracy."""
+    ``policy.imitation_loss`` per batch, in passes of ``micro_batch_size`` examples (None: the
+    policy's ``update_micro_batch`` where it has one, else the whole batch;
+    :func:`batch_gradients`), gradients clipped to norm 1; mean loss and accuracy."""
     params = [p for group in optim.param_groups for p in group["params"]]
+    micro = micro_batch_size or getattr(policy, "update_micro_batch", None) or batch_size
     order = list(range(len(inputs)))
     random.shuffle(order)
     losses, accs = [], []
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
-        loss, acc = policy.imitation_loss([inputs[j] for j in idx], [targets[j] for j in idx])
         optim.zero_grad()
-        loss.backward()
+        loss, acc = batch_gradients(policy, [inputs[j] for j in idx],
+                                    [targets[j] for j in idx], micro)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
-        losses.append(float(loss.detach()))
-        accs.append(float(acc.detach()))
+        losses.append(loss)
+        accs.append(acc)
     return float(np.mean(losses)), float(np.mean(accs))
 
 
@@ -100,6 +123,9 @@ def _validate(policy: Any, inputs: list[Any], targets: list[Any], batch_size: in
 
 
 def _check_args(args: ImitateArgs) -> None:
+    if args.micro_batch_size is not None and args.micro_batch_size < 1:
+        raise ValueError(f"--micro-batch-size must be at least 1 (or unset), got "
+                         f"{args.micro_batch_size}")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
@@ -169,7 +195,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         task = bar.add_task("imitate", total=args.epochs, completed=start_epoch)
         for epoch in range(start_epoch, args.epochs):
             train_loss, train_acc = train_epoch(policy, train_inputs, train_targets, optim,
-                                                sched, args.batch_size)
+                                                sched, args.batch_size, args.micro_batch_size)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
             if val_inputs:
                 row["val_loss"], row["val_acc"] = _validate(policy, val_inputs, val_targets,
