@@ -532,9 +532,14 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
     # -- acting and reinforcement learning (rlft.agents.rl.RLPolicy) -----------------------
     def choose(self, features: TurnFeatures) -> str:
         """The most likely candidate (or a sample when ``self.sample``)."""
-        out = self([features])
-        k = int(sample_index(out.log_probs(), self.generator if self.sample else None)[0, 0])
-        return out.candidates[0][k]
+        return self.choose_many([features])[0]
+
+    def choose_many(self, features: Sequence[TurnFeatures]) -> list[str]:
+        """:meth:`choose` for the turns of concurrent episodes, scored in one batch (the
+        encoder embeds their new texts together)."""
+        out = self(features)
+        idx = sample_index(out.log_probs(), self.generator if self.sample else None)
+        return [out.candidates[i][int(k)] for i, k in enumerate(idx[:, 0])]
 
     @torch.no_grad()
     def rl_act(self, features: Sequence[TurnFeatures], generator: torch.Generator,
