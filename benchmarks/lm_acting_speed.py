@@ -37,6 +37,7 @@ import tyro
 import rlft.envs  # noqa: F401
 from rlft.agents import LMPolicy, LMPolicyConfig, Turn
 from rlft.training.benchmark import TimedAgent
+from rlft.training.demos import expert_turns
 from rlft.training.evaluate import evaluate, evaluate_concurrent
 
 RESULTS = Path(__file__).parent / "results" / "lm_acting_speed"
@@ -58,20 +59,10 @@ class Args:
     """Episodes side by side in the concurrent evaluation."""
 
 
-def store_turns(n: int) -> list[Turn]:
-    """``n`` turns of different test-split episodes, 0-2 expert steps in."""
-    env = gym.make("rlft/Shop-v0", split="test")
-    turns = []
-    for seed in range(n):
-        obs, info = env.reset(seed=seed)
-        actions: list[str] = []
-        for _ in range(seed % 3):
-            action = env.unwrapped.expert().act(obs, info)
-            obs, _, _, _, info = env.step(action)
-            actions.append(action)
-        turns.append(Turn.from_env(obs, info, actions))
-    env.close()
-    return turns
+def store_turns(n: int) -> list[tuple[Turn, str]]:
+    """``(turn, expert action)`` of ``n`` test-split episodes (episode ``i`` seeded ``i``),
+    ``i % 3`` expert steps in."""
+    return [list(expert_turns("rlft/Shop-v0", "test", 1, seed=i))[i % 3] for i in range(n)]
 
 
 def main(args: Args) -> None:
@@ -96,7 +87,7 @@ def main(args: Args) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    turns = store_turns(args.turns)
+    turns = [t for t, _ in store_turns(args.turns)]
     scoring = {}
     for budget in (0, 65_536):
         policy = LMPolicy(LMPolicyConfig(score_batch_tokens=budget, **kw)).to(device).eval()

@@ -50,11 +50,9 @@ def measure(model: str, turns: int, micro: int, stage: str = "ppo") -> dict[str,
     fresh one per stage and size)."""
     import time
 
-    import gymnasium as gym
     import torch
 
-    import rlft.envs  # noqa: F401
-    from rlft.agents import LMPolicy, LMPolicyConfig, Turn
+    from rlft.agents import LMPolicy, LMPolicyConfig
     from rlft.agents.rl import reference_scores
     from rlft.training.imitation import batch_gradients
     from rlft.training.ppo import PPOArgs, minibatch_gradients
@@ -62,20 +60,12 @@ def measure(model: str, turns: int, micro: int, stage: str = "ppo") -> dict[str,
     torch.manual_seed(0)
     policy = LMPolicy(LMPolicyConfig(model=model, lora_r=8, window=1, max_page_chars=600,
                                      max_prompt_tokens=384)).eval()
-    env = gym.make("rlft/Shop-v0", split="test")  # turns 0-2 expert steps in, and the next
-    feats, expert_actions = [], []
-    for seed in range(turns):
-        obs, info = env.reset(seed=seed)
-        actions: list[str] = []
-        for _ in range(seed % 3 + 1):
-            action = env.unwrapped.expert().act(obs, info)
-            if len(actions) == seed % 3:
-                feats.append(policy.encode(Turn.from_env(obs, info, actions)))
-                expert_actions.append(action)
-                break
-            obs, _, _, _, info = env.step(action)
-            actions.append(action)
-    env.close()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lm_acting_speed import store_turns
+
+    turns = store_turns(turns)
+    feats = [policy.encode(t) for t, _ in turns]
+    expert_actions = [a for _, a in turns]
     if stage == "sft":
         policy.train()
         targets = [policy.imitation_target(f, a) for f, a in zip(feats, expert_actions,

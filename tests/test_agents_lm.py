@@ -127,19 +127,13 @@ def test_save_load_round_trip(tmp_path, tiny_lm, turn, lora_r):
 
 
 def _shop_turns(n: int) -> list[Turn]:
-    """Turns of different episodes and depths (prompts and candidate sets of several sizes)."""
-    env = gym.make("rlft/Shop-v0", split="test")
-    turns = []
-    for seed in range(n):
-        obs, info = env.reset(seed=seed)
-        actions: list[str] = []
-        for _ in range(seed % 3):  # 0, 1 or 2 expert steps in
-            action = env.unwrapped.expert().act(obs, info)
-            obs, _, _, _, info = env.step(action)
-            actions.append(action)
-        turns.append(Turn.from_env(obs, info, actions))
-    env.close()
-    return turns
+    """The first ``n`` turns of expert test episodes (search, results and item pages: prompts
+    and candidate sets of several sizes)."""
+    from itertools import islice
+
+    from rlft.training.demos import expert_turns
+
+    return [t for t, _ in islice(expert_turns("rlft/Shop-v0", "test", n), n)]
 
 
 def test_batched_candidate_scores_equal_the_per_turn_kv_cache_scores(tiny_lm):
