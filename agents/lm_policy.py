@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from rlft.agents.checkpoint import (
     config_from_meta,
@@ -376,17 +377,19 @@ class LMPolicy(EpisodicPolicy, nn.Module):
             rows += [(s.log_probs[r, : len(c)], s.entropy[r, : len(c)], s.values[r])
                      for r, (_, c) in enumerate(chunk)]
             start = end
-        out, dev = [], self.device
-        for f in features:
-            K = len(f.candidate_ids)
-            part, rows = rows[:K], rows[K:]
-            L = max([1, *(len(c) for c in f.candidate_ids)])
-            logp = torch.zeros(K, L, device=dev)
-            ent, mask = torch.zeros_like(logp), torch.zeros_like(logp)
-            for r, (lp, en, _) in enumerate(part):
-                logp[r, : len(lp)], ent[r, : len(lp)], mask[r, : len(lp)] = lp, en, 1.0
-            values = torch.stack([v for *_, v in part]) if part else torch.zeros(0, device=dev)
-            out.append(_Scores(logp, ent, mask, values))
+        out, dev, at = [], self.device, 0
+        for f in features:  # a few ops per turn, not one per candidate (each is a launch)
+            part = rows[at : at + len(f.candidate_ids)]
+            at += len(part)
+            if not part:
+                empty = torch.zeros(0, 1, device=dev)
+                out.append(_Scores(empty, empty, empty, torch.zeros(0, device=dev)))
+                continue
+            logp = pad_sequence([lp for lp, _, _ in part], batch_first=True)
+            ent = pad_sequence([en for _, en, _ in part], batch_first=True)
+            lengths = torch.tensor([len(c) for c in f.candidate_ids], device=dev)
+            mask = (torch.arange(logp.shape[1], device=dev) < lengths[:, None]).float()
+            out.append(_Scores(logp, ent, mask, torch.stack([v for *_, v in part])))
         return out
 
     def sft_loss(self, prompts: Sequence[str], actions: Sequence[str]

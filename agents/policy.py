@@ -129,6 +129,13 @@ class EpisodicPolicy:
                             f"keys {sorted(self.observation_keys)}); {pairing_hint(self)}")
 
 
+def pass_size(policy: Any, requested: int | None, whole: int) -> int:
+    """Examples per forward/backward pass of a training step over ``whole`` examples (SFT's
+    batch, PPO's minibatch): ``requested`` (``--micro-batch-size``), else the policy's own
+    ``update_micro_batch`` where it declares one (the LM policy on a CPU), else ``whole``."""
+    return requested or getattr(policy, "update_micro_batch", None) or whole
+
+
 def pairing_hint(policy: Any) -> str:
     """What to use instead of ``policy`` in an env it cannot act in."""
     if getattr(policy, "env_kind", "") == "tabletop":

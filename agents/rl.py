@@ -65,10 +65,16 @@ class ActionEval:
     values: torch.Tensor
     dist_log_probs: torch.Tensor | None = None
 
+    def kl_per_turn(self, reference: ActionEval) -> bool:
+        """Whether :meth:`kl` is a mean over turns (exact: both hold full distributions) rather
+        than over the taken actions' parts (k3)."""
+        return self.dist_log_probs is not None and reference.dist_log_probs is not None
+
     def kl(self, reference: ActionEval) -> torch.Tensor:
         """Mean KL(policy || reference) per turn: exact over the full distribution when both
-        have it, else the k3 estimator (Schulman) over the taken action's parts."""
-        if self.dist_log_probs is not None and reference.dist_log_probs is not None:
+        have it (:meth:`kl_per_turn`), else the k3 estimator (Schulman) over the taken action's
+        parts."""
+        if self.kl_per_turn(reference):
             lp, ref = self.dist_log_probs, reference.dist_log_probs
             finite = torch.isfinite(lp)
             diff = torch.where(finite, lp - ref, torch.zeros_like(lp))

@@ -184,6 +184,19 @@ def test_act_returns_a_concrete_valid_action(tiny_encoder):
     env.close()
 
 
+def test_choose_many_decides_each_turn_as_choose_does(tiny_encoder, shop_turns):
+    """Scored in one padded batch (candidate sets of different sizes), each turn gets the
+    candidate its own scoring picks, in its own order."""
+    torch.manual_seed(0)
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16)).eval()
+    feats = [policy.encode(t) for t in shop_turns]
+    assert len({len(f.candidate_texts) for f in feats}) > 1
+    one_by_one = [policy.choose(f) for f in feats]
+    assert len(set(one_by_one)) > 1
+    assert policy.choose_many(feats) == one_by_one
+    assert policy.choose_many(feats[::-1]) == one_by_one[::-1]
+
+
 @pytest.mark.parametrize("lora_r", [0, 2])
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_encoder, shop_turns,
                                                       lora_r):

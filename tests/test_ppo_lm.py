@@ -234,7 +234,6 @@ def test_two_processes_start_from_the_same_fresh_adapter(tiny_lm, tmp_path):
     assert summary["processes"] == 2 and summary["weights_in_sync"] is True
 
 
-
 def test_micro_batches_add_the_minibatch_gradient(tiny_lm):
     """The LM's surrogate and k3 KL are means over action tokens: weighted by tokens, so
     passes of 2 turns with different action lengths add up to one pass over 5."""

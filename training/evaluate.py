@@ -110,7 +110,11 @@ def run_episode(env: gym.Env, agent: Agent, *, seed: int | None = None,
     for step in rollout(env, agent, seed=seed, options=options):
         ret += step.reward
         steps += 1
-    info = step.next_info
+    return _episode_result(step.next_info, ret, steps)
+
+
+def _episode_result(info: dict[str, Any], ret: float, steps: int) -> EpisodeResult:
+    """An ended episode's result from its last info, return and length."""
     return EpisodeResult(bool(info.get("success", False)), float(info.get("score", 0.0)), ret,
                          steps, dict(info))
 
@@ -179,9 +183,7 @@ def evaluate_concurrent(envs: Sequence[gym.Env], agent: Any, episodes: int, *, s
             r["ret"] += float(reward)
             r["steps"] += 1
             if terminated or truncated:
-                results[r["i"]] = EpisodeResult(bool(info.get("success", False)),
-                                                float(info.get("score", 0.0)), r["ret"],
-                                                r["steps"], dict(info))
+                results[r["i"]] = _episode_result(info, r["ret"], r["steps"])
                 finished += 1
                 if progress is not None:
                     progress(finished)

@@ -32,6 +32,7 @@ import torch
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
 from rlft.agents.loading import build_policy, check_pairing, default_device, policy_class
+from rlft.agents.policy import pass_size
 from rlft.training.configs import ImitateArgs
 from rlft.training.demos import demo_turns, demos_env, expert_turns, load_env_demos
 from rlft.training.presets import resolve
@@ -91,7 +92,7 @@ def train_epoch(policy: Any, inputs: Sequence[Any], targets: Sequence[Any],
     policy's ``update_micro_batch`` where it has one, else the whole batch;
     :func:`batch_gradients`), gradients clipped to norm 1; mean loss and accuracy."""
     params = [p for group in optim.param_groups for p in group["params"]]
-    micro = micro_batch_size or getattr(policy, "update_micro_batch", None) or batch_size
+    micro = pass_size(policy, micro_batch_size, batch_size)
     order = list(range(len(inputs)))
     random.shuffle(order)
     losses, accs = [], []

@@ -38,6 +38,7 @@ import numpy as np
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
 from rlft.agents.episode import Episode
+from rlft.agents.policy import pass_size
 from rlft.training.configs import PPOArgs, parse_options
 from rlft.training.presets import resolve
 
@@ -176,7 +177,6 @@ def _env_seed(args: PPOArgs, rank: int, update: int) -> int:
     return args.seed + 1000 * rank + 100_003 * update
 
 
-
 def minibatch_gradients(policy: Any, feats: Sequence[Any], actions: Sequence[Any],
                         old_log_probs: Sequence[torch.Tensor],
                         ref_rows: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
@@ -224,8 +224,7 @@ def minibatch_gradients(policy: Any, feats: Sequence[Any], actions: Sequence[Any
         entropy = ev.entropy.mean()
         ref = stack_reference(ref_rows[sub], ev)
         kl = ev.kl(ref)  # logged even when kl_coef is 0
-        exact = ev.dist_log_probs is not None and ref.dist_log_probs is not None
-        w_kl = w_turns if exact else w_parts  # (ActionEval.kl: a mean per turn / per part)
+        w_kl = w_turns if ev.kl_per_turn(ref) else w_parts
         loss = (w_parts * pg_loss - args.ent_coef * w_turns * entropy
                 + args.vf_coef * w_turns * v_loss + args.kl_coef * w_kl * kl)
         loss.backward()
@@ -409,8 +408,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
             b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         # ---- optimisation: clipped surrogate per action part ---------------------------
         # the frozen reference's scores of the taken actions: once per update, not per epoch
-        micro = (args.micro_batch_size or getattr(policy, "update_micro_batch", None)
-                 or args.minibatch_size)
+        micro = pass_size(policy, args.micro_batch_size, args.minibatch_size)
         ref_rows = reference_scores(policy, reference, feats, actions, micro)
         order = np.arange(len(feats))
         clipfracs, stats = [], {}
