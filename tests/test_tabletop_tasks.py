@@ -162,3 +162,23 @@ def test_block_insertion_needs_the_right_rotation():
     obs, r, term, *_ , info = env.step(wrong)
     assert not info["success"] and info["score"] == 0.0
     env.close()
+
+
+def test_block_insertion_errors_measure_what_success_is_judged_on():
+    env = gym.make(IDS["block-insertion"], split="test")
+    u = env.unwrapped
+    obs, info = env.reset(seed=2)
+    d0, yaw0 = u.task.errors(u.sim)
+    assert d0 > 0.02  # the block starts away from its outline
+    a = u.expert().act(obs, info)
+    *_, info = env.step(a)
+    d, yaw = u.task.errors(u.sim)
+    assert info["success"] and d < 0.01 and yaw < np.radians(10)
+    obs, info = env.reset(seed=2)
+    wrong = u.expert().act(obs, info).copy()
+    wrong[4] = np.float32(((wrong[4] + np.pi / 2 + np.pi) % (2 * np.pi)) - np.pi)
+    *_, info = env.step(wrong)
+    d, yaw = u.task.errors(u.sim)
+    assert not info["success"]
+    assert abs(np.degrees(yaw) - 90) < 15  # a quarter turn off, as placed
+    env.close()

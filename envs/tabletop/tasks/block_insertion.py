@@ -40,7 +40,9 @@ class BlockInsertion(Task):
         sim.place_random(rng, shapes.l_outline(str(other)))
         self.block = sim.place_random(rng, shapes.l_block(block_c))
 
-    def _errors(self, sim: TabletopSim) -> tuple[float, float]:
+    def errors(self, sim: TabletopSim) -> tuple[float, float]:
+        """How far the block is from its outline: centre distance (m) and yaw error (rad,
+        0 to pi), the two quantities success is judged on (1 cm, 10 degrees)."""
         pos, _ = sim.pose(self.block)
         opos, _ = sim.pose(self.outline)
         d = math.hypot(*(pos[:2] - opos[:2]))
@@ -48,13 +50,13 @@ class BlockInsertion(Task):
 
     def score(self, sim: TabletopSim) -> float:
         """1 when the block lies on the goal outline (position and rotation), else 0."""
-        d, a = self._errors(sim)
+        d, a = self.errors(sim)
         z = sim.pose(self.block)[0][2]
         return 1.0 if d < POS_TOL and a < YAW_TOL and z < 0.03 else 0.0
 
     def potential(self, sim: TabletopSim) -> float:
         """Score minus 0.1 x distance (m) minus 0.02 x angle error (rad)."""
-        d, a = self._errors(sim)
+        d, a = self.errors(sim)
         return self.score(sim) - (0.1 * d + 0.02 * a if self.score(sim) < 1 else 0.0)
 
     def oracle_action(self, sim: TabletopSim) -> np.ndarray | None:

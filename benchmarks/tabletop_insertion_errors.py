@@ -1,0 +1,147 @@
+"""Why block insertion fails: how far each agent's block ends from its outline, in position and
+in yaw, on the same seeded test games.
+
+    python benchmarks/tabletop_insertion_errors.py [--work runs/bench-tabletop-multi]
+        [--agents NAME=PATH ...] [--episodes 100]
+
+Block insertion succeeds when the L-shaped block ends within 1 cm and 10 degrees of its
+outline. Success alone does not say which of the two an agent misses, and so what it would
+have to learn; this script plays each agent greedily to the end of ``--episodes`` test games
+of ``rlft/BlockInsertion-v0`` (seeds 10,000, 10,001, ...: the multi-task benchmark's games)
+and reads the task's own error measure (:meth:`BlockInsertion.errors`) at the end of each.
+By default the agents are the checkpoints ``benchmarks/tabletop_multitask.py`` left under
+``--work`` (IL(10), IL(100) and the RL agents from IL(10), where present).
+
+Writes ``benchmarks/results/tabletop_insertion_errors.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import tyro
+
+from rlft.agents.loading import make_agent
+from rlft.envs.tabletop.tasks.block_insertion import POS_TOL, YAW_TOL
+from rlft.training.evaluate import run_episode, wilson_interval
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tabletop_insertion_errors"
+ENV_ID = "rlft/BlockInsertion-v0"
+
+
+@dataclass
+class Args:
+    """Position and yaw errors of block insertion, per agent."""
+
+    work: Path = Path("runs/bench-tabletop-multi")
+    """The ``--work`` folder of ``benchmarks/tabletop_multitask.py`` (default agents)."""
+    agents: tuple[str, ...] = ()
+    """Agents as NAME=PATH (default: the checkpoints under ``--work``)."""
+    episodes: int = 100
+    """Test games per agent (the same for every agent)."""
+    seed: int = 10_000
+    """Seed of the first game."""
+    out: Path = RESULTS
+    """The results files, OUT.md and OUT.json."""
+
+
+def default_agents(work: Path) -> dict[str, str]:
+    """The multi-task benchmark's checkpoints under ``work`` that exist."""
+    found = {"IL(10)": work / "il-10", "IL(100)": work / "il-100",
+             "IL(10)+PPO": work / "ppo-from-10" / "policy",
+             "IL(10)+ReST": work / "rest-from-10" / "policy"}
+    return {name: str(p) for name, p in found.items() if (p / "rlft_policy.json").is_file()}
+
+
+def play(spec: str, episodes: int, seed: int) -> list[dict[str, float]]:
+    """Each game's success, centre distance (mm) and yaw error (degrees) at its end."""
+    env = gym.make(ENV_ID, split="test")
+    try:
+        agent = make_agent(spec, env, seed=seed)
+        games = []
+        for i in range(episodes):
+            result = run_episode(env, agent, seed=seed + i)
+            task = env.unwrapped
+            d, yaw = task.task.errors(task.sim)
+            games.append({"success": bool(result.success), "position_mm": 1000 * d,
+                          "yaw_deg": math.degrees(yaw), "steps": result.steps})
+        return games
+    finally:
+        env.close()
+
+
+def summarize(games: list[dict[str, float]]) -> dict[str, float]:
+    """Shares within each tolerance, and which of the two the failures missed."""
+    n = len(games)
+    pos = np.array([g["position_mm"] for g in games])
+    yaw = np.array([g["yaw_deg"] for g in games])
+    ok_pos, ok_yaw = pos < 1000 * POS_TOL, yaw < math.degrees(YAW_TOL)
+    failed = ~np.array([g["success"] for g in games])
+    k = int(n - failed.sum())
+    return {"success": k / n, "success_ci": wilson_interval(k, n),
+            "within_1cm": float(ok_pos.mean()), "within_10deg": float(ok_yaw.mean()),
+            "median_position_mm": float(np.median(pos)), "median_yaw_deg": float(np.median(yaw)),
+            "failed_yaw_only": int((failed & ok_pos & ~ok_yaw).sum()),
+            "failed_position_only": int((failed & ~ok_pos & ok_yaw).sum()),
+            "failed_both": int((failed & ~ok_pos & ~ok_yaw).sum()),
+            "failed_other": int((failed & ok_pos & ok_yaw).sum()),
+            "steps": float(np.mean([g["steps"] for g in games]))}
+
+
+def main(args: Args) -> None:
+    if args.episodes < 1:
+        sys.exit(f"tabletop_insertion_errors: --episodes must be at least 1, got {args.episodes}")
+    agents = {}
+    for item in args.agents:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            sys.exit(f"tabletop_insertion_errors: --agents takes NAME=PATH, got {item!r}")
+        agents[name] = path
+    agents = agents or default_agents(args.work)
+    if not agents:
+        sys.exit(f"tabletop_insertion_errors: no checkpoints under {args.work}; run `python "
+                 f"benchmarks/tabletop_multitask.py --work {args.work}` or pass --agents")
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    rows = {}
+    for name, spec in agents.items():
+        rows[name] = summarize(play(spec, args.episodes, args.seed))
+        print(name, {k: round(v, 3) if isinstance(v, float) else v
+                     for k, v in rows[name].items()}, flush=True)
+    header = ["agent", "success", "within 1 cm", "within 10 deg", "median distance (mm)",
+              "median yaw error (deg)", "failed: yaw only / position only / both / other",
+              "steps"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['success']:.2f} [{r['success_ci'][0]:.2f}, {r['success_ci'][1]:.2f}]"
+            f" | {r['within_1cm']:.2f} | {r['within_10deg']:.2f} | {r['median_position_mm']:.1f}"
+            f" | {r['median_yaw_deg']:.1f} | {r['failed_yaw_only']} / "
+            f"{r['failed_position_only']} / {r['failed_both']} / {r['failed_other']}"
+            f" | {r['steps']:.1f} |")
+    command = "".join(f" {a}" for a in sys.argv[1:])
+    seconds = time.perf_counter() - t0
+    note = (f"Measured by `python benchmarks/tabletop_insertion_errors.py{command}` on "
+            f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min on the 2-core CPU "
+            f"(1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). "
+            f"{args.episodes} greedy games of {ENV_ID}'s test split per agent, seeds "
+            f"{args.seed} to {args.seed + args.episodes - 1}, each played to its end (up to 4 "
+            f"moves); errors of the block against its outline at the end. \"Other\" failures "
+            f"are within both tolerances but not lying flat (the block ended on something).")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"agents": agents, "rows": rows, "episodes": args.episodes, "seed": args.seed,
+         "seconds": seconds}, indent=2))
+    args.out.with_suffix(".md").write_text("\n".join(lines + ["", note]) + "\n")
+    print("\n".join(lines + ["", note]))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
