@@ -112,7 +112,10 @@ def main(args: Args) -> None:
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     rows = {}
     for name, spec in agents.items():
-        rows[name] = summarize(play(spec, args.episodes, args.seed))
+        try:
+            rows[name] = summarize(play(spec, args.episodes, args.seed))
+        except (FileNotFoundError, ValueError) as e:  # a missing or foreign checkpoint
+            sys.exit(f"tabletop_insertion_errors: {name}: {e}")
         print(name, {k: round(v, 3) if isinstance(v, float) else v
                      for k, v in rows[name].items()}, flush=True)
     header = ["agent", "success", "within 1 cm", "within 10 deg", "median distance (mm)",
