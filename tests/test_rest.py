@@ -104,6 +104,17 @@ def test_rest_resumes_at_the_first_unfinished_round(random_policy, tmp_path):
     assert summary["history"][1]["train_turns"] == 2 * sum(r["kept"] for r in summary["history"])
 
 
+def test_rest_shows_each_rounds_sampling_and_training(random_policy, tmp_path, capsys):
+    common = dict(env="rlft-test/Doors-v0", policy=random_policy, rounds=1, episodes=8,
+                  epochs=2, lr=1e-3, batch_size=16, val_episodes=0, min_return=-1e9)
+    train_rest(RestArgs(out=tmp_path / "a", **common))  # (every episode kept: 2 turns each)
+    err = capsys.readouterr().err
+    assert "round 1/1: sampling" in err and "8/8" in err
+    assert "round 1/1: training on 16 turns" in err and "2/2" in err
+    train_rest(RestArgs(out=tmp_path / "b", progress=False, **common))
+    assert "round 1/1" not in capsys.readouterr().err
+
+
 def test_rest_command_errors_are_one_line(random_policy, tmp_path, capsys):
     from rlft.training.cli import main
 

@@ -253,6 +253,8 @@ class RestArgs:
     skip)."""
     seed: int = 0
     """Seed of the samples, the env seeds and the shuffling."""
+    progress: bool = True
+    """Show a progress bar of each round's sampling (episodes) and training (epochs)."""
 
 
 @dataclass

@@ -32,6 +32,8 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from itertools import chain
 from pathlib import Path
@@ -169,13 +171,16 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         policy.eval()
         if not finished and not demos_complete(samples):
             focused = args.task_focus > 0 and bool(success_by_task)
-            collect(args.env, args.episodes, samples, split=args.split,
-                    seed=args.seed + SAMPLE_SEED * k,
-                    agent=SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
-                                        args.temperature),
-                    tasks=task_schedule(success_by_task, args.episodes, args.task_focus)
-                    if focused else None,
-                    **env_kwargs)
+            with _bar(args.progress, args.episodes, f"round {k}/{args.rounds}: sampling",
+                      "episode") as bar:
+                collect(args.env, args.episodes, samples, split=args.split,
+                        seed=args.seed + SAMPLE_SEED * k,
+                        agent=SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
+                                            args.temperature),
+                        tasks=task_schedule(success_by_task, args.episodes, args.task_focus)
+                        if focused else None,
+                        progress=None if bar is None else lambda n: bar.update(n - bar.n),
+                        **env_kwargs)
         _, sampled = load_demos(samples)
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
         won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
@@ -206,8 +211,15 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             trainable = [p for p in policy.parameters() if p.requires_grad]
             steps = args.epochs * max(1, -(-len(inputs) // args.batch_size))
             optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
-            for _ in range(args.epochs):
-                loss, acc = train_epoch(policy, inputs, targets, optim, sched, args.batch_size)
+            with _bar(args.progress, args.epochs,
+                      f"round {k}/{args.rounds}: training on {len(inputs)} turns",
+                      "epoch") as bar:
+                for _ in range(args.epochs):
+                    loss, acc = train_epoch(policy, inputs, targets, optim, sched,
+                                            args.batch_size)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{loss:.3f}")
             policy.eval()
         else:
             nothing = "turn was rewarded" if by_progress else "episode passed the filter"
@@ -279,6 +291,18 @@ def _check_same_settings(out: Path, args: RestArgs) -> None:
                              f"({'; '.join(changed)}); rerun with the old ones to continue, or "
                              f"choose a new --out")
     path.write_text(json.dumps(mine, indent=2))
+
+
+@contextmanager
+def _bar(enabled: bool, total: int, desc: str, unit: str) -> Iterator[Any]:
+    """A tqdm bar of ``total`` ``unit``s that closes itself (None when not ``enabled``)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, leave=False) as bar:
+        yield bar
 
 
 def _val(policy: Any, args: RestArgs, seed: int) -> dict[str, float]:
