@@ -104,14 +104,30 @@ def test_rest_resumes_at_the_first_unfinished_round(random_policy, tmp_path):
     assert summary["history"][1]["train_turns"] == 2 * sum(r["kept"] for r in summary["history"])
 
 
-def test_rest_shows_each_rounds_sampling_and_training(random_policy, tmp_path, capsys):
+def test_rest_shows_each_rounds_sampling_and_training(random_policy, tmp_path, capsys,
+                                                     monkeypatch):
+    from contextlib import contextmanager
+
+    from rlft.training import rest
+
+    bars, real = [], rest._bar
+
+    @contextmanager
+    def spy(enabled, total, desc, unit):
+        with real(enabled, total, desc, unit) as bar:
+            yield bar
+        bars.append((desc, total, None if bar is None else bar.n))
+
+    monkeypatch.setattr(rest, "_bar", spy)
     common = dict(env="rlft-test/Doors-v0", policy=random_policy, rounds=1, episodes=8,
                   epochs=2, lr=1e-3, batch_size=16, val_episodes=0, min_return=-1e9)
     train_rest(RestArgs(out=tmp_path / "a", **common))  # (every episode kept: 2 turns each)
-    err = capsys.readouterr().err
-    assert "round 1/1: sampling" in err and "8/8" in err
-    assert "round 1/1: training on 16 turns" in err and "2/2" in err
+    # each bar ran to its total: every episode sampled, every epoch trained
+    assert bars == [("round 1/1: sampling", 8, 8), ("round 1/1: training on 16 turns", 2, 2)]
+    assert "round 1/1: sampling" in capsys.readouterr().err
+    bars.clear()
     train_rest(RestArgs(out=tmp_path / "b", progress=False, **common))
+    assert [n for *_, n in bars] == [None, None]
     assert "round 1/1" not in capsys.readouterr().err
 
 
