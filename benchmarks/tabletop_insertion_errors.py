@@ -28,6 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import tyro
+from tabletop_multitask import checkpoints  # (benchmarks/ is on the path of a script run)
 
 from rlft.agents.loading import make_agent
 from rlft.envs.tabletop.tasks.block_insertion import POS_TOL, YAW_TOL
@@ -55,10 +56,8 @@ class Args:
 
 def default_agents(work: Path) -> dict[str, str]:
     """The multi-task benchmark's checkpoints under ``work`` that exist."""
-    found = {"IL(10)": work / "il-10", "IL(100)": work / "il-100",
-             "IL(10)+PPO": work / "ppo-from-10" / "policy",
-             "IL(10)+ReST": work / "rest-from-10" / "policy"}
-    return {name: str(p) for name, p in found.items() if (p / "rlft_policy.json").is_file()}
+    return {name: str(p) for name, p in checkpoints(work).items()
+            if (p / "rlft_policy.json").is_file()}
 
 
 def play(spec: str, episodes: int, seed: int) -> list[dict[str, float]]:

@@ -46,6 +46,14 @@ MULTI = "rlft/Tabletop-v0"
 TASK_IDS = tabletop_task_ids()
 
 
+def checkpoints(work: Path, few: int = 10, many: int = 100) -> dict[str, Path]:
+    """Where this benchmark leaves each agent's checkpoint under ``work`` (the layout
+    ``tabletop_target.py`` and ``tabletop_insertion_errors.py`` read): name -> policy folder."""
+    return {f"IL({few})": work / f"il-{few}", f"IL({many})": work / f"il-{many}",
+            f"IL({few})+PPO": work / f"ppo-from-{few}" / "policy",
+            f"IL({few})+ReST": work / f"rest-from-{few}" / "policy"}
+
+
 @dataclass
 class Args:
     """Multi-task tabletop benchmark."""
@@ -102,11 +110,12 @@ def main(args: Args) -> None:
         t = time.perf_counter()
         collect(MULTI, n_tasks * args.demos_per_task, demos, seed=args.seed)
         timings["collect_s"] = time.perf_counter() - t
+    saved = checkpoints(work, args.few, args.demos_per_task)
     agents = {}
     for name, count, epochs in ((f"IL({args.few})", args.few, args.epochs_few),
                                 (f"IL({args.demos_per_task})", args.demos_per_task,
                                  args.epochs_all)):
-        out = work / f"il-{count}"
+        out = saved[name]
         if not (out / "summary.json").exists():
             t = time.perf_counter()
             imitate(ImitateArgs(demos=demos, out=out, env=MULTI, policy="clip", model=str(clip),
@@ -114,7 +123,7 @@ def main(args: Args) -> None:
                                 epochs=epochs, val_episodes=12, seed=args.seed))
             timings[f"imitate_{count}_s"] = time.perf_counter() - t
         agents[name] = str(out)
-    ppo_dir = work / f"ppo-from-{args.few}"
+    ppo_dir = saved[f"IL({args.few})+PPO"].parent
     if not (ppo_dir / "summary.json").exists():
         t = time.perf_counter()
         train_ppo(PPOArgs(env=MULTI, policy=agents[f"IL({args.few})"], out=str(ppo_dir),
@@ -122,7 +131,7 @@ def main(args: Args) -> None:
         timings["ppo_s"] = time.perf_counter() - t
     ppo = json.loads((ppo_dir / "summary.json").read_text())
     agents[f"IL({args.few})+PPO"] = str(ppo_dir / "policy")
-    rest_dir = work / f"rest-from-{args.few}"
+    rest_dir = saved[f"IL({args.few})+ReST"].parent
     if not (rest_dir / "summary.json").exists():
         t = time.perf_counter()
         train_rest(RestArgs(env=MULTI, policy=agents[f"IL({args.few})"], out=rest_dir,

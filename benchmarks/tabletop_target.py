@@ -36,6 +36,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import tyro
+from tabletop_multitask import checkpoints  # (benchmarks/ is on the path of a script run)
 
 from rlft.agents.loading import make_agent
 from rlft.envs import tabletop_task_ids
@@ -82,9 +83,8 @@ def main(args: Args) -> None:
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     many = f"IL({args.many})"
-    runs = {work: {many: work / f"il-{args.many}",
-                   f"IL({args.few})+PPO": work / f"ppo-from-{args.few}" / "policy",
-                   f"IL({args.few})+ReST": work / f"rest-from-{args.few}" / "policy"}
+    runs = {work: {name: path for name, path in checkpoints(work, args.few, args.many).items()
+                   if name != f"IL({args.few})"}
             for work in args.work}
     missing = [str(p) for agents in runs.values() for p in agents.values()
                if not (p / "rlft_policy.json").is_file()]
