@@ -28,7 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import tyro
-from tabletop_multitask import checkpoints  # (benchmarks/ is on the path of a script run)
+from tabletop_multitask import default_agents  # (benchmarks/ is on the path of a script run)
 
 from rlft.agents.loading import make_agent
 from rlft.envs.tabletop.tasks.block_insertion import POS_TOL, YAW_TOL
@@ -52,12 +52,6 @@ class Args:
     """Seed of the first game."""
     out: Path = RESULTS
     """The results files, OUT.md and OUT.json."""
-
-
-def default_agents(work: Path) -> dict[str, str]:
-    """The multi-task benchmark's checkpoints under ``work`` that exist."""
-    return {name: str(p) for name, p in checkpoints(work).items()
-            if (p / "rlft_policy.json").is_file()}
 
 
 def play(spec: str, episodes: int, seed: int) -> list[dict[str, float]]:

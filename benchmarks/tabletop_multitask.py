@@ -54,6 +54,13 @@ def checkpoints(work: Path, few: int = 10, many: int = 100) -> dict[str, Path]:
             f"IL({few})+ReST": work / f"rest-from-{few}" / "policy"}
 
 
+def default_agents(work: Path) -> dict[str, str]:
+    """The checkpoints of :func:`checkpoints` under ``work`` that exist: name -> path (the
+    agents the error benchmarks play by default)."""
+    return {name: str(p) for name, p in checkpoints(work).items()
+            if (p / "rlft_policy.json").is_file()}
+
+
 @dataclass
 class Args:
     """Multi-task tabletop benchmark."""

@@ -182,3 +182,22 @@ def test_block_insertion_errors_measure_what_success_is_judged_on():
     assert not info["success"]
     assert abs(np.degrees(yaw) - 90) < 15  # a quarter turn off, as placed
     env.close()
+
+
+def test_pyramid_aim_errors_tell_a_bridge_from_a_place_on_one_block():
+    env = gym.make(IDS["stack-block-pyramid"], split="test")
+    u = env.unwrapped
+    obs, info = env.reset(seed=3)
+    for _ in range(3):  # the bottom row
+        obs, _, _, _, info = env.step(u.expert().act(obs, info))
+    task = u.task
+    assert task.next_position(u.sim) == 3
+    aim = u.expert().act(obs, info)[2:4]
+    good = task.aim_errors(u.sim, 3, aim)
+    assert good["target"] < 0.005 and good["midpoint"] < 0.005
+    assert 0.02 < good["support"] < 0.03  # half a bridge from each block below
+    on_one = u.sim.pose(task.blocks[0])[0][:2]
+    bad = task.aim_errors(u.sim, 3, on_one)
+    assert bad["support"] < 0.002 and bad["midpoint"] > 0.02 and bad["target"] > 0.015
+    assert set(task.aim_errors(u.sim, 0, aim)) == {"target"}  # the bottom row has no supports
+    env.close()

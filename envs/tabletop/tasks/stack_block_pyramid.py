@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,8 @@ TARGETS = (
     (0.0, 0.0, TILE_T + 2.5 * B),
 )
 DONE = "done: the pyramid is built"
+#: the two positions each upper position rests on (bridges: "on the a and b blocks")
+SUPPORTS = {3: (0, 1), 4: (1, 2), 5: (3, 4)}
 
 
 class StackBlockPyramid(Task):
@@ -60,7 +63,8 @@ class StackBlockPyramid(Task):
         t = self.targets[k]
         return bool(math.hypot(*(pos[:2] - t[:2])) < 0.015 and abs(pos[2] - t[2]) < 0.01)
 
-    def _done(self, sim: TabletopSim) -> int:
+    def next_position(self, sim: TabletopSim) -> int:
+        """Index (0-5, pyramid order) of the first position not yet filled; 6 when built."""
         for k in range(6):
             if not self._placed(sim, k):
                 return k
@@ -68,22 +72,37 @@ class StackBlockPyramid(Task):
 
     def subgoal(self, sim: TabletopSim) -> str:
         """The instruction for the first pyramid position not yet filled."""
-        k = self._done(sim)
+        k = self.next_position(sim)
         c = self.colors
         if k == 6:
             return DONE
         if k < 3:
             return f"put the {c[k]} block on the {SHADES[k][0]} brown square"
-        below = {3: (0, 1), 4: (1, 2), 5: (3, 4)}[k]
+        below = SUPPORTS[k]
         return f"put the {c[k]} block on the {c[below[0]]} and {c[below[1]]} blocks"
+
+    def aim_errors(self, sim: TabletopSim, k: int, place_xy: Any) -> dict[str, float]:
+        """How far a place at ``place_xy`` (table metres) is from where position ``k``'s block
+        belongs: ``target`` (m), the distance to the position's fixed target, which success is
+        judged on (within 15 mm); for the upper positions (bridges, ``k >= 3``) also
+        ``midpoint`` (m), the distance to the midpoint of the two blocks it should rest on as
+        they stand now, and ``support`` (m), the distance to the nearer of their centres (small:
+        the place is on one block, not across two)."""
+        xy = np.asarray(place_xy, dtype=float)[:2]
+        out = {"target": float(np.linalg.norm(xy - self.targets[k][:2]))}
+        if k in SUPPORTS:
+            centres = [np.asarray(sim.pose(self.blocks[i])[0][:2]) for i in SUPPORTS[k]]
+            out["midpoint"] = float(np.linalg.norm(xy - (centres[0] + centres[1]) / 2))
+            out["support"] = float(min(np.linalg.norm(xy - c) for c in centres))
+        return out
 
     def score(self, sim: TabletopSim) -> float:
         """Positions filled correctly, in order, over six."""
-        return self._done(sim) / 6
+        return self.next_position(sim) / 6
 
     def potential(self, sim: TabletopSim) -> float:
         """Score minus 0.1 x the distance (m) of the next block to its position."""
-        k = self._done(sim)
+        k = self.next_position(sim)
         if k == 6:
             return 1.0
         d = float(np.linalg.norm(sim.pose(self.blocks[k])[0] - self.targets[k]))
@@ -91,7 +110,7 @@ class StackBlockPyramid(Task):
 
     def oracle_action(self, sim: TabletopSim) -> np.ndarray | None:
         """Place the next block on its position, squared up with the base."""
-        k = self._done(sim)
+        k = self.next_position(sim)
         if k == 6:
             return None
         body = self.blocks[k]
