@@ -28,7 +28,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import tyro
-from tabletop_multitask import default_agents  # (benchmarks/ is on the path of a script run)
+
+# (benchmarks/ is on the path of a script run)
+from tabletop_multitask import PlayArgs, measure_each, played_agents
 
 from rlft.agents.loading import make_agent
 from rlft.envs.tabletop.tasks.block_insertion import POS_TOL, YAW_TOL
@@ -39,17 +41,9 @@ ENV_ID = "rlft/BlockInsertion-v0"
 
 
 @dataclass
-class Args:
+class Args(PlayArgs):
     """Position and yaw errors of block insertion, per agent."""
 
-    work: Path = Path("runs/bench-tabletop-multi")
-    """The ``--work`` folder of ``benchmarks/tabletop_multitask.py`` (default agents)."""
-    agents: tuple[str, ...] = ()
-    """Agents as NAME=PATH (default: the checkpoints under ``--work``)."""
-    episodes: int = 100
-    """Test games per agent (the same for every agent)."""
-    seed: int = 10_000
-    """Seed of the first game."""
     out: Path = RESULTS
     """The results files, OUT.md and OUT.json."""
 
@@ -90,27 +84,10 @@ def summarize(games: list[dict[str, float]]) -> dict[str, float]:
 
 
 def main(args: Args) -> None:
-    if args.episodes < 1:
-        sys.exit(f"tabletop_insertion_errors: --episodes must be at least 1, got {args.episodes}")
-    agents = {}
-    for item in args.agents:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            sys.exit(f"tabletop_insertion_errors: --agents takes NAME=PATH, got {item!r}")
-        agents[name] = path
-    agents = agents or default_agents(args.work)
-    if not agents:
-        sys.exit(f"tabletop_insertion_errors: no checkpoints under {args.work}; run `python "
-                 f"benchmarks/tabletop_multitask.py --work {args.work}` or pass --agents")
+    agents = played_agents(args, "tabletop_insertion_errors")
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    rows = {}
-    for name, spec in agents.items():
-        try:
-            rows[name] = summarize(play(spec, args.episodes, args.seed))
-        except (FileNotFoundError, ValueError) as e:  # a missing or foreign checkpoint
-            sys.exit(f"tabletop_insertion_errors: {name}: {e}")
-        print(name, {k: round(v, 3) if isinstance(v, float) else v
-                     for k, v in rows[name].items()}, flush=True)
+    rows = measure_each(agents, lambda spec: summarize(play(spec, args.episodes, args.seed)),
+                        "tabletop_insertion_errors")
     header = ["agent", "success", "within 1 cm", "within 10 deg", "median distance (mm)",
               "median yaw error (deg)", "failed: yaw only / position only / both / other",
               "steps"]

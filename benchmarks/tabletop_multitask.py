@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,54 @@ def checkpoints(work: Path, few: int = 10, many: int = 100) -> dict[str, Path]:
     return {f"IL({few})": work / f"il-{few}", f"IL({many})": work / f"il-{many}",
             f"IL({few})+PPO": work / f"ppo-from-{few}" / "policy",
             f"IL({few})+ReST": work / f"rest-from-{few}" / "policy"}
+
+
+@dataclass
+class PlayArgs:
+    """The arguments of the scripts that play this benchmark's agents on seeded test games
+    (``tabletop_insertion_errors.py``, ``tabletop_pyramid_errors.py``)."""
+
+    work: Path = Path("runs/bench-tabletop-multi")
+    """The ``--work`` folder of ``benchmarks/tabletop_multitask.py`` (default agents)."""
+    agents: tuple[str, ...] = ()
+    """Agents as NAME=PATH (default: the checkpoints under ``--work``)."""
+    episodes: int = 100
+    """Test games per agent (the same for every agent)."""
+    seed: int = 10_000
+    """Seed of the first game."""
+
+
+def played_agents(args: PlayArgs, prog: str, required: bool = True) -> dict[str, str]:
+    """``args.agents`` as name -> path, else :func:`default_agents` of ``args.work``; exits
+    with one line (``prog: ...``) on a malformed item, ``--episodes`` below 1, or (with
+    ``required``) no agent at all."""
+    if args.episodes < 1:
+        sys.exit(f"{prog}: --episodes must be at least 1, got {args.episodes}")
+    agents = {}
+    for item in args.agents:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            sys.exit(f"{prog}: --agents takes NAME=PATH, got {item!r}")
+        agents[name] = path
+    agents = agents or default_agents(args.work)
+    if not agents and required:
+        sys.exit(f"{prog}: no checkpoints under {args.work}; run `python "
+                 f"benchmarks/tabletop_multitask.py --work {args.work}` or pass --agents")
+    return agents
+
+
+def measure_each(agents: dict[str, str], measure: Callable[[str], dict], prog: str
+                 ) -> dict[str, dict]:
+    """``measure(path)`` of every agent, printed as it comes: name -> result; exits with one
+    line on a missing or foreign checkpoint."""
+    rows = {}
+    for name, spec in agents.items():
+        try:
+            rows[name] = measure(spec)
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"{prog}: {name}: {e}")
+        print(name, rows[name], flush=True)
+    return rows
 
 
 def default_agents(work: Path) -> dict[str, str]:

@@ -37,7 +37,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import tyro
-from tabletop_multitask import default_agents  # (benchmarks/ is on the path of a script run)
+
+# (benchmarks/ is on the path of a script run)
+from tabletop_multitask import PlayArgs, measure_each, played_agents
 
 from rlft.agents.loading import make_agent
 from rlft.envs.tabletop.tasks.stack_block_pyramid import StackBlockPyramid
@@ -51,17 +53,9 @@ PYRAMID = StackBlockPyramid.name
 
 
 @dataclass
-class Args:
+class Args(PlayArgs):
     """Where each agent aims the pyramid's blocks, bottom row and bridges."""
 
-    work: Path = Path("runs/bench-tabletop-multi")
-    """The ``--work`` folder of ``benchmarks/tabletop_multitask.py`` (default agents)."""
-    agents: tuple[str, ...] = ()
-    """Agents as NAME=PATH (default: the checkpoints under ``--work``)."""
-    episodes: int = 100
-    """Test games per agent (the same for every agent)."""
-    seed: int = 10_000
-    """Seed of the first game."""
     samples: tuple[Path, ...] = ()
     """Recorded episodes to replay (folders with ``trajectories.jsonl`` and ``meta.json``):
     their bridge moves, rewarded and not."""
@@ -173,26 +167,10 @@ def bridge_cells(r: dict[str, float | None]) -> str:
 
 
 def main(args: Args) -> None:
-    if args.episodes < 1:
-        sys.exit(f"tabletop_pyramid_errors: --episodes must be at least 1, got {args.episodes}")
-    agents = {}
-    for item in args.agents:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            sys.exit(f"tabletop_pyramid_errors: --agents takes NAME=PATH, got {item!r}")
-        agents[name] = path
-    agents = agents or default_agents(args.work)
-    if not agents and not args.samples:
-        sys.exit(f"tabletop_pyramid_errors: no checkpoints under {args.work}; run `python "
-                 f"benchmarks/tabletop_multitask.py --work {args.work}` or pass --agents")
+    agents = played_agents(args, "tabletop_pyramid_errors", required=not args.samples)
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    rows = {}
-    for name, spec in agents.items():
-        try:
-            rows[name] = summarize(play(spec, args.episodes, args.seed))
-        except (FileNotFoundError, ValueError) as e:  # a missing or foreign checkpoint
-            sys.exit(f"tabletop_pyramid_errors: {name}: {e}")
-        print(name, rows[name], flush=True)
+    rows = measure_each(agents, lambda spec: summarize(play(spec, args.episodes, args.seed)),
+                        "tabletop_pyramid_errors")
     replays = {}
     for directory in args.samples:
         try:
