@@ -200,4 +200,17 @@ def test_pyramid_aim_errors_tell_a_bridge_from_a_place_on_one_block():
     bad = task.aim_errors(u.sim, 3, on_one)
     assert bad["support"] < 0.002 and bad["midpoint"] > 0.02 and bad["target"] > 0.015
     assert set(task.aim_errors(u.sim, 0, aim)) == {"target"}  # the bottom row has no supports
+    # the midpoint is read from the blocks as they stand, not from their targets: set the
+    # middle base block 8 mm along the row (still within the 15 mm that counts it)
+    obs, info = env.reset(seed=3)
+    along = task.targets[2][:2] - task.targets[0][:2]
+    along = along / np.linalg.norm(along)
+    for k in range(3):
+        a = u.expert().act(obs, info).copy()
+        if k == 1:
+            a[2:4] += (0.008 * along).astype(a.dtype)
+        obs, _, _, _, info = env.step(a)
+    assert task.next_position(u.sim) == 3
+    shifted = task.aim_errors(u.sim, 3, u.expert().act(obs, info)[2:4])
+    assert shifted["target"] < 0.005 and 0.002 < shifted["midpoint"] < 0.006
     env.close()
