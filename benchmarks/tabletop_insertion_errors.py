@@ -17,10 +17,8 @@ Writes ``benchmarks/results/tabletop_insertion_errors.{md,json}``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,13 @@ import numpy as np
 import tyro
 
 # (benchmarks/ is on the path of a script run)
-from tabletop_multitask import PlayArgs, measure_each, played_agents
+from tabletop_multitask import (
+    PlayArgs,
+    measure_each,
+    measured_by,
+    played_agents,
+    write_results,
+)
 
 from rlft.agents.loading import make_agent
 from rlft.envs.tabletop.tasks.block_insertion import POS_TOL, YAW_TOL
@@ -99,21 +103,15 @@ def main(args: Args) -> None:
             f" | {r['median_yaw_deg']:.1f} | {r['failed_yaw_only']} / "
             f"{r['failed_position_only']} / {r['failed_both']} / {r['failed_other']}"
             f" | {r['steps']:.1f} |")
-    command = "".join(f" {a}" for a in sys.argv[1:])
     seconds = time.perf_counter() - t0
-    note = (f"Measured by `python benchmarks/tabletop_insertion_errors.py{command}` on "
-            f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min on the 2-core CPU "
-            f"(1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). "
+    note = (f"{measured_by(seconds, load0)}. "
             f"{args.episodes} greedy games of {ENV_ID}'s test split per agent, seeds "
             f"{args.seed} to {args.seed + args.episodes - 1}, each played to its end (up to 4 "
             f"moves); errors of the block against its outline at the end. \"Other\" failures "
             f"are within both tolerances but not lying flat (the block ended on something).")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"agents": agents, "rows": rows, "episodes": args.episodes, "seed": args.seed,
-         "seconds": seconds}, indent=2))
-    args.out.with_suffix(".md").write_text("\n".join(lines + ["", note]) + "\n")
-    print("\n".join(lines + ["", note]))
+    write_results(args.out, lines + ["", note],
+                  {"agents": agents, "rows": rows, "episodes": args.episodes, "seed": args.seed,
+                   "seconds": seconds})
 
 
 if __name__ == "__main__":

@@ -103,6 +103,25 @@ def measure_each(agents: dict[str, str], measure: Callable[[str], dict], prog: s
     return rows
 
 
+def measured_by(seconds: float, load0: float, in_all: bool = False) -> str:
+    """The results note's first words: the command as run (``python benchmarks/SCRIPT ARGS``),
+    when, how long (``in_all``: "N min in all") and the machine's load at the start and now."""
+    command = "".join(f" {a}" for a in sys.argv[1:])
+    return (f"Measured by `python benchmarks/{Path(sys.argv[0]).name}{command}` on "
+            f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min"
+            f"{' in all' if in_all else ''} on the 2-core CPU (1-minute load {load0:.1f} at the "
+            f"start, {os.getloadavg()[0]:.1f} at the end)")
+
+
+def write_results(out: Path, markdown: list[str], data: dict) -> None:
+    """``out.json`` (``data``) and ``out.md`` (the ``markdown`` lines, written last: they mark
+    the results complete); the markdown printed too."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str))
+    out.with_suffix(".md").write_text("\n".join(markdown) + "\n")
+    print("\n".join(markdown))
+
+
 def default_agents(work: Path) -> dict[str, str]:
     """The checkpoints of :func:`checkpoints` under ``work`` that exist: name -> path (the
     agents the error benchmarks play by default)."""
@@ -251,16 +270,13 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict, rest: dic
     first_last = [{t: round(v, 2) for t, v in h.items()}
                   for h in (rows_by_task[:1] + rows_by_task[-1:] if len(rows_by_task) > 1
                             else rows_by_task)]
-    command = "".join(f" {a}" for a in sys.argv[1:])
     focus = (f" ({rest_args['task_focus']} of them spread over the tasks by the last round's "
              f"failure rates, `--task-focus`; episodes per task each round: "
              f"{[r.get('sampled_by_task') for r in rest.get('history', []) if r.get('round')]})"
              if rest_args.get("task_focus") else "")
     note = [
-        f"Measured by `python benchmarks/tabletop_multitask.py{command}` on "
-        f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min in all on the 2-core CPU "
-        f"(1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); stage "
-        f"times (s, where run now): {json.dumps({k: round(v) for k, v in timings.items()})}.",
+        f"{measured_by(seconds, load0, in_all=True)}; stage times (s, where run now): "
+        f"{json.dumps({k: round(v) for k, v in timings.items()})}.",
         "",
         f"One ClipPolicy ({', '.join(args.policy_config) or 'defaults'}) on a CLIP pretrained "
         f"here ({clip_summary['steps']} steps; held-out dense grounding: task colours "
@@ -289,13 +305,10 @@ def write(rows: list[dict], args: Args, clip_summary: dict, ppo: dict, rest: dic
         + f"; unseen >= 0.8 x seen on put-block-in-bowl ({best}): "
         f"{bowl_unseen:.2f} vs {bowl_seen:.2f}.",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "clip": clip_summary, "ppo": {k: v for k, v in ppo.items()
-                                                      if k != "history"},
-         "rest": rest, "timings": timings, "seconds": seconds}, indent=2, default=str))
-    args.out.with_suffix(".md").write_text("\n".join(lines + [""] + note) + "\n")
-    print("\n".join(lines + [""] + note))
+    write_results(args.out, lines + [""] + note,
+                  {"rows": rows, "clip": clip_summary,
+                   "ppo": {k: v for k, v in ppo.items() if k != "history"}, "rest": rest,
+                   "timings": timings, "seconds": seconds})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Writes ``benchmarks/results/tabletop_pyramid_errors.{md,json}``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -39,7 +38,13 @@ import numpy as np
 import tyro
 
 # (benchmarks/ is on the path of a script run)
-from tabletop_multitask import PlayArgs, measure_each, played_agents
+from tabletop_multitask import (
+    PlayArgs,
+    measure_each,
+    measured_by,
+    played_agents,
+    write_results,
+)
 
 from rlft.agents.loading import make_agent
 from rlft.envs.tabletop.tasks.stack_block_pyramid import StackBlockPyramid
@@ -124,18 +129,19 @@ def replay_bridges(directory: Path) -> dict[str, list[dict[str, float]]]:
 def aim_summary(moves: list[dict[str, float]]) -> dict[str, float | None]:
     """Moves' median aim error and share within the tolerance of the target; for bridge moves
     (with ``midpoint``) also the median distance to the midpoint of the two blocks below and
-    the shares within 10 mm of it and on one of the two blocks (within 10 mm of its centre)."""
-    out: dict[str, float | None] = {"moves": len(moves)}
+    the shares within 10 mm of it and on one of the two blocks (within 10 mm of its centre).
+    None where there were no moves."""
+    if not moves:
+        return dict.fromkeys(("median_target_mm", "within_tolerance", "median_midpoint_mm",
+                              "near_midpoint", "on_one_block")) | {"moves": 0}
     target = [m["target"] for m in moves]
-    out["median_target_mm"] = float(np.median(target)) if moves else None
-    out["within_tolerance"] = float(np.mean([t < TOLERANCE_MM for t in target])) if moves else None
+    out: dict[str, float | None] = {
+        "moves": len(moves), "median_target_mm": float(np.median(target)),
+        "within_tolerance": float(np.mean([t < TOLERANCE_MM for t in target]))}
     if all("midpoint" in m for m in moves):
-        out["median_midpoint_mm"] = (float(np.median([m["midpoint"] for m in moves]))
-                                     if moves else None)
-        out["near_midpoint"] = (float(np.mean([m["midpoint"] < 10 for m in moves]))
-                                if moves else None)
-        out["on_one_block"] = (float(np.mean([m["support"] < 10 for m in moves]))
-                               if moves else None)
+        out["median_midpoint_mm"] = float(np.median([m["midpoint"] for m in moves]))
+        out["near_midpoint"] = float(np.mean([m["midpoint"] < 10 for m in moves]))
+        out["on_one_block"] = float(np.mean([m["support"] < 10 for m in moves]))
     return out
 
 
@@ -199,11 +205,8 @@ def main(args: Args) -> None:
         for directory, parts in replays.items():
             for part, r in parts.items():
                 lines.append(f"| `{directory}` | {part}: {bridge_cells(r)} |")
-    command = "".join(f" {a}" for a in sys.argv[1:])
     seconds = time.perf_counter() - t0
-    note = (f"Measured by `python benchmarks/tabletop_pyramid_errors.py{command}` on "
-            f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min on the 2-core CPU "
-            f"(1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). "
+    note = (f"{measured_by(seconds, load0)}. "
             f"{args.episodes} greedy games of {ENV_ID}'s test split per agent, seeds "
             f"{args.seed} to {args.seed + args.episodes - 1}, each played to its end (up to 12 "
             f"moves). Every move is counted at the position it was made for (a retried "
@@ -211,12 +214,9 @@ def main(args: Args) -> None:
             f"centre of one of the two blocks the bridge should rest on (they stand 50 mm "
             f"apart, so a bridge's place is 25 mm from each). Where each game stopped "
             f"(position 0-5, 6 built), in the JSON.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"agents": agents, "rows": rows, "replays": replays, "episodes": args.episodes,
-         "seed": args.seed, "seconds": seconds}, indent=2))
-    args.out.with_suffix(".md").write_text("\n".join(lines + ["", note]) + "\n")
-    print("\n".join(lines + ["", note]))
+    write_results(args.out, lines + ["", note],
+                  {"agents": agents, "rows": rows, "replays": replays, "episodes": args.episodes,
+                   "seed": args.seed, "seconds": seconds})
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Writes ``benchmarks/results/tabletop_target.{md,json}``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -36,7 +35,11 @@ from pathlib import Path
 
 import gymnasium as gym
 import tyro
-from tabletop_multitask import checkpoints  # (benchmarks/ is on the path of a script run)
+from tabletop_multitask import (  # (benchmarks/ is on the path of a script run)
+    checkpoints,
+    measured_by,
+    write_results,
+)
 
 from rlft.agents.loading import make_agent
 from rlft.envs import tabletop_task_ids
@@ -180,13 +183,10 @@ def write(args: Args, wins: dict[Path, dict[str, dict[str, list[bool]]]], many: 
     if len(wins) > 1:
         table, summary = mean_table(per_run, many, rls)
         lines += [f"**mean over the {len(wins)} runs**", ""] + table + [""]
-    command = "".join(f" {a}" for a in sys.argv[1:])
     works = ", ".join(f"`{w}`" for w in wins)
     note = [
-        f"Measured by `python benchmarks/tabletop_target.py{command}` on "
-        f"{time.strftime('%Y-%m-%d %H:%M')}: {seconds / 60:.0f} min on the 2-core CPU (1-minute "
-        f"load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), from the "
-        f"checkpoints of `benchmarks/tabletop_multitask.py` in {works}. {n} greedy games "
+        f"{measured_by(seconds, load0)}, from the checkpoints of "
+        f"`benchmarks/tabletop_multitask.py` in {works}. {n} greedy games "
         f"per task of the test split (seen colours and objects), seeds {args.seed} to "
         f"{args.seed + n - 1}, the same games for every agent; success with 95% Wilson "
         f"intervals; the paired difference with a 95% normal interval, the games only one of "
@@ -197,12 +197,9 @@ def write(args: Args, wins: dict[Path, dict[str, dict[str, list[bool]]]], many: 
         + ("" if not summary else " On the mean over the runs: "
            + ", ".join(f"{rl} {summary[rl]}/6" for rl in rls) + "."),
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"runs": {str(w): rows for w, rows in per_run.items()}, "episodes": n,
-         "seed": args.seed, "mean_at_least": summary, "seconds": seconds}, indent=2))
-    args.out.with_suffix(".md").write_text("\n".join(lines + note) + "\n")
-    print("\n".join(lines + note))
+    write_results(args.out, lines + note,
+                  {"runs": {str(w): rows for w, rows in per_run.items()}, "episodes": n,
+                   "seed": args.seed, "mean_at_least": summary, "seconds": seconds})
 
 
 if __name__ == "__main__":
