@@ -513,6 +513,16 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         acc = (out.logits.argmax(-1) == targets).float().mean()
         return loss, acc
 
+    def unlikelihood_loss(self, features: Sequence[Turn | TurnFeatures], targets: Sequence[int]
+                          ) -> torch.Tensor:
+        """Unlikelihood (Welleck et al. 2020) of candidates that failed: the mean of
+        ``-log(1 - p(target))``; self-training's negative signal (``rlft train rest
+        --unlikelihood``)."""
+        out = self(features)
+        targets = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
+        p = torch.softmax(out.logits, -1).gather(1, targets[:, None]).squeeze(1)
+        return -torch.log1p(-p.clamp(max=1 - 1e-6)).mean()
+
     def prepare_imitation(self, features: Sequence[TurnFeatures],
                           progress: Callable[[int, int], None] | None = None) -> None:
         """With a frozen encoder, embed every distinct text once (the epochs then reuse the

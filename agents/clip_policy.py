@@ -697,19 +697,7 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         """Behaviour-cloning loss (cross-entropy against :meth:`soft_targets`) and accuracy (both
         argmaxes on the demonstrated pixels) of table-space actions ``targets``; augmented by
         :meth:`augment` in training mode when ``config.augment``."""
-        goals = [f.goal for f in features]
-        actions = list(targets)
-        grids = [f.vision for f in features]
-        if self.training and self.config.augment:
-            colors, depths = [f.color for f in features], [f.depth for f in features]
-            for i in range(len(actions)):
-                colors[i], depths[i], actions[i], grids[i], goals[i] = self.augment(
-                    colors[i], depths[i], actions[i], grid=grids[i], goal=goals[i])
-            _, small, _ = self._images(np.stack(colors), np.stack(depths), grid=False)
-        else:
-            small = torch.stack([f.small for f in features])
-        idx = torch.tensor([self.action_to_indices(a) for a in actions], dtype=torch.long)
-        out = self.condition_place(self.heads(goals, small, torch.stack(grids)), idx[:, 0])
+        out, idx, actions = self._scored_targets(features, targets)
         pick_t, place_t = self.soft_targets(idx[:, 0], idx[:, 1])
         loss = -(pick_t * torch.log_softmax(out.pick, -1)).sum(-1) - (
             place_t * torch.log_softmax(out.place, -1)).sum(-1)
@@ -726,6 +714,37 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
                 want = torch.stack([want[:, 0], want[:, 1] - want[:, 0]], dim=1)
             loss = loss + nn.functional.l1_loss(got, want.to(got.device))
         return loss, acc.float().mean()
+
+    def _scored_targets(self, features: Sequence[ClipTurn], targets: Sequence[np.ndarray]
+                        ) -> tuple[HeatmapOutput, torch.Tensor, list[np.ndarray]]:
+        """The heads on a batch (augmented by :meth:`augment` in training mode when
+        ``config.augment``, each action moved with its image), the place conditioned on the
+        target picks: ``(output, (pick, place) indices [B, 2], table-space actions)``."""
+        goals = [f.goal for f in features]
+        actions = list(targets)
+        grids = [f.vision for f in features]
+        if self.training and self.config.augment:
+            colors, depths = [f.color for f in features], [f.depth for f in features]
+            for i in range(len(actions)):
+                colors[i], depths[i], actions[i], grids[i], goals[i] = self.augment(
+                    colors[i], depths[i], actions[i], grid=grids[i], goal=goals[i])
+            _, small, _ = self._images(np.stack(colors), np.stack(depths), grid=False)
+        else:
+            small = torch.stack([f.small for f in features])
+        idx = torch.tensor([self.action_to_indices(a) for a in actions], dtype=torch.long)
+        out = self.condition_place(self.heads(goals, small, torch.stack(grids)), idx[:, 0])
+        return out, idx, actions
+
+    def unlikelihood_loss(self, features: Sequence[ClipTurn], targets: Sequence[np.ndarray]
+                          ) -> torch.Tensor:
+        """Unlikelihood (Welleck et al. 2020) of table-space actions that failed: the mean of
+        ``-log(1 - p(pick) p(place | pick))`` over the batch, the exact cells (no soft
+        target), augmented as :meth:`imitation_loss` is. It lowers the probability of the
+        failed (pick, rotation and place) pair; self-training's negative signal
+        (``rlft train rest --unlikelihood``)."""
+        out, idx, _ = self._scored_targets(features, targets)
+        log_p = out.log_prob(idx[:, 0].to(out.pick.device), idx[:, 1].to(out.pick.device))
+        return -torch.log1p(-log_p.exp().clamp(max=1 - 1e-6)).mean()
 
     def prepare_imitation(self, features: Sequence[ClipTurn],
                           progress: Callable[[int, int], None] | None = None) -> None:

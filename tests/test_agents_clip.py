@@ -700,3 +700,35 @@ def test_cell_pixels_feed_every_heightmap_pixel_and_old_checkpoints_average(tiny
     assert small.shape == (4, *policy.grid)
     assert float(small[0, i, j]) == pytest.approx(
         float(color[d * i: d * i + d, d * j: d * j + d, 0].mean()), abs=1e-5)
+
+
+def test_unlikelihood_pushes_a_failed_pick_and_place_down(tiny_clip, scene):
+    # the loss is -log(1 - p(pick) p(place | pick)) of the exact cells: its value is that
+    # formula on the heads, and steps on it lower a pair that imitation had made likely
+    obs, action = scene
+    torch.manual_seed(0)
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, rotations=4, augment=False,
+                                         target_sigma=0.0))
+    turn = policy.encode(Turn.from_env(obs, {}))
+    pick, place = policy.action_to_indices(action)
+
+    def prob() -> float:
+        with torch.no_grad():
+            return float(policy.rl_evaluate([turn], [(pick, place)]).log_probs.sum().exp())
+
+    policy.train()
+    optim = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
+
+    def steps(loss_fn, n: int) -> None:
+        for _ in range(n):
+            optim.zero_grad()
+            loss_fn().backward()
+            optim.step()
+
+    steps(lambda: policy.imitation_loss([turn], [action])[0], 60)
+    p0 = prob()
+    assert p0 > 0.01, p0  # imitation made the pair likely (uniform: 2e-8)
+    loss = policy.unlikelihood_loss([turn], [action])
+    assert math.isclose(float(loss), -math.log1p(-p0), rel_tol=1e-4)
+    steps(lambda: policy.unlikelihood_loss([turn], [action]), 10)
+    assert prob() < 0.5 * p0, (p0, prob())

@@ -12,7 +12,11 @@ from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-tes
 
 from rlft.training.configs import RestArgs
 from rlft.training.rest import (
+    Negative,
+    WithUnlikelihood,
     episode_kept,
+    failed,
+    failed_turns,
     imitable_turns,
     resolve_rest_args,
     task_schedule,
@@ -299,3 +303,64 @@ def test_task_focus_samples_more_of_the_task_the_last_round_failed(random_policy
     with pytest.raises(ValueError, match="from 0 to 1"):
         train_rest(RestArgs(env="rlft-test/TwoDoors-v0", policy=random_policy,
                             out=tmp_path / "x", task_focus=1.5))
+
+
+def test_failed_turns_are_the_unrewarded_ones_or_under_episodes_the_penalised_ones(tmp_path):
+    episode = [_record(0, "click[a]", 0.5, False), _record(1, "click[zzz]", 0.0, False, "no"),
+               _record(2, "click[b]", 0.0, False), _record(3, "click[a]", -1.0, False)]
+    assert [failed(r, True) for r in episode] == [False, False, True, True]
+    assert [failed(r, False) for r in episode] == [False, False, False, True]
+    assert [(t.page, a) for t, a in failed_turns(tmp_path, [episode], True)] == [
+        ("page 2", "click[b]"), ("page 3", "click[a]")]
+
+
+def test_the_signed_objective_weighs_each_part_by_its_share_of_the_batch(random_policy):
+    from ppo_toy_env import DoorsEnv
+
+    from rlft.agents import Turn, load_policy
+
+    policy = load_policy(random_policy)
+    env = DoorsEnv()
+    obs, info = env.reset(seed=0)
+    turn = policy.encode(Turn.from_env(obs, info))
+    pos, neg = 0, 1  # candidate indices
+    with torch.no_grad():
+        plain, _ = policy.imitation_loss([turn], [pos])
+        push = policy.unlikelihood_loss([turn], [neg])
+        both, _ = WithUnlikelihood(policy, 0.5).imitation_loss([turn, turn], [pos, Negative(neg)])
+        p = torch.softmax(policy([turn]).logits, -1)[0, neg]
+    assert torch.isclose(push, -torch.log1p(-p))
+    assert torch.isclose(both, 0.5 * plain + 0.5 * 0.5 * push)
+
+
+def test_unlikelihood_pushes_the_sampled_mistakes_down_beside_the_cloning(random_policy,
+                                                                           tmp_path):
+    # the same samples (same policy, same seed) trained with and without the negative term:
+    # the wrong clicks end less likely with it, and every wrong click is counted
+    from rlft.agents import load_policy
+    from rlft.training.demos import load_demos
+
+    common = dict(env="rlft-test/Doors-v0", policy=random_policy, rounds=1, episodes=40,
+                  keep="progress", reward_mode="subgoals", epochs=10, lr=3e-3,
+                  batch_size=16, val_episodes=0)
+    plain = train_rest(RestArgs(out=tmp_path / "plain", **common))["history"][0]
+    pushed = train_rest(RestArgs(out=tmp_path / "pushed", unlikelihood=1.0, **common))
+    row = pushed["history"][0]
+    _, sampled = load_demos(tmp_path / "pushed" / "round-1" / "samples")
+    wrong = failed_turns(tmp_path / "pushed" / "round-1" / "samples", sampled, True)
+    assert row["negative_turns"] == len(wrong) == sum(r["reward"] <= 0 for ep in sampled
+                                                      for r in ep) > 0
+    assert row["train_turns"] == plain["train_turns"] and plain["negative_turns"] == 0
+
+    def mean_prob(directory) -> float:
+        policy = load_policy(directory).eval()
+        feats = [policy.encode(t) for t, _ in wrong]
+        with torch.no_grad():
+            probs = torch.softmax(policy(feats).logits, -1)
+        return float(torch.stack([probs[i, policy.imitation_target(f, a)] for i, (f, (_, a))
+                                  in enumerate(zip(feats, wrong, strict=True))]).mean())
+
+    assert mean_prob(tmp_path / "pushed" / "policy") < 0.5 * mean_prob(tmp_path / "plain" /
+                                                                         "policy")
+    with pytest.raises(ValueError, match="0 or more"):
+        train_rest(RestArgs(out=tmp_path / "x", unlikelihood=-1.0, **common))

@@ -229,6 +229,14 @@ class RestArgs:
     are spread evenly over the tasks, and the first round is all even. 0: every task gets
     its even share every round (preset: 0; at 0.5 the tabletop found more of its hard tasks'
     successes but no better policy, docs/training.md)."""
+    unlikelihood: float | None = None
+    """Weight of a negative signal beside the cloning: an unlikelihood term
+    ``-log(1 - p(action))`` on every turn of the round's samples that failed, the env accepting
+    its action
+    (``--keep progress``: a turn that earned nothing, reward <= 0; ``--keep episodes``: a turn
+    the env penalised, reward < 0, such as a wrong answer), so what the policy got wrong is
+    pushed down as well as what it got right pulled up (policies with ``unlikelihood_loss``:
+    choice and CLIP) (preset: 0, none)."""
     epochs: int | None = None
     """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
     tabletop 10)."""

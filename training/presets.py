@@ -27,7 +27,7 @@ BASE: dict[str, dict[str, Any]] = {
     # self-training continues from a trained clone: a third of imitation's step
     "RestArgs": {"rounds": 3, "episodes": 200, "temperature": 1.0, "epochs": 5,
                  "batch_size": 64, "lr": 3e-4, "reward_mode": "shaped", "keep": "episodes",
-                 "task_focus": 0.0},
+                 "task_focus": 0.0, "unlikelihood": 0.0},
     "MainJobArgs": {"demos": 20, "imitate.epochs": 15},
 }
 

@@ -13,7 +13,10 @@ with ``keep="progress"`` the filter is per turn instead: every turn of any sampl
 reward was positive (a sub-goal reached, under a shaped reward that pays each). Turns whose
 action the env rejected (``action_error``) are never imitated. On a multi-task env,
 ``task_focus`` spends a share of each round's episodes on the tasks the previous round's
-samples failed most (:func:`task_schedule`).
+samples failed most (:func:`task_schedule`). With ``unlikelihood`` > 0 the failed turns of the
+round's samples (:func:`failed`) are trained on too, their actions pushed down by the policy's
+``unlikelihood_loss`` (:class:`WithUnlikelihood`): a negative signal that cloning successes
+alone lacks.
 
 Where PPO moves a policy by small clipped steps along advantage-weighted log-probabilities, this
 trains on the policy's successes with imitation's full loss (for the CLIP policy that includes
@@ -34,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,60 @@ def progressed(record: dict[str, Any]) -> bool:
     """Whether a recorded turn's action earned a positive reward (under the shaped reward: it
     reached a sub-goal)."""
     return float(record.get("reward", 0.0)) > 0.0
+
+
+def failed(record: dict[str, Any], by_progress: bool) -> bool:
+    """Whether a recorded turn failed, as ``--unlikelihood`` reads it: the env accepted its
+    action and it earned nothing (``by_progress``: reward <= 0) or was penalised (otherwise:
+    reward < 0, e.g. a wrong answer under correct +1 / abstain 0 / wrong -1)."""
+    reward = float(record.get("reward", 0.0))
+    return not record.get("action_error") and (reward <= 0.0 if by_progress else reward < 0.0)
+
+
+def failed_turns(directory: Path, episodes: list[list[dict[str, Any]]], by_progress: bool
+                 ) -> list[tuple[Any, Any]]:
+    """``(turn, action)`` of every step of ``episodes`` (recorded in ``directory``) that
+    :func:`failed`."""
+    return [example for example, record in zip(demo_turns(directory, episodes),
+                                               chain.from_iterable(episodes), strict=True)
+            if failed(record, by_progress)]
+
+
+@dataclass(frozen=True)
+class Negative:
+    """An imitation target to push down rather than pull up (:class:`WithUnlikelihood`)."""
+
+    target: Any
+
+
+class WithUnlikelihood:
+    """``policy`` seen by :func:`rlft.training.imitation.train_epoch` with a signed objective:
+    its ``imitation_loss`` on the plain targets of a batch, ``weight`` times its
+    ``unlikelihood_loss`` on the :class:`Negative` ones, each a mean over its examples and
+    summed in proportion to their counts (so a batch's loss is a mean over all its examples);
+    the accuracy is the positives'. Everything else is the policy's."""
+
+    def __init__(self, policy: Any, weight: float) -> None:
+        self.policy, self.weight = policy, weight
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+    def imitation_loss(self, features: list[Any], targets: list[Any]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The signed loss and the positives' accuracy of a batch."""
+        pos = [i for i, t in enumerate(targets) if not isinstance(t, Negative)]
+        neg = [i for i, t in enumerate(targets) if isinstance(t, Negative)]
+        n = len(targets)
+        loss, acc = torch.zeros(()), torch.zeros(())
+        if pos:
+            pos_loss, acc = self.policy.imitation_loss([features[i] for i in pos],
+                                                       [targets[i] for i in pos])
+            loss = pos_loss * (len(pos) / n)
+        if neg:
+            loss = loss + self.weight * (len(neg) / n) * self.policy.unlikelihood_loss(
+                [features[i] for i in neg], [targets[i].target for i in neg])
+        return loss, acc
 
 
 def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]],
@@ -118,6 +175,8 @@ def _check_args(args: RestArgs) -> None:
         raise ValueError(f"--temperature cannot be negative, got {args.temperature}")
     if args.lr <= 0:
         raise ValueError(f"--lr must be positive, got {args.lr}")
+    if args.unlikelihood < 0:
+        raise ValueError(f"--unlikelihood is a loss weight, 0 or more, got {args.unlikelihood}")
     if args.val_episodes < 0 or args.eval_episodes < 0:
         raise ValueError("--val-episodes and --eval-episodes cannot be negative")
 
@@ -148,6 +207,11 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     # (no LoRA adapter added: self-training imitates, so it trains what imitation trained)
     policy = load_rl_policy(args.policy, args.env, lora_r=None, method="ReST").to(
         default_device())
+    if args.unlikelihood > 0 and not hasattr(policy, "unlikelihood_loss"):
+        raise ValueError(f"--unlikelihood needs a policy that can push an action down "
+                         f"(unlikelihood_loss: the choice and CLIP policies); "
+                         f"{args.policy} is a {getattr(policy, 'policy_type', type(policy))} "
+                         f"policy: run without --unlikelihood")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, args)
@@ -203,6 +267,14 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         t_sampled = time.perf_counter()
 
         inputs, targets = encode_examples(policy, examples)
+        negatives = 0
+        if args.unlikelihood > 0:  # this round's mistakes: what the policy does wrong now
+            neg_inputs, neg_targets = encode_examples(
+                policy, failed_turns(samples, sampled, by_progress))
+            negatives = len(neg_inputs)
+            inputs += neg_inputs
+            targets += [Negative(t) for t in neg_targets]
+        objective = WithUnlikelihood(policy, args.unlikelihood) if negatives else policy
         loss: float | None = None
         acc: float | None = None
         if inputs:
@@ -215,7 +287,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                       f"round {k}/{args.rounds}: training on {len(inputs)} turns",
                       "epoch") as bar:
                 for _ in range(args.epochs):
-                    loss, acc = train_epoch(policy, inputs, targets, optim, sched,
+                    loss, acc = train_epoch(objective, inputs, targets, optim, sched,
                                             args.batch_size)
                     if bar is not None:
                         bar.update(1)
@@ -232,7 +304,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "kept_rate": len(kept) / len(sampled),
                "sampled_success": sum(bool(ep[-1].get("success")) for ep in sampled)
                / len(sampled),
-               "train_turns": len(inputs),
+               "train_turns": len(inputs) - negatives, "negative_turns": negatives,
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
@@ -248,7 +320,8 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         (rdir / ROUND_FILE).write_text(json.dumps(row, indent=2))  # last: the round is done
         history.append(row)
         print(f"round {k}: kept {len(kept)}/{len(sampled)} sampled episodes, trained on "
-              f"{len(inputs)} turns" + (f" (loss {loss:.3f})" if loss is not None else "")
+              f"{len(inputs)} turns" + (f", {negatives} of them pushed down" if negatives else "")
+              + (f" (loss {loss:.3f})" if loss is not None else "")
               + (f", val success {row['val_success']:.3f}" if "val_success" in row else ""))
     policy.save_pretrained(out / "policy")
     writer.close()
@@ -270,9 +343,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
 #: (``rounds``, ``val_episodes`` and ``eval_episodes`` may change: more rounds continue the run)
 ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
                   "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
-                  "env_kwargs", "seed", "keep", "task_focus")
+                  "env_kwargs", "seed", "keep", "task_focus", "unlikelihood")
 #: what a setting read before it existed was (runs written before it keep working)
-SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0}
+SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0, "unlikelihood": 0.0}
 SETTINGS_FILE = "rest_settings.json"
 
 
