@@ -60,6 +60,9 @@ class Args:
     """Demos per task that the RL agents started from."""
     many: int = 100
     """Demos per task of the imitation agent they are held against."""
+    extra: tuple[str, ...] = ()
+    """More RL agents from IL(few), as NAME=PATH (e.g. a self-training variant's policy),
+    paired against each run's IL(many) beside the run's own."""
     episodes: int = 300
     """Test games per task (the same for every agent)."""
     seed: int = 10_000
@@ -86,8 +89,14 @@ def main(args: Args) -> None:
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     many = f"IL({args.many})"
-    runs = {work: {name: path for name, path in checkpoints(work, args.few, args.many).items()
-                   if name != f"IL({args.few})"}
+    extra = {}
+    for item in args.extra:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            sys.exit(f"tabletop_target: --extra takes NAME=PATH, got {item!r}")
+        extra[name] = Path(path)
+    runs = {work: {**{name: path for name, path in checkpoints(work, args.few, args.many).items()
+                      if name != f"IL({args.few})"}, **extra}
             for work in args.work}
     missing = [str(p) for agents in runs.values() for p in agents.values()
                if not (p / "rlft_policy.json").is_file()]
