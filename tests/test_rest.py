@@ -219,6 +219,11 @@ def test_rest_trains_an_lm_policy_on_its_kept_episodes(tmp_path):
     row = summary["history"][0]
     assert row["kept"] == 6 and row["train_turns"] == 12 and row["train_loss"] > 0
     assert isinstance(load_policy(tmp_path / "out" / "policy"), LMPolicy)
+    # the LM policy has no unlikelihood_loss: asking for the negative term says so up front
+    with pytest.raises(ValueError, match="push an action down.*lm policy"):
+        train_rest(RestArgs(env="rlft-test/Doors-v0", policy=str(start), out=tmp_path / "ul",
+                            rounds=1, episodes=6, unlikelihood=1.0, val_episodes=0))
+    assert not (tmp_path / "ul").exists()
 
 
 def test_lm_generation_at_temperature_zero_is_greedy(tmp_path):
