@@ -76,17 +76,23 @@ def played_agents(args: PlayArgs, prog: str, required: bool = True) -> dict[str,
     ``required``) no agent at all."""
     if args.episodes < 1:
         sys.exit(f"{prog}: --episodes must be at least 1, got {args.episodes}")
-    agents = {}
-    for item in args.agents:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            sys.exit(f"{prog}: --agents takes NAME=PATH, got {item!r}")
-        agents[name] = path
-    agents = agents or default_agents(args.work)
+    agents = named_paths(args.agents, "--agents", prog) or default_agents(args.work)
     if not agents and required:
         sys.exit(f"{prog}: no checkpoints under {args.work}; run `python "
                  f"benchmarks/tabletop_multitask.py --work {args.work}` or pass --agents")
     return agents
+
+
+def named_paths(items: tuple[str, ...], flag: str, prog: str) -> dict[str, str]:
+    """``NAME=PATH`` items as name -> path; exits with one line (``prog: ...``) on a malformed
+    one."""
+    named = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            sys.exit(f"{prog}: {flag} takes NAME=PATH, got {item!r}")
+        named[name] = path
+    return named
 
 
 def measure_each(agents: dict[str, str], measure: Callable[[str], dict], prog: str

@@ -38,6 +38,7 @@ import tyro
 from tabletop_multitask import (  # (benchmarks/ is on the path of a script run)
     checkpoints,
     measured_by,
+    named_paths,
     write_results,
 )
 
@@ -89,12 +90,8 @@ def main(args: Args) -> None:
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     many = f"IL({args.many})"
-    extra = {}
-    for item in args.extra:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            sys.exit(f"tabletop_target: --extra takes NAME=PATH, got {item!r}")
-        extra[name] = Path(path)
+    extra = {name: Path(path)
+             for name, path in named_paths(args.extra, "--extra", "tabletop_target").items()}
     runs = {work: {**{name: path for name, path in checkpoints(work, args.few, args.many).items()
                       if name != f"IL({args.few})"}, **extra}
             for work in args.work}
