@@ -145,10 +145,20 @@ class ClipPolicyConfig:
     lands on its neighbour) and where in the cell it lies. Checkpoints written before this
     field read False."""
     avoid_rejected: bool = True
-    """Never pick again a cell whose pick left the scene unchanged (the env rejected it: the
-    table, a fixed peg) while the scene stays unchanged: a greedy Markov policy would repeat
-    it until the episode ends. Read from the episode's history in :meth:`ClipPolicy.encode`,
-    so acting and PPO mask the same cells."""
+    """Never pick again a cell whose pick left the scene unchanged while it stays unchanged:
+    the env rejected it (the table, a fixed peg), or the object went back where it was (a
+    ring put back on its own peg, a block on its own spot). A greedy Markov policy would
+    repeat it until the episode ends. Read from the episode's history in
+    :meth:`ClipPolicy.encode`, so acting and PPO mask the same cells. "Unchanged" is
+    :meth:`ClipPolicy.scene_unchanged`, within ``unchanged_height`` and ``unchanged_area``."""
+    unchanged_height: float = 0.005
+    """For ``avoid_rejected``: a heightmap pixel has changed when its height moved by more
+    than this (metres); physics leaves sub-millimetre jitter after every put-down."""
+    unchanged_area: float = 4e-4
+    """For ``avoid_rejected``: a scene is unchanged while its changed pixels cover less than
+    this area (m^2; 4 cm^2: a 40 mm block moved under 5 mm). An object put back on its own
+    spot changes 0-1.4 cm^2 (its edge settling a millimetre off); the smallest real move
+    measured, a ring to another peg, 27 cm^2."""
 
     def __post_init__(self) -> None:
         if self.features not in FEATURE_KINDS:
@@ -761,20 +771,33 @@ class ClipPolicy(EpisodicPolicy, nn.Module):
         return ClipTurn(turn.goal, small[0], grid[0], color, depth, self._rejected_picks(turn))
 
     def _rejected_picks(self, turn: Turn) -> tuple[int, ...]:
-        """Pick indices of the latest actions taken on exactly this scene (same goal and
-        heightmap): they changed nothing, so the env rejected them."""
+        """Pick indices of the latest actions taken on this same scene (same goal, heightmap
+        unchanged by :meth:`scene_unchanged`): they changed nothing, so the env rejected them
+        or the object went back where it was."""
         if not self.config.avoid_rejected or len(turn.history_observations) != len(turn.history):
             return ()  # (a turn built from actions alone does not show what they changed)
         obs, out = turn.observation, []
         for before, action in zip(reversed(turn.history_observations), reversed(turn.history),
                                   strict=True):
-            same = (str(before.get("goal")) == str(obs.get("goal"))
-                    and np.array_equal(np.asarray(before["depth"]), np.asarray(obs["depth"]))
-                    and np.array_equal(np.asarray(before["color"]), np.asarray(obs["color"])))
-            if not same:
+            if (str(before.get("goal")) != str(obs.get("goal"))
+                    or not self.scene_unchanged(before["depth"], obs["depth"])):
                 break
             out.append(self.action_to_indices(action)[0])
         return tuple(dict.fromkeys(out))
+
+    def scene_unchanged(self, depth_before: Any, depth_after: Any) -> bool:
+        """Whether two heightmaps show the same scene: the pixels whose height moved by more
+        than ``config.unchanged_height`` cover less than ``config.unchanged_area`` of the
+        table. Exact equality is too strict: a put-down leaves the object a millimetre or
+        less from where it was, and a greedy policy that put it back would do so again."""
+        before, after = np.asarray(depth_before), np.asarray(depth_after)
+        if before.shape != after.shape:
+            return False
+        rows, cols = before.shape[:2]
+        pixel = ((self.config.x_range[1] - self.config.x_range[0]) / rows
+                 * (self.config.y_range[1] - self.config.y_range[0]) / cols)
+        moved = np.abs(after.astype(np.float64) - before) > self.config.unchanged_height
+        return float(moved.sum()) * pixel < self.config.unchanged_area
 
     @torch.no_grad()
     def choose(self, features: ClipTurn) -> np.ndarray:

@@ -530,6 +530,47 @@ def test_a_pick_that_changed_nothing_is_not_tried_again_on_the_same_scene(tiny_c
     env.close()
 
 
+def test_an_object_put_back_where_it_was_counts_as_unchanged_and_is_not_picked_again(tiny_clip):
+    env = gym.make("rlft/PutBlockInBowl-v0")
+    obs, info = env.reset(seed=0)
+    policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip)).eval()
+    # pick the block and put it down on its own spot: accepted, and the physics leaves it
+    # a little off, so the heightmap is not exactly the same
+    expert = np.asarray(env.unwrapped.expert().act(obs, info), dtype=np.float32)
+    back = expert.copy()
+    back[2:4] = expert[0:2]
+    back[4] = 0.0
+    obs2, _, _, _, info2 = env.step(back)
+    assert not info2["action_error"]
+    assert not np.array_equal(obs2["depth"], obs["depth"])
+    assert policy.scene_unchanged(obs["depth"], obs2["depth"])
+    turn = Turn.from_env(obs2, info2, history=[back], history_observations=[obs])
+    assert policy.encode(turn).blocked == (policy.action_to_indices(back)[0],)
+    # the expert's real move is a change, so nothing is masked after it
+    obs3, *_ = env.step(expert)
+    assert not policy.scene_unchanged(obs2["depth"], obs3["depth"])
+    later = Turn.from_env(obs3, {}, history=[back, expert], history_observations=[obs, obs2])
+    assert policy.encode(later).blocked == ()
+    env.close()
+
+
+def test_scene_unchanged_counts_the_area_that_moved_more_than_the_height_tolerance(tiny_clip):
+    config = ClipPolicyConfig(clip=tiny_clip)
+    policy = ClipPolicy(config)
+    rows, cols = config.heightmap
+    pixel = (0.5 / rows) * (1.0 / cols)  # the default workspace: 0.5 m x 1 m
+    limit = int(config.unchanged_area / pixel)  # pixels that make the area limit
+    base = np.zeros(config.heightmap, dtype=np.float32)
+    jitter = base + 0.9 * config.unchanged_height  # everywhere, but under the tolerance
+    assert policy.scene_unchanged(base, jitter)
+    moved = base.copy()
+    moved.flat[:limit - 1] = 0.04  # a block's height, on just under the area
+    assert policy.scene_unchanged(base, moved)
+    moved.flat[:limit + 1] = 0.04
+    assert not policy.scene_unchanged(base, moved)
+    assert not policy.scene_unchanged(base, base[:10])  # another heightmap size
+
+
 def test_sub_cell_offsets_are_learned_and_move_the_action(tiny_clip, scene, tmp_path):
     obs, action = scene
     policy = ClipPolicy(ClipPolicyConfig(clip=tiny_clip, offsets=True))
