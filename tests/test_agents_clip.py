@@ -569,6 +569,8 @@ def test_scene_unchanged_counts_the_area_that_moved_more_than_the_height_toleran
     moved.flat[:limit + 1] = 0.04
     assert not policy.scene_unchanged(base, moved)
     assert not policy.scene_unchanged(base, base[:10])  # another heightmap size
+    with pytest.raises(ValueError, match="unchanged_area"):
+        ClipPolicyConfig(clip=tiny_clip, unchanged_area=-1.0)
 
 
 def test_sub_cell_offsets_are_learned_and_move_the_action(tiny_clip, scene, tmp_path):
