@@ -182,6 +182,7 @@ def write(args: Args, wins: dict[Path, dict[str, dict[str, list[bool]]]], many: 
     """Per run, the per-task table of successes and paired differences; over several runs, the
     table of means; the target's counts."""
     n = args.episodes
+    played = len(next(iter(wins.values())))  # tasks played (the same in every run)
     lines: list[str] = []
     per_run: dict[Path, list[dict]] = {}
     counts = []
@@ -192,14 +193,13 @@ def write(args: Args, wins: dict[Path, dict[str, dict[str, list[bool]]]], many: 
         lines += table + [""]
         per_run[work] = rows
         counts.append(f"`{work}`: " + ", ".join(
-            f"{rl} {at_least[rl]}/{len(by_task)} ({not_worse[rl]}/{len(by_task)} not worse "
-            f"beyond the interval)" for rl in rls))
+            f"{rl} {at_least[rl]}/{played} ({not_worse[rl]}/{played} not worse beyond the "
+            f"interval)" for rl in rls))
     summary = {}
     if len(wins) > 1:
         table, summary = mean_table(per_run, many, rls)
         lines += [f"**mean over the {len(wins)} runs**", ""] + table + [""]
     works = ", ".join(f"`{w}`" for w in wins)
-    played = len(next(iter(wins.values())))
     only = "" if played == 6 else f" (counted over the {played} task{'s' * (played != 1)} played)"
     note = [
         f"{measured_by(seconds, load0)}, from the checkpoints of "
