@@ -217,3 +217,56 @@ def test_collect_binds_an_agent_factory_to_the_recording_env(tmp_path):
     meta = collect("rlft/Research-v0", 5, tmp_path / "d", seed=0,
                    agent=lambda env: ResearchExpert(env))
     assert meta["agent"] == "ResearchExpert" and meta["success"] == 1.0
+
+
+def test_env_kwargs_travel_from_collect_to_imitate_evaluate_benchmark(tmp_path, tiny_encoder,
+                                                                      capsys, monkeypatch):
+    """Another catalog (``--env-kwargs``): collect records it, imitate validates on it (the
+    demos' env, not the registered default), evaluate and benchmark play it."""
+    demos, model = tmp_path / "demos", tmp_path / "il"
+    main(["collect", "--env", "rlft/Shop-v0", "--episodes", "4", "--out", str(demos),
+          "--env-kwargs", "catalog_seed=5", "num_products=300"])
+    meta, episodes = load_demos(demos)
+    assert meta["env_kwargs"] == {"catalog_seed": 5, "num_products": 300}
+    other = gym.make("rlft/Shop-v0", catalog_seed=5, num_products=300).reset(seed=0)[0]["goal"]
+    default = gym.make("rlft/Shop-v0").reset(seed=0)[0]["goal"]
+    assert episodes[0][0]["goal"] == other != default
+
+    made: list[dict] = []
+    real_make = gym.make
+
+    def spy(env_id, *args, **kwargs):
+        made.append(kwargs)
+        return real_make(env_id, *args, **kwargs)
+
+    monkeypatch.setattr(gym, "make", spy)
+    main(["imitate", "--demos", str(demos), "--out", str(model), "--model", tiny_encoder,
+          "--epochs", "1", "--val-episodes", "2", "--eval-episodes", "1",
+          "--env-kwargs", "num_products=400"])  # added to (and overriding) the demos' own
+    assert len(made) >= 3  # the probe, the val expert turns, the val evaluation
+    assert all(k.get("catalog_seed") == 5 and k.get("num_products") == 400 for k in made)
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    prefix = tmp_path / "bench"
+    main(["benchmark", "--envs", "rlft/Shop-v0", "--agents", "expert", "--episodes", "2",
+          "--out", str(prefix), "--env-kwargs", "catalog_seed=5", "num_products=300"])
+    rows = json.loads(prefix.with_suffix(".json").read_text())
+    assert rows[0]["env_kwargs"] == {"catalog_seed": 5, "num_products": 300}
+    assert rows[0]["success"] == 1.0
+    assert 'Envs made with {"catalog_seed": 5, "num_products": 300}' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--env-kwargs", "split=val"], "pass --split instead"),
+    (["evaluate", "--env-kwargs", "catalog_seed"], "takes KEY=VALUE pairs"),
+    (["evaluate", "--env-kwargs", "colour=1"], "unexpected keyword argument 'colour'"),
+    (["evaluate", "--env-kwargs", 'catalog_seed="5"'], "catalog_seed must be an int"),
+    (["play", "rlft/Shop-v0", "--env-kwargs", "reward_mode=sparse"], "--reward-mode"),
+])
+def test_bad_env_kwargs_get_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv[:1], *(["--episodes", "1"] if argv[0] == "evaluate" else []), *argv[1:]])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlft: error:") and message in err and "Traceback" not in err

@@ -20,7 +20,7 @@ import gymnasium as gym
 
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.loading import BASELINES, make_agent
-from rlft.training.configs import BenchmarkArgs
+from rlft.training.configs import BenchmarkArgs, parse_env_kwargs
 from rlft.training.evaluate import EvalResult, evaluate, evaluate_concurrent, markdown_table
 
 
@@ -123,21 +123,27 @@ def start_and_result(env_id: str, start: str, name: str, result: str, episodes: 
 
 def run_benchmark(args: BenchmarkArgs) -> list[dict[str, Any]]:
     """Evaluate every agent on every env; write the table, JSON and chart; return the rows."""
+    env_kwargs = parse_env_kwargs(args.env_kwargs, "split")
     rows = []
     for env_id in args.envs:
         named = dict(map(agent_name, args.agents))
         for result, spec in zip(evaluate_agents(env_id, named, episodes=args.episodes,
                                                 split=args.split, seed=args.seed, timed=True,
-                                                concurrency=args.concurrency),
+                                                concurrency=args.concurrency, **env_kwargs),
                                 named.values(), strict=True):
-            rows.append({"env": env_id, "agent": spec, **result.to_dict(), "split": args.split})
+            rows.append({"env": env_id, "agent": spec, **result.to_dict(), "split": args.split,
+                         **({"env_kwargs": env_kwargs} if env_kwargs else {})})
     if args.out is not None:
         write_results(rows, args.out, note=args.note)
     return rows
 
 
 def markdown(rows: Sequence[dict[str, Any]], note: str = "") -> str:
-    """The benchmark table in markdown (ends with a newline)."""
+    """The benchmark table in markdown (ends with a newline); the env keyword arguments of
+    ``--env-kwargs``, where given, are named under it."""
+    kwargs = rows[0].get("env_kwargs") if rows else None
+    if kwargs:
+        note = " ".join(filter(None, [note, f"Envs made with {json.dumps(kwargs)}."]))
     return markdown_table(rows, note) + "\n"
 
 

@@ -27,7 +27,14 @@ from typing import Annotated
 
 import tyro
 
-from rlft.training.configs import BenchmarkArgs, ImitateArgs, PPOArgs, PretrainClipArgs, RestArgs
+from rlft.training.configs import (
+    BenchmarkArgs,
+    ImitateArgs,
+    PPOArgs,
+    PretrainClipArgs,
+    RestArgs,
+    parse_env_kwargs,
+)
 from rlft.training.main_job import MainJobArgs
 
 
@@ -48,25 +55,31 @@ def envs() -> None:
 
 
 def play(env_id: tyro.conf.Positional[str], seed: int = 0, split: str = "train",
-         reward_mode: str = "shaped") -> None:
+         reward_mode: str = "shaped", env_kwargs: tuple[str, ...] = ()) -> None:
     """Play an environment in the terminal: the page and valid actions are shown; type an
-    action (or the number of a valid action) per line; 'reset' starts over, 'quit' leaves."""
+    action (or the number of a valid action) per line; 'reset' starts over, 'quit' leaves.
+    --env-kwargs KEY=VALUE ... (values read as JSON) configure the env, e.g. catalog_seed=7."""
     from rlft.training.play import play_text
 
-    play_text(env_id, seed=seed, split=split, reward_mode=reward_mode)
+    play_text(env_id, seed=seed, split=split, reward_mode=reward_mode,
+              **parse_env_kwargs(env_kwargs, "split", "reward_mode"))
 
 
 def evaluate(env: str = "rlft/Shop-v1", agent: str = "expert",
              episodes: int = 100, split: str = "test", seed: int = 0,
-             out: Path | None = None, concurrency: int = 1) -> None:
+             out: Path | None = None, concurrency: int = 1,
+             env_kwargs: tuple[str, ...] = ()) -> None:
     """Evaluate an agent: 'expert', 'random' or a checkpoint directory written by
     `rlft imitate`; print a table (and write JSON to --out). --concurrency N plays N episodes
-    side by side, a trained policy deciding their turns together (what a GPU wants)."""
+    side by side, a trained policy deciding their turns together (what a GPU wants).
+    --env-kwargs KEY=VALUE ... (values read as JSON) configure the env: e.g. catalog_seed=7
+    (another store catalog), corpus_seed=3 (another wiki), backend=browser."""
     from rlft.training.benchmark import evaluate_agents
     from rlft.training.evaluate import print_table
 
     results = evaluate_agents(env, [agent], episodes=episodes, split=split, seed=seed,
-                              concurrency=concurrency)
+                              concurrency=concurrency,
+                              **parse_env_kwargs(env_kwargs, "split"))
     print_table(results, title=f"{env} ({split} split)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +98,10 @@ def setup_browser() -> None:
 
 
 def collect(env: str = "rlft/Shop-v1", episodes: int = 500, out: Path = Path("runs/demos"),
-            split: str = "train", seed: int = 0) -> None:
-    """Record expert demonstrations (trajectories.jsonl + meta.json in --out; see README)."""
+            split: str = "train", seed: int = 0, env_kwargs: tuple[str, ...] = ()) -> None:
+    """Record expert demonstrations (trajectories.jsonl + meta.json in --out; see README).
+    --env-kwargs KEY=VALUE ... (values read as JSON) configure the env; meta.json keeps them
+    and `rlft imitate` validates on the same env."""
     from rich.progress import Progress
 
     from rlft.training.demos import collect as collect_demos
@@ -94,7 +109,8 @@ def collect(env: str = "rlft/Shop-v1", episodes: int = 500, out: Path = Path("ru
     with Progress(transient=True) as bar:
         task = bar.add_task(f"collect {env}", total=episodes)
         meta = collect_demos(env, episodes, out, split=split, seed=seed,
-                             progress=lambda n: bar.update(task, completed=n))
+                             progress=lambda n: bar.update(task, completed=n),
+                             **parse_env_kwargs(env_kwargs, "split"))
     print(f"{meta['episodes']} episodes, {meta['steps']} steps, expert success "
           f"{meta['expert_success']:.3f} -> {out}")
 

@@ -25,6 +25,18 @@ def parse_options(items: tuple[str, ...], flag: str) -> dict[str, Any]:
     return options
 
 
+def parse_env_kwargs(items: tuple[str, ...], *own_flags: str) -> dict[str, Any]:
+    """``--env-kwargs`` ``KEY=VALUE`` pairs as env keyword arguments (:func:`parse_options`);
+    a key that the command sets with a flag of its own (``own_flags``: ``split``,
+    ``reward_mode``) is refused with the flag to use instead."""
+    options = parse_options(items, "--env-kwargs")
+    for key in own_flags:
+        if key in options:
+            raise ValueError(f"--env-kwargs {key}=...: this command sets {key} itself; pass "
+                             f"--{key.replace('_', '-')} instead")
+    return options
+
+
 @dataclass
 class ImitateArgs:
     """Imitation of expert demos (``rlft imitate``): behaviour cloning (choice, clip) or SFT on
@@ -38,6 +50,10 @@ class ImitateArgs:
     env: str | None = None
     """Environment id the demos come from (its val split is used for validation; default: the
     env the demos were recorded on, from their meta.json)."""
+    env_kwargs: tuple[str, ...] = ()
+    """Keyword arguments of that env as KEY=VALUE (values read as JSON), added to (and
+    overriding) those the demos were recorded with (their meta.json), e.g. ``catalog_seed=7``:
+    validation then runs on the env the demos come from, not on the registered defaults."""
     policy: str = "choice"
     """Policy kind: choice (text encoder + heads, BC), lm (causal LM, SFT on action tokens),
     clip (CLIP towers + pick/place heatmaps, BC; tabletop envs), or module:Class."""
@@ -86,6 +102,12 @@ class ImitateArgs:
     def policy_options(self) -> dict[str, Any]:
         """``policy_config`` (and ``lora_r``) as keyword arguments of the policy's config."""
         return {"lora_r": self.lora_r, **parse_options(self.policy_config, "--policy-config")}
+
+    def env_options(self) -> dict[str, Any]:
+        """Keyword arguments of the env: the demos' (their meta.json), then ``env_kwargs``."""
+        from rlft.training.demos import demos_env_kwargs
+
+        return {**demos_env_kwargs(self.demos), **parse_env_kwargs(self.env_kwargs, "split")}
 
 
 @dataclass
@@ -286,6 +308,9 @@ class BenchmarkArgs:
     """Output prefix: writes OUT.md, OUT.json and OUT.png (none when omitted)."""
     note: str = ""
     """A line added under the markdown table (e.g. how the agents were trained)."""
+    env_kwargs: tuple[str, ...] = ()
+    """Keyword arguments of every env as KEY=VALUE (values read as JSON), e.g.
+    ``catalog_seed=7`` (another store catalog) or ``corpus_seed=3`` (another wiki)."""
 
 
 @dataclass

@@ -100,6 +100,18 @@ def demos_env(directory: str | Path) -> str:
     return env_id
 
 
+def demos_env_kwargs(directory: str | Path) -> dict[str, Any]:
+    """The env keyword arguments (beyond ``split``) the finished collect in ``directory`` was
+    recorded with, e.g. ``{"catalog_seed": 7}``; ``{}`` for the registered defaults."""
+    directory = Path(directory)
+    if not demos_complete(directory):
+        load_demos(directory)  # raises the precise error: no demos, or an interrupted collect
+    kwargs = json.loads((directory / META_FILE).read_text()).get("env_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{directory / META_FILE}: env_kwargs is not a mapping: {kwargs!r}")
+    return kwargs
+
+
 def load_demos(directory: str | Path, max_episodes: int | None = None, *,
                complete: bool = True) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
     """``(meta, episodes)``: each episode is its list of step records, in order. With
@@ -156,11 +168,12 @@ def demo_turns(directory: str | Path, episodes: list[list[dict[str, Any]]]
     return out
 
 
-def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0
+def expert_turns(env_id: str, split: str, episodes: int, seed: int = 0, **env_kwargs: Any
                  ) -> Iterator[tuple[Turn, Any]]:
     """``(turn, expert action)`` for every step of ``episodes`` fresh expert episodes on
-    ``split`` (episode ``i`` reset with ``seed + i``; nothing written to disk)."""
-    env = gym.make(env_id, split=split)
+    ``split`` (episode ``i`` reset with ``seed + i``; nothing written to disk), the env made
+    with ``env_kwargs``."""
+    env = gym.make(env_id, split=split, **env_kwargs)
     expert = ExpertAgent(env)
     try:
         for i in range(episodes):

@@ -151,8 +151,9 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         args = replace(args, env=demos_env(args.demos))
     args = resolve(args)
     _check_args(args)
+    env_kwargs = args.env_options()
     t_start = time.perf_counter()
-    probe = gym.make(args.env)
+    probe = gym.make(args.env, **env_kwargs)
     try:
         check_pairing(policy_class(args.policy), probe)
         episodes = load_env_demos(args.demos, args.env, args.max_demos)
@@ -166,8 +167,8 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     finally:
         probe.close()
     train_inputs, train_targets = encode_examples(policy, demo_turns(args.demos, episodes))
-    val_inputs, val_targets = encode_examples(
-        policy, list(expert_turns(args.env, "val", args.val_episodes, seed=args.seed)))
+    val_inputs, val_targets = encode_examples(policy, list(
+        expert_turns(args.env, "val", args.val_episodes, seed=args.seed, **env_kwargs)))
 
     trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
     optim, sched = make_optimizer(list(trainable.values()), args.lr, args.weight_decay,
@@ -207,7 +208,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
             if args.select_by == "val_success" and (
                     (epoch + 1) % args.select_every == 0 or epoch + 1 == args.epochs):
                 roll = rollout_success(policy, args.env, args.select_episodes,
-                                       seed=args.seed + 10_000)
+                                       seed=args.seed + 10_000, **env_kwargs)
                 row["val_success"], row["val_score"] = roll["success"], roll["score"]
                 writer.add_scalar("imitate/val_success", row["val_success"], epoch)
             history.append(row)
@@ -241,7 +242,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
         from rlft.training.evaluate import evaluate
 
         best = load_policy(out)
-        env = gym.make(args.env, split="val")
+        env = gym.make(args.env, split="val", **env_kwargs)
         summary["val_eval"] = evaluate(env, best, args.eval_episodes, seed=args.seed,
                                        name="il").to_dict()
         env.close()
@@ -264,14 +265,15 @@ def selection_key(row: dict[str, Any], select_by: str) -> tuple[float, ...] | No
 
 
 @torch.no_grad()
-def rollout_success(policy: Any, env_id: str, episodes: int, seed: int = 0) -> dict[str, float]:
+def rollout_success(policy: Any, env_id: str, episodes: int, seed: int = 0,
+                    **env_kwargs: Any) -> dict[str, float]:
     """Greedy rollouts of ``policy`` (eval mode) on ``episodes`` val-split episodes seeded
-    ``seed, seed + 1, ...``: mean success and score."""
+    ``seed, seed + 1, ...`` (the env made with ``env_kwargs``): mean success and score."""
     from rlft.training.evaluate import evaluate
 
     was = policy.training
     policy.eval()
-    env = gym.make(env_id, split="val")
+    env = gym.make(env_id, split="val", **env_kwargs)
     try:
         res = evaluate(env, policy, episodes, seed=seed, name="select").to_dict()
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import gymnasium as gym
 
@@ -11,14 +11,16 @@ import rlft.envs  # noqa: F401  (registers the ids)
 
 
 def play_text(env_id: str, *, seed: int = 0, split: str = "train", reward_mode: str = "shaped",
-              stdin: TextIO | None = None, stdout: TextIO | None = None) -> float:
+              stdin: TextIO | None = None, stdout: TextIO | None = None,
+              **env_kwargs: Any) -> float:
     """Play ``env_id`` reading one action per line; returns the total reward of the last episode.
 
     A line may be an action (``click[Buy Now]``), the number of a listed valid action,
-    ``reset`` to start a new episode, or ``quit``. End of input quits.
+    ``reset`` to start a new episode, or ``quit``. End of input quits. ``env_kwargs`` go to
+    ``gym.make``.
     """
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    env = gym.make(env_id, split=split, reward_mode=reward_mode)
+    env = gym.make(env_id, split=split, reward_mode=reward_mode, **env_kwargs)
     if not hasattr(env.observation_space, "spaces") or "page" not in env.observation_space.spaces:
         env.close()
         raise SystemExit(f"{env_id} is not a text environment; `rlft play` plays text envs only")

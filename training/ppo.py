@@ -39,7 +39,7 @@ import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
 from rlft.agents.episode import Episode
 from rlft.agents.policy import pass_size
-from rlft.training.configs import PPOArgs, parse_options
+from rlft.training.configs import PPOArgs, parse_env_kwargs
 from rlft.training.presets import resolve
 
 __all__ = ["PPOArgs", "compute_gae", "group_advantages", "load_rl_policy", "observation_key",
@@ -328,7 +328,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                         wrappers=wrappers,
                         split=args.split, reward_mode=args.reward_mode,
-                        **parse_options(args.env_kwargs, "--env-kwargs"))
+                        **parse_env_kwargs(args.env_kwargs, "split", "reward_mode"))
     N, T = args.num_envs, args.num_steps
     writer = SummaryWriter(str(out / "tb")) if accelerator.is_main_process else None
     if writer is not None:
@@ -511,9 +511,10 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         if args.eval_episodes:  # the starting checkpoint and the result on the same goals
             from rlft.training.benchmark import start_and_result
 
+            env_kwargs = parse_env_kwargs(args.env_kwargs, "split", "reward_mode")
             summary.update(start_and_result(args.env, args.policy, "ppo", str(out / "policy"),
                                             args.eval_episodes, reward_mode=args.reward_mode,
-                                            **parse_options(args.env_kwargs, "--env-kwargs")))
+                                            **env_kwargs))
         (out / SUMMARY).write_text(json.dumps(summary, indent=2))  # last: the stage is done
         if writer is not None:
             writer.close()

@@ -48,7 +48,7 @@ import torch
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.loading import default_device, load_policy
 from rlft.agents.rl import SamplingAgent
-from rlft.training.configs import RestArgs, parse_options
+from rlft.training.configs import RestArgs, parse_env_kwargs
 from rlft.training.demos import collect, demo_turns, demos_complete, load_demos, load_env_demos
 from rlft.training.imitation import encode_examples, make_optimizer, rollout_success, train_epoch
 from rlft.training.ppo import load_rl_policy
@@ -198,7 +198,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     args = resolve_rest_args(args)
     t_start = time.perf_counter()
     env_kwargs = {"reward_mode": args.reward_mode,
-                  **parse_options(args.env_kwargs, "--env-kwargs")}
+                  **parse_env_kwargs(args.env_kwargs, "split", "reward_mode")}
     # (directory, kept episodes, whether only their progress turns are imitated)
     sources: list[tuple[Path, list[list[dict[str, Any]]], bool]] = []
     if args.demos is not None:
