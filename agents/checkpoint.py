@@ -15,6 +15,68 @@ CONFIG_NAME = "rlft_policy.json"
 HEAD_NAME = "head.safetensors"
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the simple type ``hint`` (bool, int, float, str, tuples and
+    ``X | None`` of them); a type not among those is not checked."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(map(_fits, value, args))
+    return True
+
+
+def check_config(config: Any, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                 unit: tuple[str, ...] = ()) -> None:
+    """Refuse a policy config whose fields are of the wrong type (``hidden="x"``, ``lora_r=1.5``)
+    or out of range: ``positive`` fields must be > 0, ``non_negative`` >= 0, ``unit`` in
+    [0, 1). Every config's ``__post_init__`` calls it, so ``--policy-config`` and a damaged
+    ``rlft_policy.json`` get a ValueError naming the field, not an error from inside torch."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in hints and not _fits(value, hints[f.name]):
+            raise ValueError(f"{f.name} must be {_type_name(hints[f.name])}; got {value!r}")
+    for name in positive:
+        if getattr(config, name) is not None and getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r}")
+    for name in non_negative:
+        if getattr(config, name) is not None and getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0; got {getattr(config, name)!r}")
+    for name in unit:
+        if not 0 <= getattr(config, name) < 1:
+            raise ValueError(f"{name} must be in [0, 1); got {getattr(config, name)!r}")
+
+
+def _type_name(hint: Any) -> str:
+    import typing
+
+    if typing.get_origin(hint) is None and hasattr(hint, "__name__"):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
 def read_policy_meta(directory: str | Path, expect: str | None = None) -> dict[str, Any]:
     """The ``rlft_policy.json`` of a checkpoint, with errors that name the file and say what
     to do."""
@@ -103,7 +165,7 @@ def config_from_meta(config_cls: type, meta: dict[str, Any], directory: str | Pa
             raw[name] = tuple(value)
     try:
         return config_cls(**raw)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # a missing field; a value of the wrong type or range
         raise ValueError(f"{Path(directory) / CONFIG_NAME}: {e}") from None
 
 

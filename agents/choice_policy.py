@@ -27,6 +27,7 @@ from torch import nn
 
 from rlft.agents.checkpoint import (
     HEAD_NAME,
+    check_config,
     config_from_meta,
     load_heads,
     read_policy_meta,
@@ -121,6 +122,10 @@ class ChoicePolicyConfig:
     words), as whole phrases (cosine of their embeddings) and word by word (the best pair, and
     the mean over the candidate's words of their best match), so *Onyx* meets *black* and a
     title's *Waterproof* meets *that keep the rain out*."""
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("max_length", "hidden", "max_steps", "lora_layers"),
+                     non_negative=("history", "lora_r"), unit=("dropout",))
 
     @property
     def num_features(self) -> int:

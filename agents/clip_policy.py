@@ -63,6 +63,7 @@ from torch import nn
 
 from rlft.agents.checkpoint import (
     HEAD_NAME,
+    check_config,
     config_from_meta,
     load_heads,
     read_policy_meta,
@@ -161,6 +162,10 @@ class ClipPolicyConfig:
     measured, a ring to another peg, 27 cm^2."""
 
     def __post_init__(self) -> None:
+        check_config(self, positive=("downsample", "rotations", "channels", "crop",
+                                     "transport_channels", "transport_crop"),
+                     non_negative=("target_sigma", "max_shift", "unchanged_height",
+                                   "unchanged_area"))
         if self.features not in FEATURE_KINDS:
             raise ValueError(f"features must be one of {FEATURE_KINDS}; got {self.features!r}")
         if self.unchanged_height < 0 or self.unchanged_area < 0:

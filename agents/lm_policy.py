@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from rlft.agents.checkpoint import (
+    check_config,
     config_from_meta,
     load_weights,
     read_policy_meta,
@@ -92,6 +93,9 @@ class LMPolicyConfig:
     as for a hundred). None: 0 on a CPU, 65,536 on a GPU."""
 
     def __post_init__(self) -> None:
+        check_config(self, positive=("lora_alpha", "max_page_chars", "max_prompt_tokens",
+                                     "max_action_tokens"),
+                     non_negative=("lora_r", "window", "score_batch_tokens"))
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.score_batch_tokens is not None and self.score_batch_tokens < 0:

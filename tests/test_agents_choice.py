@@ -438,3 +438,31 @@ def test_a_head_of_another_shape_is_refused_with_a_message(tmp_path, tiny_encode
     save_file(heads, str(tmp_path / "head.safetensors"))
     with pytest.raises(ValueError, match=r"score_head\.0\.weight .* reads other features"):
         ChoicePolicy.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden", "x", "hidden must be int; got 'x'"),
+    ("hidden", -3, "hidden must be > 0; got -3"),
+    ("lora_r", 1.5, "lora_r must be int; got 1.5"),
+    ("dropout", 2, r"dropout must be in \[0, 1\); got 2"),
+    ("evidence_features", 1, "evidence_features must be bool; got 1"),
+])
+def test_a_config_of_the_wrong_type_or_range_is_refused(tmp_path, tiny_encoder, field, value,
+                                                        message, capsys):
+    """The same check guards the config made from --policy-config and a damaged
+    rlft_policy.json: a ValueError naming the field, not an error from inside torch."""
+    import json
+
+    with pytest.raises(ValueError, match=message):
+        ChoicePolicyConfig(encoder=tiny_encoder, **{field: value})
+    ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16)).save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "rlft_policy.json").read_text())
+    meta["config"][field] = value
+    (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message):
+        ChoicePolicy.from_pretrained(tmp_path)
+    from rlft.training.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--agent", str(tmp_path), "--episodes", "1"])
+    assert e.value.code == 2 and "rlft_policy.json" in capsys.readouterr().err
