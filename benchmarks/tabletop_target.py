@@ -2,7 +2,7 @@
 seeded test games, paired.
 
     python benchmarks/tabletop_target.py [--work runs/bench-tabletop-multi [W ...]] [--episodes 300]
-        [--tasks TASK ...]
+        [--tasks TASK ...] [--extra NAME=PATH ...] [--extra-only]
 
 ``benchmarks/tabletop_multitask.py`` evaluates every agent on 100 games per task and split; at
 success rates near 0.9-1.0 its 95% intervals are 5-10 points wide, wider than the differences
@@ -65,6 +65,9 @@ class Args:
     extra: tuple[str, ...] = ()
     """More RL agents from IL(few), as NAME=PATH (e.g. a self-training variant's policy),
     paired against each run's IL(many) beside the run's own."""
+    extra_only: bool = False
+    """Only IL(many) and the ``--extra`` agents play: the run's own RL agents (IL(few)+PPO,
+    IL(few)+ReST), already measured, are left out."""
     tasks: tuple[str, ...] = ()
     """Only these tasks (e.g. ``towers-of-hanoi place-blocks-in-zone``; default: all six).
     The target is then counted over them."""
@@ -102,8 +105,11 @@ def main(args: Args) -> None:
     extra = {name: Path(path)
              for name, path in named_paths(args.extra, "--extra", "tabletop_target").items()}
     runs = {work: {**{name: path for name, path in checkpoints(work, args.few, args.many).items()
-                      if name != f"IL({args.few})"}, **extra}
+                      if name != f"IL({args.few})" and (name == many or not args.extra_only)},
+                   **extra}
             for work in args.work}
+    if args.extra_only and not extra:
+        sys.exit("tabletop_target: --extra-only needs --extra agents")
     missing = [str(p) for agents in runs.values() for p in agents.values()
                if not (p / "rlft_policy.json").is_file()]
     if missing:
