@@ -77,3 +77,17 @@ def test_a_run_made_before_a_setting_existed_is_still_reused(tmp_path):
     changed = replace(args, ppo=replace(args.ppo, advantage="grpo"))
     with pytest.raises(ValueError, match="ppo.advantage=None there, 'grpo' now"):
         check_settings(tmp_path, changed)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ppo.updates", "0"], "ppo stage (--ppo.*): --updates must be at least 1, got 0"),
+    (["--imitate.lr", "0"], "imitate stage (--imitate.*): --lr must be positive"),
+    (["--ppo.env-kwargs", "split=val"], "pass --split instead"),
+])
+def test_a_bad_stage_setting_is_refused_before_any_stage_runs(tmp_path, argv, message, capsys):
+    """Not after the demos and imitation have run: nothing is written."""
+    out = tmp_path / "job"
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(out), *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()

@@ -123,7 +123,8 @@ def _validate(policy: Any, inputs: list[Any], targets: list[Any], batch_size: in
     return total_loss / max(1, len(inputs)), total_acc / max(1, len(inputs))
 
 
-def _check_args(args: ImitateArgs) -> None:
+def check_args(args: ImitateArgs) -> None:
+    """A ValueError naming the first setting imitation cannot run with (``args`` resolved)."""
     if args.micro_batch_size is not None and args.micro_batch_size < 1:
         raise ValueError(f"--micro-batch-size must be at least 1 (or unset), got "
                          f"{args.micro_batch_size}")
@@ -150,7 +151,7 @@ def imitate(args: ImitateArgs) -> dict[str, Any]:
     if args.env is None:
         args = replace(args, env=demos_env(args.demos))
     args = resolve(args)
-    _check_args(args)
+    check_args(args)
     env_kwargs = args.env_options()
     t_start = time.perf_counter()
     probe = gym.make(args.env, **env_kwargs)

@@ -142,8 +142,8 @@ def _split_obs(obs: dict[str, Any], n: int) -> list[dict[str, Any]]:
 SUMMARY = "summary.json"
 
 
-def _check_args(args: PPOArgs) -> None:
-    """A ValueError naming the first setting PPO cannot run with."""
+def check_args(args: PPOArgs) -> None:
+    """A ValueError naming the first setting PPO cannot run with (``args`` resolved)."""
     for name in ("num_envs", "num_steps", "updates", "update_epochs", "minibatch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
@@ -271,7 +271,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     from rlft.agents.rl import reference_scores
 
     args = resolve(args)
-    _check_args(args)
+    check_args(args)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(args.out)
