@@ -388,6 +388,22 @@ def test_group_size_must_divide_num_envs(init_policy, tmp_path):
                           num_envs=6, advantage="grpo", group_size=4, progress=False))
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("learning_rate", -1.0, "--learning-rate must be positive"),
+    ("clip_coef", 0.0, "--clip-coef must be positive"),
+    ("max_grad_norm", -0.5, "--max-grad-norm must be positive"),
+    ("kl_coef", -0.1, "--kl-coef is a loss weight"),
+    ("vf_coef", -1.0, "--vf-coef is a loss weight"),
+    ("checkpoint_every", -1, "--checkpoint-every is a number of updates"),
+])
+def test_settings_ppo_cannot_run_with_are_refused_before_anything_is_written(
+        init_policy, tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        train_ppo(PPOArgs(env="rlft-test/Doors-v0", policy=init_policy, out=str(tmp_path / "o"),
+                          progress=False, **{field: value}))
+    assert not (tmp_path / "o").exists()
+
+
 def test_goal_pool_trains_on_the_pools_goals_only(init_policy, tmp_path, monkeypatch):
     import rlft.training.ppo as ppo
 

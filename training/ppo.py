@@ -162,6 +162,17 @@ def check_args(args: PPOArgs) -> None:
                          f"{args.goal_pool}")
     if args.step_weight < 0:
         raise ValueError(f"--step-weight cannot be negative, got {args.step_weight}")
+    for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
+                             f"{getattr(args, name)}")
+    for name in ("vf_coef", "kl_coef", "ent_coef"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} is a loss weight, 0 or more, got "
+                             f"{getattr(args, name)}")
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every is a number of updates (0: only the last), got "
+                         f"{args.checkpoint_every}")
     if args.advantage != "gae":
         if args.group_size < 2:
             raise ValueError(f"--group-size must be at least 2 for --advantage "
