@@ -103,3 +103,16 @@ def test_concurrent_evaluation_plays_the_same_episodes_as_sequential():
     assert seen == list(range(1, 13))
     assert 0 < sequential.success < 1  # episodes differ, so a mixed-up seed would show
     assert together.to_dict() == sequential.to_dict()
+
+
+def test_a_metric_no_episode_qualified_for_shows_a_dash():
+    """always-abstain never answers correctly: "quoted before correct" has no episodes (NaN),
+    which a table shows as "-", not "nan"."""
+    from rlft.training.evaluate import EvalResult, table_cells
+
+    row = EvalResult(name="a", episodes=2, success=0.5, success_ci=(0.1, 0.9), score=0.5,
+                     score_ci=(0.1, 0.9), mean_steps=1.0, mean_return=0.0,
+                     metrics={"abstains answerable": 1.0, "quoted before correct": float("nan")})
+    header, cells = table_cells([row])
+    assert cells[0][header.index("abstains answerable")] == "1.00"
+    assert cells[0][header.index("quoted before correct")] == "-"

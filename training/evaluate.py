@@ -216,9 +216,14 @@ def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str],
         row += [f"{d.get('actions_per_s', float('nan')):.1f}"] if with_speed else []
         if extra:
             row += [f"{d['mean_return']:+.2f}"]
-            row += [f"{d.get('metrics', {}).get(k, float('nan')):.2f}" for k in extra]
+            row += [_rate(d.get("metrics", {}).get(k)) for k in extra]
         cells.append(row)
     return header, cells
+
+
+def _rate(value: float | None) -> str:
+    """A metric's cell: ``-`` where no episode qualified (NaN) or the row lacks it."""
+    return "-" if value is None or value != value else f"{value:.2f}"
 
 
 def markdown_table(rows: Sequence[EvalResult | dict[str, Any]], note: str = "") -> str:
