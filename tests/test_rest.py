@@ -59,7 +59,7 @@ def test_progress_turns_are_the_rewarded_ones_of_any_episode(tmp_path):
 
 def test_the_tabletop_preset_keeps_rewarded_turns_unless_a_return_filter_is_given():
     tabletop = resolve_rest_args(RestArgs(env="rlft/Tabletop-v0"))
-    assert (tabletop.keep, tabletop.rounds, tabletop.episodes) == ("progress", 7, 300)
+    assert (tabletop.keep, tabletop.rounds, tabletop.episodes) == ("progress", 11, 300)
     assert resolve_rest_args(RestArgs(env="rlft/Shop-v1")).keep == "episodes"
     assert resolve_rest_args(RestArgs(env="rlft/Tabletop-v0", min_return=0.5)).keep == "episodes"
     with pytest.raises(ValueError, match="give one of them"):

@@ -230,7 +230,9 @@ class RestArgs:
     max_demos: int | None = None
     """Use at most this many of ``demos``' episodes."""
     rounds: int | None = None
-    """Grow-and-improve rounds (preset: 3; tabletop 7)."""
+    """Grow-and-improve rounds (preset: 3; tabletop 11, where 7 reached the 100-demo clone on
+    2 tasks of 6 and 11 on 4; each round trains on everything kept so far, so later rounds
+    take longer: rounds 8-11 about 45-50 min each on a 2-core CPU)."""
     episodes: int | None = None
     """Episodes sampled per round (preset: 200; tabletop 300)."""
     temperature: float | None = None
