@@ -98,9 +98,6 @@ class LMPolicyConfig:
                      non_negative=("lora_r", "window", "score_batch_tokens"))
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if self.score_batch_tokens is not None and self.score_batch_tokens < 0:
-            raise ValueError(f"score_batch_tokens must be 0, positive or None; got "
-                             f"{self.score_batch_tokens}")
 
 
 @dataclass

@@ -88,13 +88,19 @@ def load_env_demos(directory: str | Path, env_id: str, max_episodes: int | None 
     return episodes
 
 
+def _finished_meta(directory: Path) -> dict[str, Any]:
+    """The ``meta.json`` of the finished collect in ``directory`` (the errors of
+    :func:`load_demos` when there is none)."""
+    if not demos_complete(directory):
+        load_demos(directory)  # raises the precise error: no demos, or an interrupted collect
+    return json.loads((directory / META_FILE).read_text())
+
+
 def demos_env(directory: str | Path) -> str:
     """The env id the finished collect in ``directory`` was recorded on (the errors of
     :func:`load_demos` when there is none)."""
     directory = Path(directory)
-    if not demos_complete(directory):
-        load_demos(directory)  # raises the precise error: no demos, or an interrupted collect
-    env_id = json.loads((directory / META_FILE).read_text()).get("env_id")
+    env_id = _finished_meta(directory).get("env_id")
     if not isinstance(env_id, str):
         raise ValueError(f"{directory / META_FILE} names no env_id; pass --env")
     return env_id
@@ -104,9 +110,7 @@ def demos_env_kwargs(directory: str | Path) -> dict[str, Any]:
     """The env keyword arguments (beyond ``split``) the finished collect in ``directory`` was
     recorded with, e.g. ``{"catalog_seed": 7}``; ``{}`` for the registered defaults."""
     directory = Path(directory)
-    if not demos_complete(directory):
-        load_demos(directory)  # raises the precise error: no demos, or an interrupted collect
-    kwargs = json.loads((directory / META_FILE).read_text()).get("env_kwargs") or {}
+    kwargs = _finished_meta(directory).get("env_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise ValueError(f"{directory / META_FILE}: env_kwargs is not a mapping: {kwargs!r}")
     return kwargs

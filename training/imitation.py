@@ -33,7 +33,7 @@ import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.checkpoint import load_training_state
 from rlft.agents.loading import build_policy, check_pairing, default_device, policy_class
 from rlft.agents.policy import pass_size
-from rlft.training.configs import ImitateArgs
+from rlft.training.configs import ImitateArgs, parse_env_kwargs
 from rlft.training.demos import demo_turns, demos_env, expert_turns, load_env_demos
 from rlft.training.presets import resolve
 
@@ -125,6 +125,7 @@ def _validate(policy: Any, inputs: list[Any], targets: list[Any], batch_size: in
 
 def check_args(args: ImitateArgs) -> None:
     """A ValueError naming the first setting imitation cannot run with (``args`` resolved)."""
+    parse_env_kwargs(args.env_kwargs, "split")
     if args.micro_batch_size is not None and args.micro_batch_size < 1:
         raise ValueError(f"--micro-batch-size must be at least 1 (or unset), got "
                          f"{args.micro_batch_size}")

@@ -85,7 +85,6 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     import gymnasium as gym
 
     from rlft.agents.loading import make_agent
-    from rlft.training.configs import parse_env_kwargs
     from rlft.training.demos import collect, demos_complete
     from rlft.training.evaluate import evaluate, markdown_table, print_table
     from rlft.training.imitation import SUMMARY, imitate
@@ -98,12 +97,10 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
         raise ValueError("--demos and --eval-episodes must be at least 1")
     # Every stage's settings are checked before the first starts: a bad PPO setting is
     # refused now, not after the demos and imitation have run.
-    stages = {"imitate": (check_imitate, args.imitate, ("split",)),
-              "ppo": (check_ppo, args.ppo, ("split", "reward_mode"))}
-    for stage, (check, stage_args, own_flags) in stages.items():
+    for stage, check, stage_args in (("imitate", check_imitate, args.imitate),
+                                     ("ppo", check_ppo, args.ppo)):
         try:
             check(stage_args)
-            parse_env_kwargs(stage_args.env_kwargs, *own_flags)
         except ValueError as e:
             raise ValueError(f"{stage} stage (--{stage}.*): {e}") from None
     out = Path(args.out)

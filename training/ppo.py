@@ -144,6 +144,7 @@ SUMMARY = "summary.json"
 
 def check_args(args: PPOArgs) -> None:
     """A ValueError naming the first setting PPO cannot run with (``args`` resolved)."""
+    parse_env_kwargs(args.env_kwargs, "split", "reward_mode")
     for name in ("num_envs", "num_steps", "updates", "update_epochs", "minibatch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
@@ -283,6 +284,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
 
     args = resolve(args)
     check_args(args)
+    env_kwargs = parse_env_kwargs(args.env_kwargs, "split", "reward_mode")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(args.out)
@@ -338,8 +340,7 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
     envs = gym.make_vec(args.env, num_envs=args.num_envs, vectorization_mode=args.vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                         wrappers=wrappers,
-                        split=args.split, reward_mode=args.reward_mode,
-                        **parse_env_kwargs(args.env_kwargs, "split", "reward_mode"))
+                        split=args.split, reward_mode=args.reward_mode, **env_kwargs)
     N, T = args.num_envs, args.num_steps
     writer = SummaryWriter(str(out / "tb")) if accelerator.is_main_process else None
     if writer is not None:
@@ -522,7 +523,6 @@ def train_ppo(args: PPOArgs) -> dict[str, Any]:
         if args.eval_episodes:  # the starting checkpoint and the result on the same goals
             from rlft.training.benchmark import start_and_result
 
-            env_kwargs = parse_env_kwargs(args.env_kwargs, "split", "reward_mode")
             summary.update(start_and_result(args.env, args.policy, "ppo", str(out / "policy"),
                                             args.eval_episodes, reward_mode=args.reward_mode,
                                             **env_kwargs))
