@@ -128,6 +128,8 @@ def report(rows: list[dict], runs: list[dict]) -> str:
     """Per env: one line per run, then the mean over seeds per estimator."""
     import numpy as np
 
+    from rlft.training.evaluate import rate_cell
+
     out = ["# GAE vs GRPO vs RLOO from one imitation checkpoint", "",
            "Every run starts from the env's main-job imitation checkpoint and takes the same "
            "turns (the preset's updates x turns per update); held-out test goals, the same "
@@ -158,7 +160,7 @@ def report(rows: list[dict], runs: list[dict]) -> str:
             lo, hi = r["success_ci"]
             t = f"{r['train_seconds'] / 60:.1f} min" if "train_seconds" in r else "-"
             load = f"{r['load']:.1f}" if "load" in r else "-"
-            extra = "".join(f"{r['metrics'][k]:.2f} | " for k in rates)
+            extra = "".join(f"{rate_cell(r['metrics'].get(k))} | " for k in rates)
             out.append(f"| {r['name']} | {r['success']:.3f} | [{lo:.2f}, {hi:.2f}] | "
                        f"{r['mean_return']:+.2f} | {extra}{t} | {load} |")
         out += ["", "| estimator | mean success over seeds | min | max | mean train time |",

@@ -105,9 +105,12 @@ def test_concurrent_evaluation_plays_the_same_episodes_as_sequential():
     assert together.to_dict() == sequential.to_dict()
 
 
-def test_a_metric_no_episode_qualified_for_shows_a_dash():
+def test_a_metric_no_episode_qualified_for_shows_a_dash_and_is_null_in_json():
     """always-abstain never answers correctly: "quoted before correct" has no episodes (NaN),
-    which a table shows as "-", not "nan"."""
+    which a table shows as "-", not "nan", and ``evaluate --out`` writes as ``null`` (strict
+    JSON parsers refuse ``NaN``)."""
+    import json
+
     from rlft.training.evaluate import EvalResult, table_cells
 
     row = EvalResult(name="a", episodes=2, success=0.5, success_ci=(0.1, 0.9), score=0.5,
@@ -116,3 +119,8 @@ def test_a_metric_no_episode_qualified_for_shows_a_dash():
     header, cells = table_cells([row])
     assert cells[0][header.index("abstains answerable")] == "1.00"
     assert cells[0][header.index("quoted before correct")] == "-"
+    d = row.to_dict()
+    assert d["metrics"] == {"abstains answerable": 1.0, "quoted before correct": None}
+    assert json.loads(json.dumps(d, allow_nan=False))["metrics"]["quoted before correct"] is None
+    header2, cells2 = table_cells([d])  # a row read back from JSON renders the same
+    assert (header2, cells2) == (header, cells)

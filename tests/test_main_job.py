@@ -39,15 +39,20 @@ def test_demo_runs_demos_imitation_ppo_and_the_table(tmp_path, capsys):
     assert json.loads((out / "job.json").read_text())["demos"] == 3
 
 
+def _no_nan(name: str) -> float:
+    raise AssertionError(f"results.json holds {name}: not strict JSON")
+
+
 def test_research_demo_adds_always_abstain_and_the_abstention_columns(tmp_path):
     encoder = make_tiny_bert(tmp_path / "bert")
     out = tmp_path / "research"
     main(["demo", "--env", "rlft/Research-v0", "--out", str(out), "--model", str(encoder),
           "--demos", "3", "--imitate.epochs", "1", "--ppo.updates", "1", "--ppo.num-envs", "2",
           "--ppo.num-steps", "4", "--eval-episodes", "6"])
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(), parse_constant=_no_nan)
     rows = {r["name"]: r for r in results["results"]}
     assert list(rows) == ["random", "always-abstain", "IL", "IL+RL", "expert"]
+    assert rows["always-abstain"]["metrics"]["quoted before correct"] is None  # null, not NaN
     abstain, expert = rows["always-abstain"], rows["expert"]
     assert abstain["metrics"]["abstains answerable"] == 1.0
     assert abstain["mean_return"] == abstain["success"]  # right exactly when unanswerable

@@ -44,12 +44,16 @@ class EvalResult:
     """The env's own rates (its ``episode_metrics``; e.g. abstention on the research env)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (without ``actions_per_s`` and ``metrics`` when there are none)."""
+        """A JSON-able dict (without ``actions_per_s`` and ``metrics`` when there are none). A
+        metric no episode qualified for (NaN: always-abstain's "quoted before correct") is None,
+        so the dict is strict JSON (``null``), not Python's ``NaN``."""
         d = asdict(self)
         if d["actions_per_s"] is None:
             del d["actions_per_s"]
         if not d["metrics"]:
             del d["metrics"]
+        else:
+            d["metrics"] = {k: None if v != v else v for k, v in d["metrics"].items()}
         return d
 
 
@@ -216,12 +220,12 @@ def table_cells(rows: Sequence[EvalResult | dict[str, Any]]) -> tuple[list[str],
         row += [f"{d.get('actions_per_s', float('nan')):.1f}"] if with_speed else []
         if extra:
             row += [f"{d['mean_return']:+.2f}"]
-            row += [_rate(d.get("metrics", {}).get(k)) for k in extra]
+            row += [rate_cell(d.get("metrics", {}).get(k)) for k in extra]
         cells.append(row)
     return header, cells
 
 
-def _rate(value: float | None) -> str:
+def rate_cell(value: float | None) -> str:
     """A metric's cell: ``-`` where no episode qualified (NaN) or the row lacks it."""
     return "-" if value is None or value != value else f"{value:.2f}"
 
