@@ -1,0 +1,255 @@
+"""Policy iteration with exact per-turn credit, distilled: is a web env's ceiling the RL signal
+or what the policy can generalise?
+
+    python benchmarks/policy_iteration.py      # research, from the research main job's clone
+    python benchmarks/policy_iteration.py --name shop --env rlft/Shop-v1 --policy runs/demo/il \
+        --demos runs/demo/demos --env-kwargs reward_mode=shaped --no-to-success --questions 500 --rounds 2
+    # -> benchmarks/results/policy_iteration_NAME.{md,json}
+
+Every RL method tried on ``rlft/Research-v0`` (docs/research.md) leaves the clone's test success
+where it was. Outcome reward at the end of 6-7 turns is a weak signal; this benchmark replaces
+it with the strongest per-turn credit the env allows, to see whether the signal is the limit.
+Each round:
+
+1. **Rollouts.** The policy plays ``questions`` train episodes greedily (seeds from
+   ``100,000 * round``). At every turn each of its ``k - 1`` next most likely candidates
+   is tried and the episode completed greedily. The env is deterministic given its seed and
+   actions, so one completion is the exact value of deviating once (Q of the greedy policy).
+   A turn is labelled with its best candidate: (success, return) highest, ties to the policy's
+   own choice. With ``to_success`` only a deviation that turns the episode into a success
+   counts as better (under +1 / 0 / -1, abstaining after a wrong turn also raises the return).
+   The *one-step improved* policy (the greedy one, taking the best deviation where one is
+   better) succeeds on every episode where some turn has a deviation that succeeds.
+2. **Distillation.** Behaviour cloning from the round's policy on the demos plus, from every
+   round so far, the turns whose label beat the policy's choice and every turn of the
+   successful greedy episodes (``epochs`` at ``lr``, batch 64: self-training's settings).
+3. **Measure.** Greedy success of the new policy on the round's train episodes (how much of
+   the improvement it fits) and on ``episodes`` held-out test episodes (how much carries),
+   beside the starting policy on the same test episodes.
+
+A finished round (``WORK/round-K/round.json``) is reused on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Args:
+    """Rollout policy iteration on a web env."""
+
+    name: str = "research"
+    """Results go to ``benchmarks/results/policy_iteration_NAME.{md,json}``."""
+    env: str = "rlft/Research-v0"
+    policy: Path = Path("runs/demo-research/il")
+    """The starting policy (the main job's clone)."""
+    demos: Path = Path("runs/demo-research/demos")
+    """The demos it was cloned from (imitated again beside the labels)."""
+    env_kwargs: list[str] = field(default_factory=list)
+    """``key=value`` env arguments for every env (e.g. ``reward_mode=shaped``)."""
+    work: Path | None = None
+    """Rounds' labels and policies (default ``runs/bench-policy-iteration-NAME``)."""
+    questions: int = 600
+    """Train episodes per round."""
+    k: int = 3
+    """Candidates tried per turn: the greedy one and the ``k - 1`` next most likely."""
+    to_success: bool = True
+    """Count a deviation as better only when it turns the episode into a success."""
+    rounds: int = 1
+    epochs: int = 5
+    lr: float = 3e-4
+    episodes: int = 200
+    """Held-out test episodes (seeds from 10,000: the main job's)."""
+    fit_episodes: int = 200
+    """Of the round's train episodes, how many to replay greedily after training."""
+    seed: int = 0
+
+
+def main(args: Args) -> None:
+    """Run the rounds and write the results."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    import rlft.envs  # noqa: F401
+    from rlft.agents.episode import Episode
+    from rlft.agents.loading import load_policy
+    from rlft.training.benchmark import evaluate_agents
+    from rlft.training.configs import parse_env_kwargs
+    from rlft.training.demos import demo_turns, load_env_demos
+    from rlft.training.evaluate import markdown_table
+    from rlft.training.imitation import encode_examples, make_optimizer, train_epoch
+
+    kwargs = parse_env_kwargs(args.env_kwargs, "split")
+    work = args.work or Path(f"runs/bench-policy-iteration-{args.name}")
+    env = gym.make(args.env, split="train", **kwargs)
+
+    @torch.no_grad()
+    def play(policy: Any, seed: int, prefix: list[str]) -> tuple[tuple[bool, float], list[Any]]:
+        """``prefix`` then greedy to the end: ((success, return), the greedy turns as
+        (features, log-probs, action))."""
+        obs, info = env.reset(seed=seed)
+        episode, total, turns = Episode(), 0.0, []
+        done = False
+        for action in prefix:
+            episode.observe(obs, info)
+            episode.record(action)
+            obs, r, term, trunc, info = env.step(action)
+            total += float(r)
+            done = term or trunc
+            if done:
+                break
+        while not done:
+            episode.observe(obs, info)
+            f = policy.encode(episode.turn())
+            logp = policy([f]).log_probs()[0].cpu()
+            action = f.candidates[int(logp.argmax())]
+            turns.append((f, logp, action))
+            episode.record(action)
+            obs, r, term, trunc, info = env.step(action)
+            total += float(r)
+            done = term or trunc
+        return (bool(info.get("success", False)), total), turns
+
+    def turn_at(seed: int, prefix: list[str]) -> Any:
+        """The turn a policy sees after ``prefix``."""
+        obs, info = env.reset(seed=seed)
+        episode = Episode()
+        for action in prefix:
+            episode.observe(obs, info)
+            episode.record(action)
+            obs, _, _, _, info = env.step(action)
+        episode.observe(obs, info)
+        return episode.turn()
+
+    def rollouts(policy: Any, seeds: list[int]) -> dict[str, Any]:
+        """Label every greedy turn of the episodes of ``seeds`` with its best candidate."""
+        labels, greedy_wins, improvable, improved_turns, tried = [], 0, 0, 0, 0
+        for seed in seeds:
+            outcome, turns = play(policy, seed, [])
+            greedy_wins += outcome[0]
+            actions = [a for _, _, a in turns]
+            can_win = False
+            for t, (f, logp, _) in enumerate(turns):
+                greedy = int(logp.argmax())
+                value = {greedy: outcome}
+                for i in torch.argsort(logp, descending=True).tolist()[: args.k]:
+                    if i != greedy:
+                        value[i], _ = play(policy, seed, actions[:t] + [f.candidates[i]])
+                        tried += 1
+                best = max(value, key=lambda i: (value[i], float(logp[i])))
+                better = value[best] > outcome and (value[best][0] or not args.to_success)
+                can_win |= value[best][0] and not outcome[0]
+                improved_turns += better
+                if better or outcome[0]:
+                    labels.append((seed, actions[:t], f.candidates[best] if better
+                                   else f.candidates[greedy]))
+            improvable += can_win
+        n = len(seeds)
+        return {"labels": labels, "greedy_success": greedy_wins / n,
+                "one_step_improved_success": (greedy_wins + improvable) / n,
+                "improved_turns": improved_turns, "rollouts": tried}
+
+    def greedy_success(policy: Any, seeds: list[int]) -> float:
+        return sum(play(policy, s, [])[0][0] for s in seeds) / len(seeds)
+
+    demo_examples = demo_turns(args.demos, load_env_demos(args.demos, args.env, None))
+    rows: list[dict[str, Any]] = []
+    agents = {"start (IL)": str(args.policy)}
+    current = args.policy
+    all_labels: list[tuple[int, list[str], str]] = []
+    t_start = time.perf_counter()
+    for k in range(1, args.rounds + 1):
+        rdir = work / f"round-{k}"
+        done_file = rdir / "round.json"
+        seeds = [100_000 * k + i for i in range(args.questions)]
+        if done_file.is_file():
+            row = json.loads(done_file.read_text())
+            all_labels += pickle.loads((rdir / "labels.pkl").read_bytes())
+        else:
+            random.seed(args.seed + k)
+            np.random.seed(args.seed + k)
+            torch.manual_seed(args.seed + k)
+            policy = load_policy(current)
+            policy.eval()
+            t0 = time.perf_counter()
+            found = rollouts(policy, seeds)
+            t_roll = time.perf_counter() - t0
+            all_labels += found["labels"]
+            examples = demo_examples + [(turn_at(s, p), a) for s, p, a in all_labels]
+            inputs, targets = encode_examples(policy, examples)
+            policy.train()
+            policy.prepare_imitation(inputs)
+            trainable = [p for p in policy.parameters() if p.requires_grad]
+            optim, sched = make_optimizer(trainable, args.lr, 0.01,
+                                          args.epochs * -(-len(inputs) // 64))
+            t0 = time.perf_counter()
+            for _ in range(args.epochs):
+                loss, acc = train_epoch(policy, inputs, targets, optim, sched, 64)
+            t_train = time.perf_counter() - t0
+            policy.eval()
+            policy.save_pretrained(rdir / "policy")
+            start_fit = greedy_success(load_policy(current).eval(), seeds[: args.fit_episodes])
+            row = {"round": k, "questions": len(seeds),
+                   "greedy_success": found["greedy_success"],
+                   "one_step_improved_success": found["one_step_improved_success"],
+                   "improved_turns": found["improved_turns"], "rollouts": found["rollouts"],
+                   "labels_this_round": len(found["labels"]),
+                   "train_turns": len(inputs), "demo_turns": len(demo_examples),
+                   "train_loss": loss, "train_acc": acc,
+                   "fit_before": start_fit,
+                   "fit_after": greedy_success(policy, seeds[: args.fit_episodes]),
+                   "rollout_seconds": t_roll, "train_seconds": t_train}
+            (rdir / "labels.pkl").write_bytes(pickle.dumps(found["labels"]))
+            done_file.write_text(json.dumps(row, indent=2))
+        print(json.dumps(row))
+        rows.append(row)
+        current = rdir / "policy"
+        agents[f"round {k}"] = str(current)
+
+    results = evaluate_agents(args.env, agents, episodes=args.episodes, split="test",
+                              seed=10_000, **kwargs)
+    note = (f"{args.env}{' ' + json.dumps(kwargs) if kwargs else ''}, from {args.policy}; "
+            f"{args.questions} train episodes a round, {args.k} candidates tried per turn"
+            f"{', only deviations to success count' if args.to_success else ''}; "
+            f"{args.episodes} test episodes (seeds from 10,000). "
+            f"`python benchmarks/policy_iteration.py {' '.join(sys.argv[1:])}`: "
+            f"{time.perf_counter() - t_start:.0f} s on a 2-core CPU "
+            f"(load {os.getloadavg()[0]:.1f} at the end).")
+    rounds_md = ["| round | greedy success on its train episodes | one-step improved | "
+                 "turns improved | labelled turns | after distillation, same episodes "
+                 "(before) | rollout s | train s |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rounds_md.append(
+            f"| {r['round']} | {r['greedy_success']:.3f} | {r['one_step_improved_success']:.3f} "
+            f"| {r['improved_turns']} | {r['labels_this_round']} | {r['fit_after']:.3f} "
+            f"({r['fit_before']:.3f}, {args.fit_episodes} episodes) | "
+            f"{r['rollout_seconds']:.0f} | {r['train_seconds']:.0f} |")
+    text = ("\n".join(rounds_md) + "\n\nHeld-out test episodes:\n\n"
+            + markdown_table(results, note) + "\n")
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"policy_iteration_{args.name}"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+         "rounds": rows, "test": [r.to_dict() if hasattr(r, "to_dict") else vars(r)
+                                  for r in results]}, indent=2, default=str))
+    print(text)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
