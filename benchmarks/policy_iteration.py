@@ -90,20 +90,18 @@ def main(args: Args) -> None:
     from rlft.training.benchmark import evaluate_agents
     from rlft.training.configs import parse_env_kwargs
     from rlft.training.demos import demo_turns, load_env_demos
-    from rlft.training.evaluate import markdown_table
+    from rlft.training.evaluate import evaluate, markdown_table
     from rlft.training.imitation import encode_examples, make_optimizer, train_epoch
 
     kwargs = parse_env_kwargs(args.env_kwargs, "split")
     work = args.work or Path(f"runs/bench-policy-iteration-{args.name}")
     env = gym.make(args.env, split="train", **kwargs)
 
-    @torch.no_grad()
-    def play(policy: Any, seed: int, prefix: list[str]) -> tuple[tuple[bool, float], list[Any]]:
-        """``prefix`` then greedy to the end: ((success, return), the greedy turns as
-        (features, log-probs, action))."""
+    def replay(seed: int, prefix: list[str]) -> tuple[Any, Any, Any, float, bool]:
+        """The episode of ``seed`` after ``prefix``: (its Episode, obs, info, return so far,
+        whether it ended)."""
         obs, info = env.reset(seed=seed)
-        episode, total, turns = Episode(), 0.0, []
-        done = False
+        episode, total, done = Episode(), 0.0, False
         for action in prefix:
             episode.observe(obs, info)
             episode.record(action)
@@ -112,6 +110,15 @@ def main(args: Args) -> None:
             done = term or trunc
             if done:
                 break
+        episode.observe(obs, info)
+        return episode, obs, info, total, done
+
+    @torch.no_grad()
+    def play(policy: Any, seed: int, prefix: list[str]) -> tuple[tuple[bool, float], list[Any]]:
+        """``prefix`` then greedy to the end: ((success, return), the greedy turns as
+        (features, log-probs, action))."""
+        episode, obs, info, total, done = replay(seed, prefix)
+        turns = []
         while not done:
             episode.observe(obs, info)
             f = policy.encode(episode.turn())
@@ -123,17 +130,6 @@ def main(args: Args) -> None:
             total += float(r)
             done = term or trunc
         return (bool(info.get("success", False)), total), turns
-
-    def turn_at(seed: int, prefix: list[str]) -> Any:
-        """The turn a policy sees after ``prefix``."""
-        obs, info = env.reset(seed=seed)
-        episode = Episode()
-        for action in prefix:
-            episode.observe(obs, info)
-            episode.record(action)
-            obs, _, _, _, info = env.step(action)
-        episode.observe(obs, info)
-        return episode.turn()
 
     def rollouts(policy: Any, seeds: list[int]) -> dict[str, Any]:
         """Label every greedy turn of the episodes of ``seeds`` with its best candidate."""
@@ -164,7 +160,9 @@ def main(args: Args) -> None:
                 "improved_turns": improved_turns, "rollouts": tried}
 
     def greedy_success(policy: Any, seeds: list[int]) -> float:
-        return sum(play(policy, s, [])[0][0] for s in seeds) / len(seeds)
+        """Greedy success on the episodes of ``seeds`` (consecutive), with the project's
+        evaluation loop."""
+        return evaluate(env, policy, len(seeds), seed=seeds[0]).success
 
     demo_examples = demo_turns(args.demos, load_env_demos(args.demos, args.env, None))
     rows: list[dict[str, Any]] = []
@@ -189,7 +187,7 @@ def main(args: Args) -> None:
             found = rollouts(policy, seeds)
             t_roll = time.perf_counter() - t0
             all_labels += found["labels"]
-            examples = demo_examples + [(turn_at(s, p), a) for s, p, a in all_labels]
+            examples = demo_examples + [(replay(s, p)[0].turn(), a) for s, p, a in all_labels]
             inputs, targets = encode_examples(policy, examples)
             policy.train()
             policy.prepare_imitation(inputs)
@@ -246,8 +244,7 @@ def main(args: Args) -> None:
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps(
         {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-         "rounds": rows, "test": [r.to_dict() if hasattr(r, "to_dict") else vars(r)
-                                  for r in results]}, indent=2, default=str))
+         "rounds": rows, "test": [r.to_dict() for r in results]}, indent=2, default=str))
     print(text)
 
 
