@@ -27,7 +27,9 @@ Each round:
    the improvement it fits) and on ``episodes`` held-out test episodes (how much carries),
    beside the starting policy on the same test episodes.
 
-A finished round (``WORK/round-K/round.json``) is reused on a rerun.
+A finished round (``WORK/round-K/round.json``) and a policy's test row
+(``WORK/round-K/test-EPISODES.json``) are reused on a rerun, so ``--rounds 8`` after
+``--rounds 5`` plays and evaluates only rounds 6 to 8.
 """
 
 from __future__ import annotations
@@ -218,15 +220,29 @@ def main(args: Args) -> None:
         current = rdir / "policy"
         agents[f"round {k}"] = str(current)
 
-    results = evaluate_agents(args.env, agents, episodes=args.episodes, split="test",
-                              seed=10_000, **kwargs)
+    results = []
+    for name, spec in agents.items():
+        # a policy's test row is kept beside it (``test-N.json``), so a rerun with more
+        # rounds evaluates only the new ones
+        cache = (work / "start" if name == "start (IL)" else Path(spec).parent) \
+            / f"test-{args.episodes}.json"
+        if cache.is_file() and json.loads(cache.read_text()).get("spec") == spec:
+            results.append(json.loads(cache.read_text())["result"])
+            continue
+        result = evaluate_agents(args.env, {name: spec}, episodes=args.episodes, split="test",
+                                 seed=10_000, **kwargs)[0].to_dict()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"spec": spec, "result": result}, indent=2))
+        results.append(result)
     note = (f"{args.env}{' ' + json.dumps(kwargs) if kwargs else ''}, from {args.policy}; "
             f"{args.questions} train episodes a round, {args.k} candidates tried per turn"
             f"{', only deviations to success count' if args.to_success else ''}; "
             f"{args.episodes} test episodes (seeds from 10,000). "
-            f"`python benchmarks/policy_iteration.py {' '.join(sys.argv[1:])}`: "
-            f"{time.perf_counter() - t_start:.0f} s on a 2-core CPU "
-            f"(load {os.getloadavg()[0]:.1f} at the end).")
+            f"`python benchmarks/policy_iteration.py {' '.join(sys.argv[1:])}` on a 2-core CPU: "
+            f"{sum(r['rollout_seconds'] for r in rows):.0f} s of rollouts and "
+            f"{sum(r['train_seconds'] for r in rows):.0f} s of distillation over the rounds; "
+            f"this run (new rounds and test rows only) {time.perf_counter() - t_start:.0f} s, "
+            f"load {os.getloadavg()[0]:.1f} at the end.")
     rounds_md = ["| round | greedy success on its train episodes | one-step improved | "
                  "turns improved | labelled turns | after distillation, same episodes "
                  "(before) | rollout s | train s |",
@@ -244,7 +260,7 @@ def main(args: Args) -> None:
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps(
         {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-         "rounds": rows, "test": [r.to_dict() for r in results]}, indent=2, default=str))
+         "rounds": rows, "test": results}, indent=2, default=str))
     print(text)
 
 
