@@ -557,6 +557,14 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         return [out.candidates[i][int(k)] for i, k in enumerate(idx[:, 0])]
 
     @torch.no_grad()
+    def ranked_actions(self, features: TurnFeatures, n: int) -> list[str]:
+        """The ``n`` likeliest candidates of an encoded turn, most likely first (self-training's
+        deviation search, :mod:`rlft.training.deviation`)."""
+        logp = self([features]).log_probs()[0].cpu()
+        order = torch.argsort(logp, descending=True, stable=True)[:n]
+        return [features.candidates[int(i)] for i in order if torch.isfinite(logp[i])]
+
+    @torch.no_grad()
     def rl_act(self, features: Sequence[TurnFeatures], generator: torch.Generator,
                temperature: float = 1.0) -> RLStep:
         """Sample a candidate per turn (at ``temperature``); the action kept for training is

@@ -482,6 +482,19 @@ class LMPolicy(EpisodicPolicy, nn.Module):
         return chosen
 
     @torch.no_grad()
+    def ranked_actions(self, features: LMTurn, n: int) -> list[str]:
+        """The ``n`` likeliest candidates of an encoded turn by sequence log-probability, most
+        likely first (self-training's deviation search, :mod:`rlft.training.deviation`). Needs
+        the constrained mode: generation has no list to rank."""
+        if not self.config.constrained:
+            raise ValueError("ranking actions needs a constrained LM policy (it scores the "
+                             "env's candidates); this one generates its actions freely")
+        s = self._turn_scores([features])[0]
+        scores = (s.log_probs * s.mask).sum(-1).cpu()
+        order = torch.argsort(scores, descending=True, stable=True)[:n]
+        return [features.candidates[int(i)] for i in order]
+
+    @torch.no_grad()
     def rl_act(self, features: Sequence[LMTurn], generator: torch.Generator,
                temperature: float = 1.0) -> RLStep:
         """Sample one action per turn (at ``temperature``): constrained, a candidate from the

@@ -238,6 +238,17 @@ class RestArgs:
     temperature: float | None = None
     """Of the sampling: 1 samples the policy's own distribution, lower sharpens it, 0 is
     greedy (preset: 1; tabletop 0.5)."""
+    sampler: Literal["sample", "deviate"] = "sample"
+    """How a round's episodes are played: ``sample``, the policy samples each action at
+    ``temperature``; ``deviate``, the policy plays greedily and, where its episode fails, the
+    episode is replayed with one turn changed to one of the policy's next ``deviations``
+    likeliest actions (the latest turn first), completed greedily, until one succeeds: exact
+    per-turn credit, for envs that replay an episode from its seed and actions (the web envs'
+    text backends) and policies that rank candidates (choice; constrained LM)
+    (:mod:`rlft.training.deviation`)."""
+    deviations: int = 2
+    """With ``--sampler deviate``: how many of the policy's next likeliest actions are tried
+    at each turn (each costs a greedy completion)."""
     min_return: float | None = None
     """Keep a sampled episode when its return is at least this (default: when it succeeds)."""
     keep: Literal["episodes", "progress"] | None = None

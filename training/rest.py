@@ -16,7 +16,10 @@ action the env rejected (``action_error``) are never imitated. On a multi-task e
 samples failed most (:func:`task_schedule`). With ``unlikelihood`` > 0 the failed turns of the
 round's samples (:func:`failed`) are trained on too, their actions pushed down by the policy's
 ``unlikelihood_loss`` (:class:`WithUnlikelihood`): a negative signal that cloning successes
-alone lacks.
+alone lacks. With ``sampler="deviate"`` a round's episodes are not sampled but searched
+(:mod:`rlft.training.deviation`): the policy's greedy episode, or where it fails, the first of
+its one-turn deviations (the policy's next likeliest actions, latest turn first) that succeeds
+when completed greedily: exact per-turn credit on an env that replays an episode from its seed.
 
 Where PPO moves a policy by small clipped steps along advantage-weighted log-probabilities, this
 trains on the policy's successes with imitation's full loss (for the CLIP policy that includes
@@ -42,6 +45,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -50,6 +54,7 @@ from rlft.agents.loading import default_device, load_policy
 from rlft.agents.rl import SamplingAgent
 from rlft.training.configs import RestArgs, parse_env_kwargs
 from rlft.training.demos import collect, demo_turns, demos_complete, load_demos, load_env_demos
+from rlft.training.deviation import DeviationAgent
 from rlft.training.imitation import encode_examples, make_optimizer, rollout_success, train_epoch
 from rlft.training.ppo import load_rl_policy
 from rlft.training.presets import resolve
@@ -179,6 +184,13 @@ def _check_args(args: RestArgs) -> None:
         raise ValueError(f"--unlikelihood is a loss weight, 0 or more, got {args.unlikelihood}")
     if args.val_episodes < 0 or args.eval_episodes < 0:
         raise ValueError("--val-episodes and --eval-episodes cannot be negative")
+    if args.sampler == "deviate":
+        if args.deviations < 1:
+            raise ValueError(f"--deviations must be at least 1, got {args.deviations}")
+        if args.task_focus > 0:
+            raise ValueError("--task-focus chooses tasks for sampled episodes; --sampler "
+                             "deviate searches the episodes of the env's own seeds: give one "
+                             "of them")
 
 
 def resolve_rest_args(args: RestArgs) -> RestArgs:
@@ -212,6 +224,14 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                          f"(unlikelihood_loss: the choice and CLIP policies); "
                          f"{args.policy} is a {getattr(policy, 'policy_type', type(policy))} "
                          f"policy: run without --unlikelihood")
+    if args.sampler == "deviate" and (
+            not hasattr(policy, "ranked_actions")
+            or getattr(getattr(policy, "config", None), "constrained", True) is False):
+        raise ValueError(f"--sampler deviate tries the policy's next likeliest actions, which "
+                         f"needs a policy that ranks the env's candidates (choice, or an LM "
+                         f"policy with constrained=True); {args.policy} is a "
+                         f"{getattr(policy, 'policy_type', type(policy).__name__)} policy "
+                         f"that does not: use --sampler sample")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, args)
@@ -233,18 +253,30 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         finished = (rdir / ROUND_FILE).is_file()  # before an interruption: reuse it
         t_round = time.perf_counter()
         policy.eval()
+        searched: dict[str, int] = {}
         if not finished and not demos_complete(samples):
             focused = args.task_focus > 0 and bool(success_by_task)
-            with _bar(args.progress, args.episodes, f"round {k}/{args.rounds}: sampling",
-                      "episode") as bar:
-                collect(args.env, args.episodes, samples, split=args.split,
-                        seed=args.seed + SAMPLE_SEED * k,
-                        agent=SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
-                                            args.temperature),
-                        tasks=task_schedule(success_by_task, args.episodes, args.task_focus)
-                        if focused else None,
-                        progress=None if bar is None else lambda n: bar.update(n - bar.n),
-                        **env_kwargs)
+            first_seed = args.seed + SAMPLE_SEED * k
+            search_env = None
+            if args.sampler == "deviate":
+                search_env = gym.make(args.env, split=args.split, **env_kwargs)
+                agent: Any = DeviationAgent(policy, search_env, first_seed, args.deviations)
+                searched = agent.counts
+            else:
+                agent = SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
+                                      args.temperature)
+            try:
+                with _bar(args.progress, args.episodes, f"round {k}/{args.rounds}: "
+                          f"{'searching' if search_env else 'sampling'}", "episode") as bar:
+                    collect(args.env, args.episodes, samples, split=args.split, seed=first_seed,
+                            agent=agent,
+                            tasks=task_schedule(success_by_task, args.episodes, args.task_focus)
+                            if focused else None,
+                            progress=None if bar is None else lambda n: bar.update(n - bar.n),
+                            **env_kwargs)
+            finally:
+                if search_env is not None:
+                    search_env.close()
         _, sampled = load_demos(samples)
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
         won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
@@ -308,6 +340,9 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
+        if searched:  # the deviation search's own counts (episodes it played greedily etc.)
+            row["searched"] = dict(searched)
+            row["greedy_success"] = searched["greedy"] / len(sampled)
         if multi_task:
             row["sampled_by_task"] = dict(sorted(tasks.items()))
             row["kept_rate_by_task"] = {t: kept_tasks[t] / n for t, n in sorted(tasks.items())}
@@ -319,8 +354,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                 writer.add_scalar(f"rest/{key}", row[key], k)
         (rdir / ROUND_FILE).write_text(json.dumps(row, indent=2))  # last: the round is done
         history.append(row)
-        print(f"round {k}: kept {len(kept)}/{len(sampled)} sampled episodes, trained on "
-              f"{len(inputs)} turns" + (f", {negatives} of them pushed down" if negatives else "")
+        print(f"round {k}: kept {len(kept)}/{len(sampled)} sampled episodes"
+              + (f" (greedy {searched['greedy']}, one turn changed {searched['deviated']})"
+                 if searched else "")
+              + f", trained on {len(inputs)} turns" + (f", {negatives} of them pushed down" if negatives else "")
               + (f" (loss {loss:.3f})" if loss is not None else "")
               + (f", val success {row['val_success']:.3f}" if "val_success" in row else ""))
     policy.save_pretrained(out / "policy")
@@ -343,9 +380,11 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
 #: (``rounds``, ``val_episodes`` and ``eval_episodes`` may change: more rounds continue the run)
 ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
                   "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
-                  "env_kwargs", "seed", "keep", "task_focus", "unlikelihood")
+                  "env_kwargs", "seed", "keep", "task_focus", "unlikelihood", "sampler",
+                  "deviations")
 #: what a setting read before it existed was (runs written before it keep working)
-SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0, "unlikelihood": 0.0}
+SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0, "unlikelihood": 0.0,
+                    "sampler": "sample", "deviations": 2}
 SETTINGS_FILE = "rest_settings.json"
 
 
