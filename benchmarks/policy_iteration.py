@@ -73,11 +73,33 @@ class Args:
     rounds: int = 1
     epochs: int = 5
     lr: float = 3e-4
+    correction_weight: int = 1
+    """How many times a corrected turn (label unlike the policy's choice) is imitated. They are
+    about a tenth of the turns, and at weight 1 the head fits a quarter of them (weight 4 did
+    not help: docs/research.md section 14)."""
     episodes: int = 200
     """Held-out test episodes (seeds from 10,000: the main job's)."""
     fit_episodes: int = 200
     """Of the round's train episodes, how many to replay greedily after training."""
     seed: int = 0
+
+
+def with_flags(labels: list[tuple[Any, ...]]) -> list[tuple[int, list[str], str, bool]]:
+    """Labels with their *corrected* flag. Label files written before the flag was stored
+    hold ``(seed, prefix, action)``: an episode's turns are then corrections unless they are a
+    successful greedy episode's, whose labels chain (turn ``t``'s action is turn ``t + 1``'s
+    last prefix action) from the first turn."""
+    if all(len(label) == 4 for label in labels):
+        return [tuple(label) for label in labels]  # type: ignore[misc]
+    by_seed: dict[int, list[tuple[int, list[str], str]]] = {}
+    for s, p, a in labels:
+        by_seed.setdefault(s, []).append((s, p, a))
+    out = []
+    for turns in by_seed.values():
+        chained = len(turns) > 1 and [len(p) for _, p, _ in turns] == list(range(len(turns))) \
+            and all(turns[i][2] == turns[i + 1][1][i] for i in range(len(turns) - 1))
+        out += [(s, p, a, not chained) for s, p, a in turns]
+    return out
 
 
 def main(args: Args) -> None:
@@ -154,12 +176,19 @@ def main(args: Args) -> None:
                 improved_turns += better
                 if better or outcome[0]:
                     labels.append((seed, actions[:t], f.candidates[best] if better
-                                   else f.candidates[greedy]))
+                                   else f.candidates[greedy], bool(better)))
             improvable += can_win
         n = len(seeds)
         return {"labels": labels, "greedy_success": greedy_wins / n,
                 "one_step_improved_success": (greedy_wins + improvable) / n,
                 "improved_turns": improved_turns, "rollouts": tried}
+
+    def imitated(labels: list[tuple[int, list[str], str, bool]]
+                 ) -> list[tuple[int, list[str], str]]:
+        """The labelled turns to imitate: every turn of the successful episodes, and the
+        corrections of the failed ones ``correction_weight`` times."""
+        return [(s, p, a) for s, p, a, corrected in labels
+                for _ in range(args.correction_weight if corrected else 1)]
 
     def greedy_success(policy: Any, seeds: list[int]) -> float:
         """Greedy success on the episodes of ``seeds`` (consecutive), with the project's
@@ -170,7 +199,7 @@ def main(args: Args) -> None:
     rows: list[dict[str, Any]] = []
     agents = {"start (IL)": str(args.policy)}
     current = args.policy
-    all_labels: list[tuple[int, list[str], str]] = []
+    all_labels: list[tuple[int, list[str], str, bool]] = []
     t_start = time.perf_counter()
     for k in range(1, args.rounds + 1):
         rdir = work / f"round-{k}"
@@ -178,7 +207,7 @@ def main(args: Args) -> None:
         seeds = [100_000 * k + i for i in range(args.questions)]
         if done_file.is_file():
             row = json.loads(done_file.read_text())
-            all_labels += pickle.loads((rdir / "labels.pkl").read_bytes())
+            all_labels += with_flags(pickle.loads((rdir / "labels.pkl").read_bytes()))
         else:
             random.seed(args.seed + k)
             np.random.seed(args.seed + k)
@@ -189,7 +218,8 @@ def main(args: Args) -> None:
             found = rollouts(policy, seeds)
             t_roll = time.perf_counter() - t0
             all_labels += found["labels"]
-            examples = demo_examples + [(replay(s, p)[0].turn(), a) for s, p, a in all_labels]
+            examples = demo_examples + [(replay(s, p)[0].turn(), a)
+                                        for s, p, a in imitated(all_labels)]
             inputs, targets = encode_examples(policy, examples)
             policy.train()
             policy.prepare_imitation(inputs)
@@ -209,6 +239,7 @@ def main(args: Args) -> None:
                    "improved_turns": found["improved_turns"], "rollouts": found["rollouts"],
                    "labels_this_round": len(found["labels"]),
                    "train_turns": len(inputs), "demo_turns": len(demo_examples),
+                   "correction_weight": args.correction_weight,
                    "train_loss": loss, "train_acc": acc,
                    "fit_before": start_fit,
                    "fit_after": greedy_success(policy, seeds[: args.fit_episodes]),
@@ -244,13 +275,14 @@ def main(args: Args) -> None:
             f"this run (new rounds and test rows only) {time.perf_counter() - t_start:.0f} s, "
             f"load {os.getloadavg()[0]:.1f} at the end.")
     rounds_md = ["| round | greedy success on its train episodes | one-step improved | "
-                 "turns improved | labelled turns | after distillation, same episodes "
-                 "(before) | rollout s | train s |",
-                 "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "turns improved | labelled turns | times a correction is imitated | after "
+                 "distillation, same episodes (before) | rollout s | train s |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rounds_md.append(
             f"| {r['round']} | {r['greedy_success']:.3f} | {r['one_step_improved_success']:.3f} "
-            f"| {r['improved_turns']} | {r['labels_this_round']} | {r['fit_after']:.3f} "
+            f"| {r['improved_turns']} | {r['labels_this_round']} | "
+            f"{r.get('correction_weight', 1)} | {r['fit_after']:.3f} "
             f"({r['fit_before']:.3f}, {args.fit_episodes} episodes) | "
             f"{r['rollout_seconds']:.0f} | {r['train_seconds']:.0f} |")
     text = ("\n".join(rounds_md) + "\n\nHeld-out test episodes:\n\n"
