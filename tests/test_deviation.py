@@ -107,6 +107,13 @@ def test_rest_with_the_deviation_search_learns_the_doors_task_in_two_rounds(rand
     assert doors_success(random_policy) < 0.1 and doors_success(str(tmp_path / "policy")) >= 0.9
     meta = json.loads((tmp_path / "round-1" / "samples" / "meta.json").read_text())
     assert meta["agent"] == "DeviationAgent"
+    # a round resumed after its search (samples complete, no round.json) reports the counts
+    (tmp_path / "round-2" / "round.json").unlink()
+    resumed = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=2, episodes=40, epochs=20, lr=1e-3, batch_size=16,
+                                  val_episodes=0, sampler="deviate", deviations=3,
+                                  progress=False))
+    assert resumed["history"][1]["searched"] == second["searched"]
     settings = json.loads((tmp_path / "rest_settings.json").read_text())
     assert (settings["sampler"], settings["deviations"]) == ("deviate", 3)
 

@@ -61,6 +61,8 @@ from rlft.training.presets import resolve
 
 ROUND_FILE = "round.json"
 SUMMARY = "summary.json"
+#: the deviation search's counts of a round, beside its samples (``round-K/samples/``)
+SEARCH_FILE = "search.json"
 #: sampled episodes of round K are seeded from ``seed + SAMPLE_SEED * K`` (demos use 0, 1, ...)
 SAMPLE_SEED = 1_000_000
 
@@ -277,6 +279,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             finally:
                 if search_env is not None:
                     search_env.close()
+            if searched:  # kept beside the samples: a resumed round still reports them
+                (samples / SEARCH_FILE).write_text(json.dumps(searched, indent=2))
+        elif (samples / SEARCH_FILE).is_file():
+            searched = json.loads((samples / SEARCH_FILE).read_text())
         _, sampled = load_demos(samples)
         tasks = Counter(str(ep[-1].get("task", "")) for ep in sampled)
         won = Counter(str(ep[-1].get("task", "")) for ep in sampled if ep[-1].get("success"))
