@@ -556,6 +556,9 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         idx = sample_index(out.log_probs(), self.generator if self.sample else None)
         return [out.candidates[i][int(k)] for i, k in enumerate(idx[:, 0])]
 
+    #: it has a finite candidate list to rank (:meth:`ranked_actions`)
+    ranks_actions: ClassVar[bool] = True
+
     @torch.no_grad()
     def ranked_actions(self, features: TurnFeatures, n: int) -> list[str]:
         """The ``n`` likeliest candidates of an encoded turn, most likely first (self-training's

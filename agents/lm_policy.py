@@ -481,6 +481,12 @@ class LMPolicy(EpisodicPolicy, nn.Module):
             chosen.append(f.candidates[int(sample_index(scores[None], generator)[0, 0])])
         return chosen
 
+    @property
+    def ranks_actions(self) -> bool:
+        """Whether :meth:`ranked_actions` can rank: constrained, it scores the env's
+        candidates; generating freely, it has no list."""
+        return bool(self.config.constrained)
+
     @torch.no_grad()
     def ranked_actions(self, features: LMTurn, n: int) -> list[str]:
         """The ``n`` likeliest candidates of an encoded turn by sequence log-probability, most

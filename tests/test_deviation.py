@@ -51,8 +51,8 @@ def test_the_search_finds_exactly_the_one_turn_changes_that_succeed(random_polic
         env.reset(seed=seed)
         door, button = (f"click[{env.unwrapped.shape} door]",
                         f"click[{env.unwrapped.color} button]")
-        _, greedy, _ = play(env, policy, seed, [], 1)
-        _, behind_right_door, _ = play(env, policy, seed, [door], 1)
+        _, greedy, _, _ = play(env, policy, seed, [], 1)
+        _, behind_right_door, _, _ = play(env, policy, seed, [door], 1)
         result = search_episode(env, policy, seed, deviations=3)
         if greedy == [door, button]:
             assert (result.found, result.actions, result.completions) == ("greedy", greedy, 1)

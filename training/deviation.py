@@ -38,12 +38,14 @@ class SearchResult:
         found: ``greedy`` (it succeeded as it was), ``deviated`` or ``failed``.
         turn: the turn changed when ``deviated`` (else None).
         completions: greedy completions played, the greedy episode included.
+        observations: the observation before each of ``actions``.
     """
 
     actions: list[Any]
     found: str
     turn: int | None = None
     completions: int = 1
+    observations: list[Any] = field(default_factory=list)
 
 
 def ranked(policy: Any, episode: Episode, n: int) -> list[Any]:
@@ -53,12 +55,15 @@ def ranked(policy: Any, episode: Episode, n: int) -> list[Any]:
 
 @torch.no_grad()
 def play(env: gym.Env, policy: Any, seed: int, prefix: list[Any], n: int,
-         options: dict[str, Any] | None = None) -> tuple[bool, list[Any], list[list[Any]]]:
+         options: dict[str, Any] | None = None
+         ) -> tuple[bool, list[Any], list[list[Any]], list[Any]]:
     """``prefix`` then ``policy`` greedy to the end on ``env``'s episode of ``seed``:
-    (success, every action taken, the ``n`` likeliest actions at each greedy turn)."""
+    (success, every action taken, the ``n`` likeliest actions at each greedy turn, the
+    observation before each action)."""
     obs, info = env.reset(seed=seed, options=options)
-    episode, actions, alternatives, done = Episode(), [], [], False
+    episode, actions, alternatives, seen, done = Episode(), [], [], [], False
     while not done:
+        seen.append(obs)
         episode.observe(obs, info)
         if len(actions) < len(prefix):
             action = prefix[len(actions)]
@@ -70,7 +75,7 @@ def play(env: gym.Env, policy: Any, seed: int, prefix: list[Any], n: int,
         actions.append(action)
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    return bool(info.get("success", False)), actions, alternatives
+    return bool(info.get("success", False)), actions, alternatives, seen
 
 
 def search_episode(env: gym.Env, policy: Any, seed: int, deviations: int,
@@ -78,17 +83,18 @@ def search_episode(env: gym.Env, policy: Any, seed: int, deviations: int,
     """The policy's greedy episode of ``seed`` if it succeeds; else the first success among
     its one-turn deviations (each of the ``deviations`` next likeliest actions, latest turn
     first, completed greedily); else the greedy episode (``found="failed"``)."""
-    success, actions, alternatives = play(env, policy, seed, [], deviations + 1, options)
+    success, actions, alternatives, seen = play(env, policy, seed, [], deviations + 1, options)
     if success:
-        return SearchResult(actions, "greedy")
+        return SearchResult(actions, "greedy", observations=seen)
     completions = 1
     for t in reversed(range(len(alternatives))):
         for alternative in alternatives[t][1:]:
             completions += 1
-            won, tried, _ = play(env, policy, seed, actions[:t] + [alternative], 1, options)
+            won, tried, _, tried_seen = play(env, policy, seed, actions[:t] + [alternative], 1,
+                                             options)
             if won:
-                return SearchResult(tried, "deviated", t, completions)
-    return SearchResult(actions, "failed", None, completions)
+                return SearchResult(tried, "deviated", t, completions, tried_seen)
+    return SearchResult(actions, "failed", None, completions, seen)
 
 
 @dataclass
@@ -123,8 +129,7 @@ class DeviationAgent:
                                 self.deviations)
         self.counts[result.found] += 1
         self.counts["completions"] += result.completions
-        self._plan = result.actions
-        self._seen = observations(self.env, self.first_seed + self._index, self._plan)
+        self._plan, self._seen = result.actions, result.observations
         self._episode = Episode()
         self._off_plan = False
 
@@ -139,18 +144,6 @@ class DeviationAgent:
         action = ranked(self.policy, self._episode, 1)[0] if self._off_plan else self._plan[t]
         self._episode.record(action)
         return action
-
-
-def observations(env: gym.Env, seed: int, actions: list[Any]) -> list[Any]:
-    """The observation before each of ``actions`` in ``env``'s episode of ``seed``."""
-    obs, _ = env.reset(seed=seed)
-    seen = []
-    for action in actions:
-        seen.append(obs)
-        obs, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            break
-    return seen
 
 
 def same(a: Any, b: Any) -> bool:

@@ -226,9 +226,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                          f"(unlikelihood_loss: the choice and CLIP policies); "
                          f"{args.policy} is a {getattr(policy, 'policy_type', type(policy))} "
                          f"policy: run without --unlikelihood")
-    if args.sampler == "deviate" and (
-            not hasattr(policy, "ranked_actions")
-            or getattr(getattr(policy, "config", None), "constrained", True) is False):
+    if args.sampler == "deviate" and not getattr(policy, "ranks_actions", False):
         raise ValueError(f"--sampler deviate tries the policy's next likeliest actions, which "
                          f"needs a policy that ranks the env's candidates (choice, or an LM "
                          f"policy with constrained=True); {args.policy} is a "
