@@ -46,9 +46,11 @@ from rlft.wrappers.valid_actions import (
     match_candidate,
     names_and_numbers,
     page_buttons,
+    page_fields,
     page_quote_sources,
     price_fits,
     strip_names,
+    unresolved_relation,
 )
 
 ADAPTER_DIR = "adapter"
@@ -61,6 +63,8 @@ NUM_EVIDENCE_SIMILARITIES = 3
 NUM_CHAIN_FEATURES = 7
 #: similarity columns the head also reads with ``chain_features``
 NUM_CHAIN_SIMILARITIES = 1
+#: similarity columns the head also reads with ``abstain_features`` (non-zero for ``abstain``)
+NUM_ABSTAIN_SIMILARITIES = 3
 #: similarity columns the head also reads with ``semantic_features``
 NUM_SEMANTIC_SIMILARITIES = 3
 _NUMBER = re.compile(r"^[0-9.]+$")
@@ -114,6 +118,19 @@ class ChoicePolicyConfig:
     val questions against 0.76 for the cosine. Checkpoints written before this field read
     False."""
 
+    abstain_features: bool = True
+    """With ``evidence_features``: what the ``abstain`` candidate reads of the page, which is
+    how a policy can tell "the article that should state the fact does not" from "not found
+    yet". An article lists its facts as labelled fields (an infobox: "Population: 732,600");
+    the question's *unresolved* relation is its text without names and numbers, less the
+    words the collected quotes already use (:func:`~rlft.wrappers.valid_actions.unresolved_relation`:
+    "How many people live in the birthplace of the mayor of X?" with the mayor and the
+    birthplace quoted leaves "how many people live in"). For ``abstain``: whether fields are
+    in view, the best cosine of a field label to the unresolved relation and to the whole
+    relation, and a learned match: the unresolved relation's embedding times the best field's
+    (zeros for other candidates and where no field is in view). Checkpoints written before
+    this field read False."""
+
     semantic_features: bool = False
     """Similarity columns that match the goal to a candidate beyond shared words (for stores
     whose goals say things in other words than the products: ``rlft/Shop-v1``). Only the
@@ -139,10 +156,16 @@ class ChoicePolicyConfig:
         return self.evidence_features and self.chain_features
 
     @property
+    def abstains(self) -> bool:
+        """Whether the abstain features are on (they need ``evidence_features``)."""
+        return self.evidence_features and self.abstain_features
+
+    @property
     def num_similarities(self) -> int:
         """Embedding-similarity columns per candidate."""
         return (NUM_EVIDENCE_SIMILARITIES * int(self.evidence_features)
                 + NUM_CHAIN_SIMILARITIES * int(self.chains)
+                + NUM_ABSTAIN_SIMILARITIES * int(self.abstains)
                 + NUM_SEMANTIC_SIMILARITIES * int(self.semantic_features))
 
 
@@ -164,6 +187,11 @@ class TurnFeatures:
     numbers ("" for other candidates)."""
     quoted_relations: list[str] = field(default_factory=list)
     """With ``chain_features``: the collected quotes without their names and numbers."""
+    fields: list[str] = field(default_factory=list)
+    """With ``abstain_features``: the labels of the fields in view (empty without an
+    ``abstain`` candidate)."""
+    unresolved: str = ""
+    """With ``abstain_features``: the goal's relation the collected quotes do not state."""
     residual_words: list[tuple[list[str], list[str]]] = field(default_factory=list)
     """With ``semantic_features``: per candidate, (its words the goal lacks, the goal's words
     it lacks)."""
@@ -216,7 +244,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             self._add_lora()
         d, h = self.encoder.dim, config.hidden
         self.score_head = nn.Sequential(
-            nn.Linear((6 if config.chains else 4) * d + config.num_features
+            nn.Linear((4 + 2 * int(config.chains) + int(config.abstains)) * d
+                      + config.num_features
                       + config.num_similarities, h),
             nn.GELU(), nn.Dropout(config.dropout),
             nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
@@ -318,11 +347,15 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             asked = [w for w in dict.fromkeys(content_words(turn.goal))
                      if not _NUMBER.match(w) and w not in _REQUEST_WORDS]
             residual = [self._residual_words(a, asked, buttons) for a in candidates]
+        fields = page_fields(turn.page) if self.config.abstains and "abstain" in candidates \
+            else []
         return TurnFeatures(candidates, texts, turn.goal, list(recent),
                             torch.tensor(feats, dtype=torch.float32),
                             min(1.0, turn.step / max(1, self.config.max_steps)),
                             relation_goal=strip_names(turn.goal) if evidence else "",
                             relation_texts=relation_texts, residual_words=residual,
+                            fields=fields,
+                            unresolved=unresolved_relation(turn.goal, quoted) if fields else "",
                             quoted_relations=[strip_names(q) for q in quoted] if chains else [])
 
     @staticmethod
@@ -402,6 +435,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1), sim, margin]
         if self.config.chains:
             parts += [self._quoted_similarity(feats, rel), rel, rel * rel_goal.unsqueeze(1)]
+        if self.config.abstains:
+            parts += list(self._abstain_similarity(feats, K))
         if self.config.semantic_features:
             parts.append(self._semantic_similarity(feats, K))
         inp = torch.cat(parts, dim=-1)
@@ -463,6 +498,28 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             texts = nn.functional.normalize(rel[b, idx], dim=-1)
             out[b, idx, 0] = (texts @ quoted.T).max(dim=1).values
         return out
+
+    def _abstain_similarity(self, feats: Sequence[TurnFeatures], K: int
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The :attr:`ChoicePolicyConfig.abstain_features` columns: ``[B, K, 3]`` (fields in
+        view, the best cosine of a field label to the unresolved relation and to the goal's
+        whole relation) and ``[B, K, d]`` (the unresolved relation's embedding times the best
+        field's), non-zero only on the ``abstain`` candidate of a turn with fields in view."""
+        enc = self.encoder
+        sims = torch.zeros(len(feats), K, NUM_ABSTAIN_SIMILARITIES, device=self.device)
+        match = torch.zeros(len(feats), K, enc.dim, device=self.device)
+        for b, f in enumerate(feats):
+            if not f.fields:
+                continue
+            k = f.candidates.index("abstain")
+            emb = self._cached(f, "fields", lambda f=f: enc(
+                [f.unresolved or f.relation_goal, f.relation_goal, *f.fields])).to(self.device)
+            cos = emb[2:] @ emb[:2].T  # [fields, 2]: unit vectors
+            best = int(cos[:, 0].argmax())
+            sims[b, k] = torch.stack([torch.ones((), device=self.device),
+                                      cos[:, 0].max(), cos[:, 1].max()])
+            match[b, k] = emb[0] * emb[2 + best]
+        return sims, match
 
     def _semantic_similarity(self, feats: Sequence[TurnFeatures], K: int) -> torch.Tensor:
         """``[B, K, 3]``: per candidate, the cosine of its residual words (as one phrase) to the
@@ -615,6 +672,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         meta = read_policy_meta(directory, expect=cls.policy_type)
         # written before the chain features existed: its head reads none
         meta["config"].setdefault("chain_features", False)
+        meta["config"].setdefault("abstain_features", False)  # nor before the abstain ones
         config = config_from_meta(ChoicePolicyConfig, meta, directory)
         lora_r = config.lora_r
         config.lora_r = 0

@@ -400,7 +400,8 @@ def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
     out = policy([f])
     assert torch.isfinite(out.logits).all() and out.logits.shape == (1, len(f.candidates))
     assert policy.config.chains and policy.score_head[0].in_features == (
-        6 * policy.encoder.dim + policy.config.num_features + policy.config.num_similarities)
+        (6 + int(policy.config.abstains)) * policy.encoder.dim + policy.config.num_features
+        + policy.config.num_similarities)
     # each relation text's cosine to the collected quote's, by hand; 0 for other candidates
     _, _, rel, _ = policy._relation_similarity([f], len(f.candidates))
     sims = policy._quoted_similarity([f], rel)[0, :, 0]
@@ -466,3 +467,69 @@ def test_a_config_of_the_wrong_type_or_range_is_refused(tmp_path, tiny_encoder, 
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "--agent", str(tmp_path), "--episodes", "1"])
     assert e.value.code == 2 and "rlft_policy.json" in capsys.readouterr().err
+
+
+FIELDS_PAGE = """[button] Wiki home [button_]
+[search box]
+Munton
+Region: Poulliv Highlands
+Settled: 1477
+Mayor:
+[button] Oummerntu Fornwair [button_]
+Elevation: 2,381 metres
+Munton is a town. Munton is governed by its mayor, Oummerntu Fornwair.
+-- lines 1-8 of 22; scroll[down] for more --
+Quotes:
+[1] Mugate: "Mugate is governed by its mayor, Thaithuv Thaesgu."
+[2] Thaithuv Thaesgu: "The birthplace of Thaithuv Thaesgu is Munton."
+"""
+
+
+def test_unresolved_relation_and_fields_are_read_from_the_page():
+    from rlft.wrappers.valid_actions import page_fields, page_quotes, unresolved_relation
+
+    goal = "How many people live in the birthplace of the mayor of Mugate?"
+    quotes = page_quotes(FIELDS_PAGE)
+    assert unresolved_relation(goal, quotes) == "how many people live"
+    assert unresolved_relation(goal, []) == "how many people live birthplace mayor"
+    # words are matched by their first letters: "founded" states "founder", "employed" "employer"
+    assert unresolved_relation(
+        "When was the founder of the employer of Mathcaithfae Voumwend born?",
+        ["For most of a long career, Mathcaithfae Voumwend was employed by Miswe Institute.",
+         "Miswe Institute was founded by Holen Mynden."]) == "when born"
+    # the infobox's labels in view; the "Quotes:" heading below the position line is not one
+    assert page_fields(FIELDS_PAGE) == ["Region", "Settled", "Mayor", "Elevation"]
+    assert page_fields(CHAIN_PAGE) == []
+    assert page_fields("Population: 12\n") == []  # no position line: not a paged article
+
+
+def test_abstain_features_match_the_unresolved_relation_to_the_fields(tiny_encoder):
+    goal = "How many people live in the birthplace of the mayor of Mugate?"
+    turn = Turn(goal, {"goal": goal, "page": FIELDS_PAGE},
+                ("quote[...]", "answer[...]", "scroll[down]", "abstain"))
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
+                                             evidence_features=True))
+    f = policy.encode(turn)
+    assert f.fields == ["Region", "Settled", "Mayor", "Elevation"]
+    assert f.unresolved == "how many people live"
+    sims, match = policy._abstain_similarity([f], len(f.candidates))
+    k = f.candidates.index("abstain")
+    enc = policy.encoder
+    want = enc(["how many people live", f.relation_goal, *f.fields])
+    cos = want[2:] @ want[:2].T
+    assert sims[0, k].tolist() == pytest.approx(
+        [1.0, cos[:, 0].max().item(), cos[:, 1].max().item()], abs=1e-5)
+    best = int(cos[:, 0].argmax())
+    assert torch.allclose(match[0, k], want[0] * want[2 + best], atol=1e-6)
+    # nothing for the other candidates, nor for a turn without fields in view
+    others = [j for j in range(len(f.candidates)) if j != k]
+    assert not sims[0, others].any() and not match[0, others].any()
+    bare = policy.encode(Turn(goal, {"goal": goal, "page": CHAIN_PAGE}, ("abstain",)))
+    assert bare.fields == [] and not policy._abstain_similarity([bare], 1)[0].any()
+    out = policy([f, bare])
+    assert torch.isfinite(out.logits[0]).all()
+    # a checkpoint written before these features loads with them off
+    old = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
+                                          evidence_features=True, abstain_features=False))
+    assert not old.config.abstains
+    assert old.score_head[0].in_features == policy.score_head[0].in_features - enc.dim - 3

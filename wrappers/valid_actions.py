@@ -84,6 +84,9 @@ _QUOTE_LINE = re.compile(r'^\[\d+\] ([^:]*): "(.*)"$')
 _POSITION_LINE = re.compile(r"^-- lines \d+-\d+ of \d+")
 _NAME_OR_NUMBER = re.compile(r"\b[A-Z][\w'-]+(?: (?:of |the )?[A-Z][\w'-]+)*|\d[\d,.]*")
 _QUANTITY = re.compile(r"\b\d[\d,.]*\d? [a-z]+")
+_FIELD_LINE = re.compile(r"^([A-Z][A-Za-z' -]{0,39}):(?:\s|$)")
+#: letters two words must share at the start to count as one word ("founder" ~ "founded")
+_STEM = 5
 
 
 def propose_entities(text: str) -> list[str]:
@@ -130,6 +133,33 @@ def names_and_numbers(text: str) -> set[str]:
         if span:
             out.add(span.casefold())
     return out
+
+
+def page_fields(page: str) -> list[str]:
+    """The labels of the key-value fields in view on a paged page, as an infobox shows them
+    ("Population: 732,600", or "Mayor:" above its link -> ``["Population", "Mayor"]``): lines
+    before the position line only, so the collected quotes below it are left out. Empty for a
+    page without a position line."""
+    lines = page.splitlines()
+    end = next((i for i, line in enumerate(lines) if _POSITION_LINE.match(line)), None)
+    if end is None:
+        return []
+    out = [m.group(1).strip() for line in lines[:end] if (m := _FIELD_LINE.match(line.strip()))]
+    return list(dict.fromkeys(f for f in out if f != "Error"))
+
+
+def unresolved_relation(goal: str, quotes: Sequence[str]) -> str:
+    """What ``goal`` asks that the collected ``quotes`` do not already state: the goal without
+    names and numbers (:func:`strip_names`), less its words that a quote also uses, compared by
+    their first five letters ("founder" meets "founded"). For "How many people live in the
+    birthplace of the mayor of Mugate?" with the mayor and the birthplace quoted: "how many
+    people live", the relation still to find. Stop words are left out; the question word
+    stays ("when" asks what "where" does not)."""
+    said = {w[:_STEM] for q in quotes for w in content_words(strip_names(q))}
+    first = goal.split(" ", 1)[0]
+    if first in _QUESTION_WORDS:  # "When was ..." asks something "Where was ..." does not
+        goal = first.lower() + goal[len(first):]
+    return " ".join(w for w in content_words(strip_names(goal)) if w[:_STEM] not in said)
 
 
 def viewport_sentences(page: str) -> list[str]:
