@@ -125,7 +125,7 @@ class ChoicePolicyConfig:
     the question's *unresolved* relation is its text without names and numbers, less the
     words the collected quotes already use (:func:`~rlft.wrappers.valid_actions.unresolved_relation`:
     "How many people live in the birthplace of the mayor of X?" with the mayor and the
-    birthplace quoted leaves "how many people live in"). For ``abstain``: whether fields are
+    birthplace quoted leaves "how many people live"). For ``abstain``: whether fields are
     in view, the best cosine of a field label to the unresolved relation and to the whole
     relation, and a learned match: the unresolved relation's embedding times the best field's
     (zeros for other candidates and where no field is in view). Checkpoints written before

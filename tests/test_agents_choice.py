@@ -414,19 +414,22 @@ def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
     assert chain["abstain"] == [0.0] * 7
 
 
-def test_checkpoints_without_chain_features_load_with_them_off(tmp_path, tiny_encoder):
+@pytest.mark.parametrize("name, on", [("chain_features", "chains"),
+                                      ("abstain_features", "abstains")])
+def test_checkpoints_without_newer_features_load_with_them_off(tmp_path, tiny_encoder, name,
+                                                               on):
     import json
 
     policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
-                                             evidence_features=True, chain_features=False))
+                                             evidence_features=True, **{name: False}))
     policy.save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "rlft_policy.json").read_text())
-    del meta["config"]["chain_features"]  # as written before the field existed
+    del meta["config"][name]  # as written before the field existed
     (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
-    loaded = ChoicePolicy.from_pretrained(tmp_path)
-    assert not loaded.config.chains
-    assert ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, evidence_features=True)
-                        ).config.chains
+    loaded = ChoicePolicy.from_pretrained(tmp_path)  # its head has the narrower shape
+    assert not getattr(loaded.config, on)
+    assert getattr(ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, evidence_features=True)
+                                ).config, on)
 
 
 def test_a_head_of_another_shape_is_refused_with_a_message(tmp_path, tiny_encoder):
@@ -528,7 +531,16 @@ def test_abstain_features_match_the_unresolved_relation_to_the_fields(tiny_encod
     assert bare.fields == [] and not policy._abstain_similarity([bare], 1)[0].any()
     out = policy([f, bare])
     assert torch.isfinite(out.logits[0]).all()
-    # a checkpoint written before these features loads with them off
+    # an answered question leaves no relation unresolved: the whole relation stands in
+    said = "Name the population of Munton."
+    done = policy.encode(Turn(said, {"goal": said, "page": FIELDS_PAGE.replace(
+        "[2] Thaithuv", "[3] Munton: \"The population of Munton is 900.\"\n[2] Thaithuv")},
+        ("abstain",)))
+    assert done.unresolved == ""
+    sims, match = policy._abstain_similarity([done], 1)
+    want = enc([done.relation_goal, *done.fields])
+    assert sims[0, 0, 1].item() == pytest.approx((want[1:] @ want[0]).max().item(), abs=1e-5)
+    # without the features the head reads d + 3 columns fewer
     old = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
                                           evidence_features=True, abstain_features=False))
     assert not old.config.abstains

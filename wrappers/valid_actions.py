@@ -135,16 +135,21 @@ def names_and_numbers(text: str) -> set[str]:
     return out
 
 
+def _lines_in_view(page: str) -> list[str]:
+    """The lines of a paged page above its position line ("-- lines 1-12 of 22 ..."): what is
+    in view, without the collected quotes listed below it. Empty without a position line."""
+    lines = page.splitlines()
+    end = next((i for i, line in enumerate(lines) if _POSITION_LINE.match(line)), None)
+    return [] if end is None else lines[:end]
+
+
 def page_fields(page: str) -> list[str]:
     """The labels of the key-value fields in view on a paged page, as an infobox shows them
     ("Population: 732,600", or "Mayor:" above its link -> ``["Population", "Mayor"]``): lines
     before the position line only, so the collected quotes below it are left out. Empty for a
     page without a position line."""
-    lines = page.splitlines()
-    end = next((i for i, line in enumerate(lines) if _POSITION_LINE.match(line)), None)
-    if end is None:
-        return []
-    out = [m.group(1).strip() for line in lines[:end] if (m := _FIELD_LINE.match(line.strip()))]
+    out = [m.group(1).strip() for line in _lines_in_view(page)
+           if (m := _FIELD_LINE.match(line.strip()))]
     return list(dict.fromkeys(f for f in out if f != "Error"))
 
 
@@ -167,11 +172,7 @@ def viewport_sentences(page: str) -> list[str]:
     the lines before the position line, links and the search box left out; wrapped lines are
     joined with single spaces, as ``quote`` reads them. Empty for a page without a position
     line."""
-    lines = page.splitlines()
-    end = next((i for i, line in enumerate(lines) if _POSITION_LINE.match(line)), None)
-    if end is None:
-        return []
-    prose = [line.strip() for line in lines[:end]
+    prose = [line.strip() for line in _lines_in_view(page)
              if line.strip() and not _BUTTON.match(line.strip())
              and not line.startswith(("[search box]", "Error:"))]
     text = " ".join(prose)
