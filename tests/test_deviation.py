@@ -118,6 +118,45 @@ def test_rest_with_the_deviation_search_learns_the_doors_task_in_two_rounds(rand
     assert (settings["sampler"], settings["deviations"]) == ("deviate", 3)
 
 
+def test_the_changed_turns_are_the_lessons_a_round_counts_lesson_weight_times(random_policy,
+                                                                              tmp_path):
+    """A greedy episode repeats the policy; a deviated one differs from it at exactly the turn
+    the search changed. With --lesson-weight W those turns count W times in the round."""
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=1, episodes=40, epochs=1, batch_size=16, val_episodes=0,
+                                  sampler="deviate", deviations=3, lesson_weight=3,
+                                  progress=False))
+    row = summary["history"][-1]
+    assert row["searched"]["deviated"] > 0
+    assert row["lesson_turns"] == row["searched"]["deviated"]
+    kept_turns = sum(len(ep) for ep in _kept(tmp_path / "round-1" / "samples"))
+    assert row["train_turns"] == kept_turns + 2 * row["lesson_turns"]
+
+
+def _kept(samples):
+    from rlft.training.demos import load_demos
+
+    return [ep for ep in load_demos(samples)[1] if ep[-1].get("success")]
+
+
+def test_disagreements_are_the_turns_whose_target_the_policy_would_not_choose(random_policy):
+    from rlft.training.rest import disagreements
+
+    policy = ChoicePolicy.from_pretrained(random_policy).eval()
+    env = gym.make("rlft-test/Doors-v0")
+    inputs = []
+    for seed in range(6):
+        obs, info = env.reset(seed=seed)
+        episode = Episode()
+        episode.observe(obs, info)
+        inputs.append(policy.encode(episode.turn()))
+    top = [f.candidates.index(policy.ranked_actions(f, 1)[0]) for f in inputs]
+    targets = [t if i % 2 else (t + 1) % len(f.candidates)
+               for i, (t, f) in enumerate(zip(top, inputs, strict=True))]
+    assert disagreements(policy, inputs, targets) == [0, 2, 4]
+    assert disagreements(policy, inputs, top) == []
+
+
 def test_the_deviation_search_refuses_what_it_cannot_do(random_policy, tmp_path, capsys):
     from tiny_models import make_tiny_llama
 
@@ -126,6 +165,8 @@ def test_the_deviation_search_refuses_what_it_cannot_do(random_policy, tmp_path,
 
     with pytest.raises(ValueError, match="--deviations must be at least 1"):
         resolve_rest_args(RestArgs(env="rlft-test/Doors-v0", sampler="deviate", deviations=0))
+    with pytest.raises(ValueError, match="--lesson-weight counts a turn that many times"):
+        resolve_rest_args(RestArgs(env="rlft-test/Doors-v0", lesson_weight=0))
     with pytest.raises(ValueError, match="give one of them"):
         resolve_rest_args(RestArgs(env="rlft-test/Doors-v0", sampler="deviate",
                                    task_focus=0.5))
@@ -139,6 +180,12 @@ def test_the_deviation_search_refuses_what_it_cannot_do(random_policy, tmp_path,
     assert e.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("rlft: error:") and "--sampler sample" in last, last
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["train", "rest", "--env", "rlft-test/Doors-v0", "--policy", str(free),
+              "--out", str(tmp_path / "out"), "--lesson-weight", "2"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and "--lesson-weight 1" in last, last
     assert not (tmp_path / "out").exists()
 
 

@@ -21,7 +21,7 @@ def test_demo_runs_demos_imitation_ppo_and_the_table(tmp_path, capsys):
     assert names == ["random", "IL", "IL+RL", "expert"]
     assert all(r["episodes"] == 4 for r in results["results"])
     assert results["results"][-1]["success"] == 1.0  # the expert
-    assert len(results["ppo_history"]) <= 2
+    assert results["rl"] == "ppo" and len(results["rl_history"]) <= 2  # the store's preset
     for path in ("demos/trajectories.jsonl", "il/rlft_policy.json", "ppo/policy/rlft_policy.json",
                  "ppo/summary.json", "results.md", "learning_curve.png"):
         assert (out / path).is_file(), path
@@ -43,13 +43,25 @@ def _no_nan(name: str) -> float:
     raise AssertionError(f"results.json holds {name}: not strict JSON")
 
 
-def test_research_demo_adds_always_abstain_and_the_abstention_columns(tmp_path):
+def test_research_demo_self_trains_and_adds_the_abstention_columns(tmp_path):
+    """The research preset's RL stage is self-training on one-turn deviations, with the demos
+    mixed in; the table gains always-abstain and the abstention rates."""
     encoder = make_tiny_bert(tmp_path / "bert")
     out = tmp_path / "research"
     main(["demo", "--env", "rlft/Research-v0", "--out", str(out), "--model", str(encoder),
-          "--demos", "3", "--imitate.epochs", "1", "--ppo.updates", "1", "--ppo.num-envs", "2",
-          "--ppo.num-steps", "4", "--eval-episodes", "6"])
+          "--demos", "3", "--imitate.epochs", "1", "--rest.rounds", "1", "--rest.episodes", "3",
+          "--rest.epochs", "1", "--rest.val-episodes", "2", "--eval-episodes", "6"])
     results = json.loads((out / "results.json").read_text(), parse_constant=_no_nan)
+    args = results["args"]
+    assert results["rl"] == "rest" and args["rl"] == "rest"
+    assert args["rest.sampler"] == "deviate" and args["rest.reward_mode"] == "sparse"
+    assert args["rest.demos"] == str(out / "demos") and args["rest.policy"] == str(out / "il")
+    assert not any(k.startswith("ppo.") for k in args)  # only the stage that ran is recorded
+    history = results["rl_history"]
+    assert [h["round"] for h in history] == [0, 1]
+    assert history[1]["sampled"] == 3 and set(history[1]["searched"]) >= {"greedy", "deviated"}
+    assert (out / "rest" / "policy" / "rlft_policy.json").is_file()
+    assert (out / "learning_curve.png").is_file()
     rows = {r["name"]: r for r in results["results"]}
     assert list(rows) == ["random", "always-abstain", "IL", "IL+RL", "expert"]
     assert rows["always-abstain"]["metrics"]["quoted before correct"] is None  # null, not NaN
@@ -57,7 +69,6 @@ def test_research_demo_adds_always_abstain_and_the_abstention_columns(tmp_path):
     assert abstain["metrics"]["abstains answerable"] == 1.0
     assert abstain["mean_return"] == abstain["success"]  # right exactly when unanswerable
     assert expert["success"] == 1.0 and expert["metrics"]["quoted before correct"] == 1.0
-    assert results["args"]["ppo.reward_mode"] == "sparse"  # the research preset
     table = (out / "results.md").read_text()
     assert "answers unanswerable" in table and "always-abstain" in table
 
@@ -74,18 +85,30 @@ def test_a_run_made_before_a_setting_existed_is_still_reused(tmp_path):
     args = MainJobArgs(out=str(tmp_path))
     assert check_settings(tmp_path, args) is False
     recorded = json.loads((tmp_path / SETTINGS_FILE).read_text())
-    del recorded["ppo.advantage"], recorded["ppo.goal_pool"]
+    del recorded["ppo.advantage"], recorded["ppo.goal_pool"], recorded["rl"]
     (tmp_path / SETTINGS_FILE).write_text(json.dumps(recorded))
-    assert check_settings(tmp_path, args) is True
+    assert check_settings(tmp_path, args) is True  # before --rl, the RL stage was PPO
     from dataclasses import replace
 
     changed = replace(args, ppo=replace(args.ppo, advantage="grpo"))
     with pytest.raises(ValueError, match="ppo.advantage=None there, 'grpo' now"):
         check_settings(tmp_path, changed)
 
+    # a research run made with PPO, before self-training became its preset, is not reused
+    research = tmp_path / "research"
+    args = MainJobArgs(env="rlft/Research-v0", out=str(research))
+    assert check_settings(research, args) is False
+    recorded = json.loads((research / SETTINGS_FILE).read_text())
+    del recorded["rl"]
+    (research / SETTINGS_FILE).write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match="rl='ppo' there, 'rest' now"):
+        check_settings(research, args)
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--ppo.updates", "0"], "ppo stage (--ppo.*): --updates must be at least 1, got 0"),
+    (["--rl", "rest", "--rest.rounds", "0"],
+     "rest stage (--rest.*): --rounds must be at least 1, got 0"),
     (["--imitate.lr", "0"], "imitate stage (--imitate.*): --lr must be positive"),
     (["--ppo.env-kwargs", "split=val"], "pass --split instead"),
 ])

@@ -1,15 +1,18 @@
-"""The main job (``rlft demo`` / ``make demo``): demos -> imitation -> PPO -> evaluation.
+"""The main job (``rlft demo`` / ``make demo``): demos -> imitation -> RL -> evaluation.
 
 1. collect a few expert demos on the train split (few enough that imitation alone is mediocre);
 2. imitation-tune the MiniLM ChoicePolicy on them;
-3. PPO fine-tune the imitation checkpoint on the train split;
+3. RL fine-tune the imitation checkpoint on the train split: PPO (``--rl ppo``, the stores'
+   preset) or self-training on the policy's own rewarded episodes with the demos mixed in
+   (``--rl rest``, the research wiki's preset, whose rounds search one-turn deviations of the
+   policy's failed episodes: :mod:`rlft.training.rest`);
 4. evaluate random / IL / IL+RL / expert on the same test-split episodes and print a table with
    95% intervals; write ``results.{md,json}`` and a learning-curve PNG beside the checkpoints.
 
 Every stage writes into ``--out`` and marks itself complete with a file written last (demos:
-``meta.json``; imitation and PPO: ``summary.json``); a complete stage is reused, a half-written
-one is redone (collect) or resumed from its checkpoint (imitation, PPO), with a line saying
-so. ``--out`` keeps the settings that made it (``job.json``): a run with other settings (more demos, another seed...) into the same directory
+``meta.json``; imitation, PPO and self-training: ``summary.json``); a complete stage is reused,
+a half-written one is redone (collect) or resumed from its checkpoint (imitation, PPO) or its
+last finished round (self-training), with a line saying so. ``--out`` keeps the settings that made it (``job.json``): a run with other settings (more demos, another seed...) into the same directory
 stops with an error instead of reusing stages made for the old ones.
 """
 
@@ -18,25 +21,30 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.defaults import DEFAULT_ENCODER
-from rlft.training.configs import ImitateArgs, PPOArgs
+from rlft.training.configs import ImitateArgs, PPOArgs, RestArgs
+
+#: the RL stage's directory under ``--out``, by ``--rl``
+RL_DIRS = {"ppo": "ppo", "rest": "rest"}
 
 
 @dataclass
 class MainJobArgs:
     """Imitation then RL fine-tuning of the MiniLM choice policy, with an evaluation table.
 
-    The stages' own configs are composed here (``--imitate.*``, ``--ppo.*``); the job sets
-    their env, directories, model and seed itself."""
+    The stages' own configs are composed here (``--imitate.*``, and ``--ppo.*`` or
+    ``--rest.*`` for the RL stage ``--rl`` picks); the job sets their env, directories, model
+    and seed itself."""
 
     env: str = "rlft/Shop-v1"
     """Web environment id: rlft/Shop-v1 (the main job, the hard store), rlft/Shop-v0 (the easy
     store) or rlft/Research-v0 (the second one, ``make demo-research``)."""
     out: str = "runs/demo"
-    """Run directory (demos/, il/, ppo/, results.md, results.json, learning_curve.png)."""
+    """Run directory (demos/, il/, ppo/ or rest/, results.md, results.json,
+    learning_curve.png)."""
     model: str = DEFAULT_ENCODER
     """Text encoder of the choice policy: HF name or local path (default: the bundled MiniLM)."""
     demos: int | None = None
@@ -51,32 +59,52 @@ class MainJobArgs:
     imitate: ImitateArgs = field(default_factory=ImitateArgs)
     """Imitation settings (``rlft imitate``, the main job's preset where unset: 15 epochs;
     research 20; demos, out, env, model and seed come from the job)."""
+    rl: Literal["ppo", "rest"] | None = None
+    """The RL stage: ``ppo`` (``rlft train ppo``) or ``rest``, self-training on the policy's
+    own successes with the job's demos mixed in (``rlft train rest``) (preset: ppo; research
+    rest, whose preset searches one-turn deviations of failed episodes)."""
     ppo: PPOArgs = field(default_factory=lambda: PPOArgs(eval_episodes=0))
-    """PPO settings (``rlft train ppo``, the env's preset where unset; env, policy, out, seed and
-    resume come from the job)."""
+    """PPO settings, with ``--rl ppo`` (``rlft train ppo``, the env's preset where unset; env,
+    policy, out, seed and resume come from the job)."""
+    rest: RestArgs = field(default_factory=RestArgs)
+    """Self-training settings, with ``--rl rest`` (``rlft train rest``, the env's preset where
+    unset, research: 2 rounds of 600 questions; env, policy, demos, out and seed come from the
+    job)."""
 
-    def stages(self) -> tuple[ImitateArgs, PPOArgs]:
-        """The imitation and PPO configs this job runs."""
+    def stages(self) -> tuple[ImitateArgs, PPOArgs, RestArgs]:
+        """The imitation, PPO and self-training configs this job composes (it runs the RL
+        stage :meth:`rl_stage` picks)."""
         from rlft.training.presets import preset, resolve
 
         job = preset(MainJobArgs, self.env)
         stage = {name: {k.split(".", 1)[1]: v for k, v in job.items()
                         if k.startswith(name + ".") and getattr(cfg, k.split(".", 1)[1]) is None}
-                 for name, cfg in (("imitate", self.imitate), ("ppo", self.ppo))}
+                 for name, cfg in (("imitate", self.imitate), ("ppo", self.ppo),
+                                   ("rest", self.rest))}
         out = Path(self.out)
         il = replace(self.imitate, demos=out / "demos", out=out / "il", env=self.env,
                      model=self.model, seed=self.seed, **stage["imitate"])
         ppo = replace(self.ppo, env=self.env, policy=str(out / "il"), out=str(out / "ppo"),
                       seed=self.seed, resume=True, **stage["ppo"])
-        return resolve(il), resolve(ppo)
+        rest = replace(self.rest, env=self.env, policy=str(out / "il"), out=out / "rest",
+                       demos=out / "demos", seed=self.seed, **stage["rest"])
+        return resolve(il), resolve(ppo), resolve(rest)
 
     def resolved(self) -> MainJobArgs:
         """These settings with the env's preset where unset (the stages composed)."""
         from rlft.training.presets import preset
 
-        il, ppo = self.stages()
-        demos = self.demos if self.demos is not None else preset(MainJobArgs, self.env)["demos"]
-        return replace(self, demos=demos, imitate=il, ppo=ppo)
+        il, ppo, rest = self.stages()
+        job = preset(MainJobArgs, self.env)
+        demos = self.demos if self.demos is not None else job["demos"]
+        rl = self.rl if self.rl is not None else job["rl"]
+        return replace(self, demos=demos, rl=rl, imitate=il, ppo=ppo, rest=rest)
+
+    def rl_stage(self) -> tuple[str, PPOArgs | RestArgs]:
+        """``(name, config)`` of the RL stage this job runs (``--rl``, presets resolved)."""
+        args = self.resolved()
+        assert args.rl is not None
+        return args.rl, args.ppo if args.rl == "ppo" else args.rest
 
 
 def run_main_job(args: MainJobArgs) -> list[Any]:
@@ -91,22 +119,25 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     from rlft.training.imitation import check_args as check_imitate
     from rlft.training.ppo import check_args as check_ppo
     from rlft.training.ppo import train_ppo
+    from rlft.training.rest import check_args as check_rest
+    from rlft.training.rest import train_rest
 
     args = args.resolved()
     if args.demos < 1 or args.eval_episodes < 1:
         raise ValueError("--demos and --eval-episodes must be at least 1")
-    # Every stage's settings are checked before the first starts: a bad PPO setting is
+    rl, rl_args = args.rl_stage()
+    # Every stage's settings are checked before the first starts: a bad RL setting is
     # refused now, not after the demos and imitation have run.
     for stage, check, stage_args in (("imitate", check_imitate, args.imitate),
-                                     ("ppo", check_ppo, args.ppo)):
+                                     (rl, check_ppo if rl == "ppo" else check_rest, rl_args)):
         try:
             check(stage_args)
         except ValueError as e:
             raise ValueError(f"{stage} stage (--{stage}.*): {e}") from None
     out = Path(args.out)
     reused = check_settings(out, args)
-    demos, il_dir, ppo_dir = out / "demos", out / "il", out / "ppo"
-    il_args, ppo_args = args.imitate, args.ppo
+    demos, il_dir, rl_dir = out / "demos", out / "il", out / RL_DIRS[rl]
+    il_args = args.imitate
     if reused:
         print(f"{out} holds a run with these settings: its finished stages are reused "
               f"(delete {out} or pass --out to start afresh)")
@@ -116,11 +147,15 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     print(f"[2/4] imitation ({il_args.epochs} epochs) -> {il_dir}")
     if not (il_dir / SUMMARY).exists():
         imitate(il_args)
-    print(f"[3/4] PPO fine-tuning ({ppo_args.updates} updates) -> {ppo_dir}")
-    if (ppo_dir / SUMMARY).exists():
-        ppo = json.loads((ppo_dir / SUMMARY).read_text())
+    if isinstance(rl_args, PPOArgs):
+        print(f"[3/4] PPO fine-tuning ({rl_args.updates} updates) -> {rl_dir}")
     else:
-        ppo = train_ppo(ppo_args)
+        print(f"[3/4] self-training ({rl_args.rounds} rounds of {rl_args.episodes} episodes, "
+              f"sampler {rl_args.sampler}) -> {rl_dir}")
+    if (rl_dir / SUMMARY).exists():
+        trained = json.loads((rl_dir / SUMMARY).read_text())
+    else:
+        trained = train_ppo(rl_args) if isinstance(rl_args, PPOArgs) else train_rest(rl_args)
     print(f"[4/4] evaluating on {args.eval_episodes} test episodes per agent")
     results = []
     agents: dict[str, Any] = {"random": "random"}
@@ -128,7 +163,7 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     if "abstain" in getattr(probe.unwrapped, "commands", ()):
         agents["always-abstain"] = "always:abstain"  # the floor of an env with abstention
     probe.close()
-    agents.update({"IL": il_dir, "IL+RL": ppo_dir / "policy", "expert": "expert"})
+    agents.update({"IL": il_dir, "IL+RL": rl_dir / "policy", "expert": "expert"})
     for name, spec in agents.items():
         env = gym.make(args.env, split="test")
         try:
@@ -151,8 +186,9 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     (out / "results.json").write_text(json.dumps(
         {"args": settings, "results": [r.to_dict() for r in results],
          "held_out": {k: [r.to_dict() for r in v] for k, v in general.items()},
-         "ppo_history": ppo["history"]}, indent=2))
-    plot_learning_curve(ppo["history"], results, out / "learning_curve.png")
+         "rl": rl, "rl_history": trained["history"]}, indent=2))
+    plot_learning_curve(trained["history"], results, out / "learning_curve.png",
+                        trained.get("args", {}).get("val_episodes"))
     table = generalisation_table(results, general)
     if table:
         print(table)
@@ -193,9 +229,13 @@ SETTINGS_FILE = "job.json"
 
 def _settings(args: MainJobArgs) -> dict[str, Any]:
     """The job's settings as flat JSON values (``imitate.epochs``, ``ppo.updates``, ...), the
-    stage configs as they run (presets resolved)."""
+    stage configs as they run (presets resolved); of the RL stages, only the one it runs."""
     flat: dict[str, Any] = {}
-    for key, value in json.loads(json.dumps(asdict(args.resolved()), default=str)).items():
+    resolved = args.resolved()
+    unused = {"ppo", "rest"} - {str(resolved.rl)}
+    for key, value in json.loads(json.dumps(asdict(resolved), default=str)).items():
+        if key in unused:
+            continue
         if isinstance(value, dict):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
@@ -211,6 +251,7 @@ def check_settings(out: Path, args: MainJobArgs) -> bool:
     path = out / SETTINGS_FILE
     if path.exists():
         old = json.loads(path.read_text())
+        old.setdefault("rl", "ppo")  # written before the RL stage could be chosen: PPO's
         # A setting added to rlft after the run was made counts as unchanged while it keeps its
         # default: the run was made with what is now the default (e.g. ppo.advantage = gae).
         defaults = _settings(MainJobArgs(env=args.env, out=args.out, model=args.model,
@@ -221,7 +262,7 @@ def check_settings(out: Path, args: MainJobArgs) -> bool:
             raise ValueError(f"{out} holds a run made with other settings ({'; '.join(diff)}); "
                              f"pass --out NEW_DIR, or delete {out} to redo it")
         return True
-    stages = [out / d for d in ("demos", "il", "ppo") if (out / d).exists()]
+    stages = [out / d for d in ("demos", "il", *RL_DIRS.values()) if (out / d).exists()]
     if stages:
         raise ValueError(f"{out} holds stages ({', '.join(str(s) for s in stages)}) but no "
                          f"{SETTINGS_FILE} saying what made them; pass --out NEW_DIR, or delete "
@@ -231,9 +272,13 @@ def check_settings(out: Path, args: MainJobArgs) -> bool:
     return False
 
 
-def plot_learning_curve(history: list[dict[str, float]], results: list[Any], path: Path) -> None:
-    """PPO's training success per update (sampled actions; raw and a 5-update moving average),
-    with the test-split levels of every agent (greedy actions)."""
+def plot_learning_curve(history: list[dict[str, Any]], results: list[Any], path: Path,
+                        val_episodes: int | None = None) -> None:
+    """The RL stage's training success, with the test-split levels of every agent (greedy
+    actions): PPO's per update (sampled actions; raw and a 5-update moving average), or
+    self-training's per round (the round's train episodes before it trained on them, greedy
+    under ``--sampler deviate``; and the val-split success after it, round 0 the clone's, on
+    ``val_episodes`` questions)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,18 +286,32 @@ def plot_learning_curve(history: list[dict[str, float]], results: list[Any], pat
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(9, 4))
-    if history:
+    if history and "round" in history[0]:
+        rounds = [h for h in history if h["round"] > 0]
+        train_key = "greedy_success" if rounds and "greedy_success" in rounds[0] \
+            else "sampled_success"
+        ax.plot([h["round"] - 1 for h in rounds], [h[train_key] for h in rounds], "o-",
+                color="tab:blue", label="train success of the round's "
+                f"{rounds[0]['sampled'] if rounds else 0} episodes "
+                f"({'greedy' if train_key == 'greedy_success' else 'sampled'}), before it")
+        val = [h for h in history if h.get("val_success") is not None]
+        ax.plot([h["round"] for h in val], [h["val_success"] for h in val], "s--",
+                color="tab:green", label="val success after the round"
+                + (f" ({val_episodes} questions)" if val_episodes else ""))
+        ax.set_xticks(range(len(history)))
+        ax.set_xlabel("self-training round (0: the clone)")
+    elif history:
         x = np.array([h["global_step"] for h in history])
         y = np.array([h["success"] for h in history])
         ax.plot(x, y, color="tab:blue", alpha=0.3, label="PPO train success (recent episodes)")
         k = min(5, len(y))
         smooth = np.convolve(y, np.ones(k) / k, mode="valid")
         ax.plot(x[k - 1 :], smooth, color="tab:blue", label=f"  moving average ({k} updates)")
+        ax.set_xlabel("environment steps")
     styles = {"random": "k:", "always-abstain": "m:", "IL": "b--", "IL+RL": "g-.", "expert": "r:"}
     for r in results:
         style = styles.get(r.name, "k-")
         ax.axhline(r.success, linestyle=style[1:], color=style[0], label=f"{r.name} (test)")
-    ax.set_xlabel("environment steps")
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1.05)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)

@@ -27,8 +27,9 @@ BASE: dict[str, dict[str, Any]] = {
     # self-training continues from a trained clone: a third of imitation's step
     "RestArgs": {"rounds": 3, "episodes": 200, "temperature": 1.0, "epochs": 5,
                  "batch_size": 64, "lr": 3e-4, "reward_mode": "shaped", "keep": "episodes",
-                 "task_focus": 0.0, "unlikelihood": 0.0},
-    "MainJobArgs": {"demos": 20, "imitate.epochs": 15},
+                 "task_focus": 0.0, "unlikelihood": 0.0,
+                 "sampler": "sample"},
+    "MainJobArgs": {"demos": 20, "imitate.epochs": 15, "rl": "ppo"},
 }
 
 #: per env family (:func:`env_family`), what differs from :data:`BASE`
@@ -41,8 +42,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # twice the batch and a third of the step keep it from collapsing onto abstaining.
     "research": {"PPOArgs": {"reward_mode": "sparse", "updates": 30, "num_envs": 8,
                              "learning_rate": 1e-4},
-                 "RestArgs": {"reward_mode": "sparse"},
-                 "MainJobArgs": {"demos": 1000, "imitate.epochs": 20}},
+                 # Self-training on the policy's one-turn deviations (exact per-turn credit from
+                 # replays; docs/research.md sections 15-16): 4 rounds x 600 took the clone
+                 # 0.600 -> 0.750 where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
+                 "RestArgs": {"reward_mode": "sparse", "sampler": "deviate"},
+                 "MainJobArgs": {"demos": 1000, "imitate.epochs": 20, "rl": "rest",
+                                 "rest.rounds": 2, "rest.episodes": 600}},
     # A rejected pick leaves the scene unchanged, so at gamma 0.99 repeating it until truncation
     # cost 1% of the return; at lr 3e-4 a diffuse start had not moved after 32 updates
     # (benchmarks/results/ppo_tabletop.md). Batch 16: at 64, 20 demos give one step an epoch.

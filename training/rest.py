@@ -135,6 +135,18 @@ class WithUnlikelihood:
         return loss, acc
 
 
+@torch.no_grad()
+def disagreements(policy: Any, inputs: list[Any], targets: list[Any]) -> list[int]:
+    """Indices of the encoded turns whose target is not the policy's likeliest action
+    (``ranked_actions``; ``--lesson-weight``)."""
+    was_training = policy.training
+    policy.eval()
+    out = [i for i, (f, t) in enumerate(zip(inputs, targets, strict=True))
+           if policy.imitation_target(f, policy.ranked_actions(f, 1)[0]) != t]
+    policy.train(was_training)
+    return out
+
+
 def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]],
                    progress_only: bool = False) -> list[tuple[Any, Any]]:
     """``(turn, action)`` of every step of ``episodes`` (recorded in ``directory``) whose action
@@ -167,7 +179,9 @@ def task_schedule(success_by_task: dict[str, float], episodes: int, focus: float
     return [t for _, t in slots]
 
 
-def _check_args(args: RestArgs) -> None:
+def check_args(args: RestArgs) -> None:
+    """Raise a ValueError naming the first setting of ``args`` (presets resolved) that cannot
+    run."""
     for name in ("rounds", "episodes", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
@@ -182,6 +196,9 @@ def _check_args(args: RestArgs) -> None:
         raise ValueError(f"--temperature cannot be negative, got {args.temperature}")
     if args.lr <= 0:
         raise ValueError(f"--lr must be positive, got {args.lr}")
+    if args.lesson_weight < 1:
+        raise ValueError(f"--lesson-weight counts a turn that many times, 1 or more, got "
+                         f"{args.lesson_weight}")
     if args.unlikelihood < 0:
         raise ValueError(f"--unlikelihood is a loss weight, 0 or more, got {args.unlikelihood}")
     if args.val_episodes < 0 or args.eval_episodes < 0:
@@ -201,7 +218,7 @@ def resolve_rest_args(args: RestArgs) -> RestArgs:
     if args.min_return is not None and args.keep is None:
         args = replace(args, keep="episodes")
     args = resolve(args)
-    _check_args(args)
+    check_args(args)
     return args
 
 
@@ -218,6 +235,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     if args.demos is not None:
         sources.append((Path(args.demos),
                         load_env_demos(args.demos, args.env, args.max_demos), False))
+    demo_sources = len(sources)  # the sources after them are the rounds' samples
     # (no LoRA adapter added: self-training imitates, so it trains what imitation trained)
     policy = load_rl_policy(args.policy, args.env, lora_r=None, method="ReST").to(
         default_device())
@@ -226,6 +244,12 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                          f"(unlikelihood_loss: the choice and CLIP policies); "
                          f"{args.policy} is a {getattr(policy, 'policy_type', type(policy))} "
                          f"policy: run without --unlikelihood")
+    if args.lesson_weight > 1 and not getattr(policy, "ranks_actions", False):
+        raise ValueError(f"--lesson-weight finds the turns where the policy would act "
+                         f"otherwise, which needs a policy that ranks the env's candidates "
+                         f"(choice, or an LM policy with constrained=True); {args.policy} is a "
+                         f"{getattr(policy, 'policy_type', type(policy).__name__)} policy: "
+                         f"run with --lesson-weight 1")
     if args.sampler == "deviate" and not getattr(policy, "ranks_actions", False):
         raise ValueError(f"--sampler deviate tries the policy's next likeliest actions, which "
                          f"needs a policy that ranks the env's candidates (choice, or an LM "
@@ -298,11 +322,19 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             policy = load_policy(rdir / "policy").to(default_device())
             history.append(json.loads((rdir / ROUND_FILE).read_text()))
             continue
-        examples = [ex for directory, eps, only in sources
-                    for ex in imitable_turns(directory, eps, only)]
+        demo_examples = [ex for directory, eps, only in sources[:demo_sources]
+                         for ex in imitable_turns(directory, eps, only)]
+        examples = demo_examples + [ex for directory, eps, only in sources[demo_sources:]
+                                    for ex in imitable_turns(directory, eps, only)]
         t_sampled = time.perf_counter()
 
         inputs, targets = encode_examples(policy, examples)
+        lessons: list[int] = []
+        if args.lesson_weight > 1:  # the sampled turns the policy would not repeat, repeated
+            lessons = [len(demo_examples) + i for i in disagreements(
+                policy, inputs[len(demo_examples):], targets[len(demo_examples):])]
+            inputs += [inputs[i] for i in lessons for _ in range(args.lesson_weight - 1)]
+            targets += [targets[i] for i in lessons for _ in range(args.lesson_weight - 1)]
         negatives = 0
         if args.unlikelihood > 0:  # this round's mistakes: what the policy does wrong now
             neg_inputs, neg_targets = encode_examples(
@@ -341,6 +373,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "sampled_success": sum(bool(ep[-1].get("success")) for ep in sampled)
                / len(sampled),
                "train_turns": len(inputs) - negatives, "negative_turns": negatives,
+               "lesson_turns": len(lessons),
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
                "train_seconds": time.perf_counter() - t_sampled}
@@ -361,7 +394,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         print(f"round {k}: kept {len(kept)}/{len(sampled)} sampled episodes"
               + (f" (greedy {searched['greedy']}, one turn changed {searched['deviated']})"
                  if searched else "")
-              + f", trained on {len(inputs)} turns" + (f", {negatives} of them pushed down" if negatives else "")
+              + f", trained on {len(inputs)} turns"
+              + (f" ({len(lessons)} it would not repeat, counted {args.lesson_weight} times)"
+                 if lessons else "")
+              + (f", {negatives} of them pushed down" if negatives else "")
               + (f" (loss {loss:.3f})" if loss is not None else "")
               + (f", val success {row['val_success']:.3f}" if "val_success" in row else ""))
     policy.save_pretrained(out / "policy")
@@ -385,10 +421,10 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
 ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
                   "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
                   "env_kwargs", "seed", "keep", "task_focus", "unlikelihood", "sampler",
-                  "deviations")
+                  "deviations", "lesson_weight")
 #: what a setting read before it existed was (runs written before it keep working)
 SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0, "unlikelihood": 0.0,
-                    "sampler": "sample", "deviations": 2}
+                    "sampler": "sample", "deviations": 2, "lesson_weight": 1}
 SETTINGS_FILE = "rest_settings.json"
 
 
