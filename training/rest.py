@@ -20,6 +20,9 @@ alone lacks. With ``sampler="deviate"`` a round's episodes are not sampled but s
 (:mod:`rlft.training.deviation`): the policy's greedy episode, or where it fails, the first of
 its one-turn deviations (the policy's next likeliest actions, latest turn first) that succeeds
 when completed greedily: exact per-turn credit on an env that replays an episode from its seed.
+With ``lesson_weight`` W > 1 the kept sampled turns where the policy, as the round starts, would
+act otherwise (:func:`disagreements`: the turns the search changed, the sampled actions that
+paid off) count W times in the round's cloning.
 
 Where PPO moves a policy by small clipped steps along advantage-weighted log-probabilities, this
 trains on the policy's successes with imitation's full loss (for the CLIP policy that includes
