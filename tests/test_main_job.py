@@ -119,3 +119,20 @@ def test_a_bad_stage_setting_is_refused_before_any_stage_runs(tmp_path, argv, me
         main(["demo", "--out", str(out), *argv])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_learning_curve_draws_self_training_rounds_with_or_without_val(tmp_path):
+    """Per round for self-training (no round 0 when it ran without val questions), per update
+    for PPO."""
+    from types import SimpleNamespace
+
+    from rlft.training.main_job import plot_learning_curve
+
+    results = [SimpleNamespace(name="IL", success=0.4), SimpleNamespace(name="IL+RL", success=0.5)]
+    rounds = [{"round": k, "sampled": 10, "sampled_success": 0.1 * k} for k in (1, 2, 3)]
+    with_val = [{"round": 0, "val_success": 0.3}] + [dict(r, val_success=0.4) for r in rounds]
+    ppo = [{"global_step": 64 * k, "success": 0.1 * k} for k in range(1, 8)]
+    for name, history in (("no_val", rounds), ("val", with_val), ("ppo", ppo)):
+        path = tmp_path / f"{name}.png"
+        plot_learning_curve(history, results, path, 20)
+        assert path.stat().st_size > 10_000, name

@@ -298,7 +298,7 @@ def plot_learning_curve(history: list[dict[str, Any]], results: list[Any], path:
         ax.plot([h["round"] for h in val], [h["val_success"] for h in val], "s--",
                 color="tab:green", label="val success after the round"
                 + (f" ({val_episodes} questions)" if val_episodes else ""))
-        ax.set_xticks(range(len(history)))
+        ax.set_xticks(range(max(h["round"] for h in history) + 1))
         ax.set_xlabel("self-training round (0: the clone)")
     elif history:
         x = np.array([h["global_step"] for h in history])
