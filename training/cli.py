@@ -8,7 +8,7 @@
     rlft benchmark --agents random expert runs/il-shop --envs rlft/Shop-v1
     rlft train ppo --env rlft/Shop-v1 --policy runs/il-shop --out runs/ppo-shop
     rlft train rest --env rlft/Shop-v1 --policy runs/il-shop --demos runs/demos --out runs/rest
-    rlft demo --out runs/demo          the main job: demos -> imitation -> PPO -> table
+    rlft demo --out runs/demo          the main job: demos -> imitation -> RL -> table
     rlft setup-browser                 install a Chromium for the browser backend
 """
 
@@ -151,9 +151,10 @@ def train(args: Annotated[Annotated[PPOArgs, tyro.conf.subcommand("ppo")]
 
 
 def demo(args: Annotated[MainJobArgs, tyro.conf.arg(name="")]) -> None:
-    """The main job: expert demos -> imitation -> PPO -> a random / IL / IL+RL / expert table
-    on the test split (what `make demo` runs, on these embedded defaults; `--env
-    rlft/Research-v0` is `make demo-research`, with always-abstain and abstention rates)."""
+    """The main job: expert demos -> imitation -> RL (`--rl ppo|rest`) -> a random / IL /
+    IL+RL / expert table on the test split (what `make demo` runs, on these embedded defaults;
+    `--env rlft/Research-v0` is `make demo-research`, self-training on one-turn deviations,
+    with always-abstain and abstention rates)."""
     from rlft.training.main_job import run_main_job
 
     run_main_job(args)
