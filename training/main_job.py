@@ -27,8 +27,8 @@ import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.defaults import DEFAULT_ENCODER
 from rlft.training.configs import ImitateArgs, PPOArgs, RestArgs
 
-#: the RL stage's directory under ``--out``, by ``--rl``
-RL_DIRS = {"ppo": "ppo", "rest": "rest"}
+#: the RL stages ``--rl`` picks from; each writes into ``--out``/its name
+RL_STAGES = ("ppo", "rest")
 
 
 @dataclass
@@ -136,7 +136,7 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
             raise ValueError(f"{stage} stage (--{stage}.*): {e}") from None
     out = Path(args.out)
     reused = check_settings(out, args)
-    demos, il_dir, rl_dir = out / "demos", out / "il", out / RL_DIRS[rl]
+    demos, il_dir, rl_dir = out / "demos", out / "il", out / rl
     il_args = args.imitate
     if reused:
         print(f"{out} holds a run with these settings: its finished stages are reused "
@@ -232,7 +232,7 @@ def _settings(args: MainJobArgs) -> dict[str, Any]:
     stage configs as they run (presets resolved); of the RL stages, only the one it runs."""
     flat: dict[str, Any] = {}
     resolved = args.resolved()
-    unused = {"ppo", "rest"} - {str(resolved.rl)}
+    unused = set(RL_STAGES) - {str(resolved.rl)}
     for key, value in json.loads(json.dumps(asdict(resolved), default=str)).items():
         if key in unused:
             continue
@@ -262,7 +262,7 @@ def check_settings(out: Path, args: MainJobArgs) -> bool:
             raise ValueError(f"{out} holds a run made with other settings ({'; '.join(diff)}); "
                              f"pass --out NEW_DIR, or delete {out} to redo it")
         return True
-    stages = [out / d for d in ("demos", "il", *RL_DIRS.values()) if (out / d).exists()]
+    stages = [out / d for d in ("demos", "il", *RL_STAGES) if (out / d).exists()]
     if stages:
         raise ValueError(f"{out} holds stages ({', '.join(str(s) for s in stages)}) but no "
                          f"{SETTINGS_FILE} saying what made them; pass --out NEW_DIR, or delete "
