@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import gymnasium as gym
@@ -195,6 +196,14 @@ def test_choose_many_decides_each_turn_as_choose_does(tiny_encoder, shop_turns):
     assert len(set(one_by_one)) > 1
     assert policy.choose_many(feats) == one_by_one
     assert policy.choose_many(feats[::-1]) == one_by_one[::-1]
+    # the head scores each turn's own candidates the same beside longer turns (it skips the
+    # padding rows, which stay -inf), and ranks them the same
+    together = policy(feats).logits
+    for b, f in enumerate(feats):
+        n = len(f.candidates)
+        assert torch.allclose(together[b, :n], policy([f]).logits[0], atol=1e-5)
+        assert torch.isinf(together[b, n:]).all()
+    assert policy.ranked_actions_many(feats, 3) == [policy.ranked_actions(f, 3) for f in feats]
 
 
 @pytest.mark.parametrize("lora_r", [0, 2])
@@ -323,22 +332,51 @@ def test_frozen_encoders_share_embeddings_but_adapted_ones_do_not(tiny_encoder, 
     torch.testing.assert_close(a(["click[buy now]"]), first)
 
 
-def test_a_frozen_encoders_embedding_does_not_depend_on_its_batch():
+_TEXTS = ["click[buy now]", "search[red waterproof hiking boots for rainy trails]",
+          "click[B0A1]", "quote[The town's last census counted 12,400 inhabitants.]",
+          "answer[12400]", "click[Next >]", "scroll[down]", "abstain"]
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_frozen_encoders_embedding_does_not_depend_on_its_batch(precision):
     """A text's embedding is the same bits alone, beside texts of other lengths, and in any
     memo order: padding a batch to its longest text changed MiniLM's float sums by ~1e-7, so a
     resumed PPO process (its memo filled in another order) drifted from an uninterrupted run."""
     from rlft.agents.text_encoder import TextEncoder
 
-    texts = ["click[buy now]", "search[red waterproof hiking boots for rainy trails]",
-             "click[B0A1]", "quote[The town's last census counted 12,400 inhabitants.]",
-             "answer[12400]", "click[Next >]", "scroll[down]", "abstain"]
-    together = TextEncoder(batch_size=4)
+    texts = _TEXTS
+    together = TextEncoder(batch_size=4, precision=precision)
     together.clear_cache()  # a memo of its own: nothing shared with other tests
     all_at_once = together(texts)
-    alone = TextEncoder()
+    assert all_at_once.dtype == torch.float32
+    alone = TextEncoder(precision=precision)
     alone.clear_cache()
     for k in (5, 2, 0, 7, 1, 3, 6, 4):  # another order, one text per call
         assert torch.equal(alone([texts[k]])[0], all_at_once[k]), texts[k]
+
+
+def test_bfloat16_embeddings_are_float32_ones_to_four_digits_in_a_memo_of_their_own(tmp_path):
+    from rlft.agents.choice_policy import ChoicePolicy, ChoicePolicyConfig
+    from rlft.agents.text_encoder import TextEncoder, native_bfloat16
+
+    full, half = TextEncoder(precision="float32"), TextEncoder(precision="bfloat16")
+    a, b = full(_TEXTS), half(_TEXTS)
+    cos = (a * b).sum(-1)  # unit vectors
+    assert cos.min() > 0.999 and not torch.equal(a, b)  # bfloat16 ran, and stayed close
+    assert full(_TEXTS).equal(a) and half(_TEXTS).equal(b)  # neither memo holds the other's
+    # auto is what this machine computes natively, recorded as such in the checkpoint
+    auto = ChoicePolicyConfig().encoder_precision
+    assert auto == ("bfloat16" if native_bfloat16() else "float32")
+    with pytest.raises(ValueError, match="encoder_precision must be one of auto, float32"):
+        ChoicePolicyConfig(encoder_precision="fp16")
+    # a checkpoint acts in the precision it was written with; one written before the field
+    # existed was float32
+    ChoicePolicy(ChoicePolicyConfig(encoder_precision="bfloat16")).save_pretrained(tmp_path)
+    assert ChoicePolicy.from_pretrained(tmp_path).encoder.precision == "bfloat16"
+    meta = json.loads((tmp_path / "rlft_policy.json").read_text())
+    del meta["config"]["encoder_precision"]
+    (tmp_path / "rlft_policy.json").write_text(json.dumps(meta))
+    assert ChoicePolicy.from_pretrained(tmp_path).encoder.precision == "float32"
 
 
 def test_frozen_encoder_never_runs_dropout(tiny_encoder):

@@ -14,7 +14,7 @@ from ppo_toy_env import doors_success, save_random_policy  # (registers rlft-tes
 from rlft.agents.choice_policy import ChoicePolicy
 from rlft.agents.episode import Episode, rollout
 from rlft.training.configs import RestArgs
-from rlft.training.deviation import DeviationAgent, play, search_episode
+from rlft.training.deviation import DeviationAgent, play, search_episode, search_episodes
 from rlft.training.rest import resolve_rest_args, train_rest
 
 
@@ -66,6 +66,34 @@ def test_the_search_finds_exactly_the_one_turn_changes_that_succeed(random_polic
     assert found >= {"deviated", "failed"}
     # with one deviation a turn, only the policy's second choice is tried
     assert search_episode(env, policy, 0, deviations=1).completions <= 3
+
+
+def test_searches_side_by_side_find_what_one_at_a_time_does(random_policy):
+    # 3 envs over 20 seeds: searches finish at different times and the envs are refilled, the
+    # policy scoring the pending turns of all three in one batch
+    policy = ChoicePolicy.from_pretrained(random_policy).eval()
+    env = gym.make("rlft-test/Doors-v0")
+    alone = [search_episode(env, policy, s, deviations=3) for s in range(20)]
+    together = search_episodes([gym.make("rlft-test/Doors-v0") for _ in range(3)], policy,
+                               list(range(20)), deviations=3)
+    assert [(r.found, r.turn, r.actions, r.completions, r.observations) for r in together] == \
+        [(r.found, r.turn, r.actions, r.completions, r.observations) for r in alone]
+    assert {r.found for r in together} >= {"deviated", "failed"}
+    with pytest.raises(ValueError, match="at least one env"):
+        search_episodes([], policy, [0], 1)
+
+
+def test_the_agent_searches_ahead_but_not_past_its_episodes(random_policy):
+    policy = ChoicePolicy.from_pretrained(random_policy).eval()
+    env = gym.make("rlft-test/Doors-v0")
+    agent = DeviationAgent(policy, [gym.make("rlft-test/Doors-v0") for _ in range(2)],
+                           first_seed=10, deviations=3, episodes=3)
+    for seed in (10, 11, 12):
+        actions = [s.action for s in rollout(env, agent, seed=seed)]
+        assert actions == search_episode(env, policy, seed, 3).actions
+    assert sum(agent.counts[k] for k in ("greedy", "deviated", "failed")) == 3
+    expected = sum(search_episode(env, policy, s, 3).completions for s in (10, 11, 12))
+    assert agent.counts["completions"] == expected  # seeds 10-12 searched, none beyond
 
 
 def test_the_agent_replays_what_the_search_found_and_acts_greedily_off_it(random_policy):

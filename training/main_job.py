@@ -29,6 +29,9 @@ from rlft.training.configs import ImitateArgs, PPOArgs, RestArgs
 
 #: the RL stages ``--rl`` picks from; each writes into ``--out``/its name
 RL_STAGES = ("ppo", "rest")
+#: test episodes a policy plays side by side in the tables (its turns scored in one batch; a
+#: greedy policy's results are the same as one at a time)
+EVAL_CONCURRENCY = 16
 
 
 @dataclass
@@ -114,7 +117,7 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
 
     from rlft.agents.loading import make_agent
     from rlft.training.demos import collect, demos_complete
-    from rlft.training.evaluate import evaluate, markdown_table, print_table
+    from rlft.training.evaluate import evaluate, evaluate_concurrent, markdown_table, print_table
     from rlft.training.imitation import SUMMARY, imitate
     from rlft.training.imitation import check_args as check_imitate
     from rlft.training.ppo import check_args as check_ppo
@@ -165,12 +168,19 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     probe.close()
     agents.update({"IL": il_dir, "IL+RL": rl_dir / "policy", "expert": "expert"})
     for name, spec in agents.items():
-        env = gym.make(args.env, split="test")
+        envs = [gym.make(args.env, split="test")]
         try:
-            agent = make_agent(spec, env, seed=args.seed)
-            results.append(evaluate(env, agent, args.eval_episodes, seed=10_000, name=name))
+            agent = make_agent(spec, envs[0], seed=args.seed)
+            if hasattr(agent, "act_many"):  # a policy: EVAL_CONCURRENCY episodes side by side
+                envs += [gym.make(args.env, split="test") for _ in range(EVAL_CONCURRENCY - 1)]
+                results.append(evaluate_concurrent(envs, agent, args.eval_episodes,
+                                                   seed=10_000, name=name))
+            else:
+                results.append(evaluate(envs[0], agent, args.eval_episodes, seed=10_000,
+                                        name=name))
         finally:
-            env.close()
+            for env in envs:
+                env.close()
     print_table(results, title=f"{args.env}: test split, {args.eval_episodes} episodes per agent")
     general: dict[str, list[Any]] = {}
     if args.held_out:
@@ -181,7 +191,8 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
             print(f"      generalisation: IL and IL+RL on {where}")
             general[where] = evaluate_agents(
                 args.env, {name: str(agents[name]) for name in ("IL", "IL+RL")},
-                episodes=args.eval_episodes, seed=10_000, **kwargs)
+                episodes=args.eval_episodes, seed=10_000, concurrency=EVAL_CONCURRENCY,
+                **kwargs)
     settings = _settings(args)
     (out / "results.json").write_text(json.dumps(
         {"args": settings, "results": [r.to_dict() for r in results],

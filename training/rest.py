@@ -209,6 +209,8 @@ def check_args(args: RestArgs) -> None:
     if args.sampler == "deviate":
         if args.deviations < 1:
             raise ValueError(f"--deviations must be at least 1, got {args.deviations}")
+        if args.search_envs < 1:
+            raise ValueError(f"--search-envs must be at least 1, got {args.search_envs}")
         if args.task_focus > 0:
             raise ValueError("--task-focus chooses tasks for sampled episodes; --sampler "
                              "deviate searches the episodes of the env's own seeds: give one "
@@ -284,17 +286,19 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         if not finished and not demos_complete(samples):
             focused = args.task_focus > 0 and bool(success_by_task)
             first_seed = args.seed + SAMPLE_SEED * k
-            search_env = None
+            search_envs: list[gym.Env] = []
             if args.sampler == "deviate":
-                search_env = gym.make(args.env, split=args.split, **env_kwargs)
-                agent: Any = DeviationAgent(policy, search_env, first_seed, args.deviations)
+                search_envs = [gym.make(args.env, split=args.split, **env_kwargs)
+                               for _ in range(args.search_envs)]
+                agent: Any = DeviationAgent(policy, search_envs, first_seed, args.deviations,
+                                            episodes=args.episodes)
                 searched = agent.counts
             else:
                 agent = SamplingAgent(policy, torch.Generator().manual_seed(args.seed + k),
                                       args.temperature)
             try:
                 with _bar(args.progress, args.episodes, f"round {k}/{args.rounds}: "
-                          f"{'searching' if search_env else 'sampling'}", "episode") as bar:
+                          f"{'searching' if search_envs else 'sampling'}", "episode") as bar:
                     collect(args.env, args.episodes, samples, split=args.split, seed=first_seed,
                             agent=agent,
                             tasks=task_schedule(success_by_task, args.episodes, args.task_focus)
@@ -302,7 +306,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                             progress=None if bar is None else lambda n: bar.update(n - bar.n),
                             **env_kwargs)
             finally:
-                if search_env is not None:
+                for search_env in search_envs:
                     search_env.close()
             if searched:  # kept beside the samples: a resumed round still reports them
                 (samples / SEARCH_FILE).write_text(json.dumps(searched, indent=2))
