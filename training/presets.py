@@ -46,8 +46,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                  # replays; docs/research.md sections 15-16): 4 rounds x 600 took the clone
                  # 0.600 -> 0.750 where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
                  "RestArgs": {"reward_mode": "sparse", "sampler": "deviate"},
+                 # 4 rounds fit the 20-minute budget since the search runs 16 questions side
+                 # by side and the encoder in bfloat16 (19.4 min; 2 rounds took 20.1 before)
                  "MainJobArgs": {"demos": 1000, "imitate.epochs": 20, "rl": "rest",
-                                 "rest.rounds": 2, "rest.episodes": 600}},
+                                 "rest.rounds": 4, "rest.episodes": 600}},
     # A rejected pick leaves the scene unchanged, so at gamma 0.99 repeating it until truncation
     # cost 1% of the return; at lr 3e-4 a diffuse start had not moved after 32 updates
     # (benchmarks/results/ppo_tabletop.md). Batch 16: at 64, 20 demos give one step an epoch.
