@@ -198,6 +198,9 @@ def test_the_deviation_search_refuses_what_it_cannot_do(random_policy, tmp_path,
     with pytest.raises(ValueError, match="give one of them"):
         resolve_rest_args(RestArgs(env="rlft-test/Doors-v0", sampler="deviate",
                                    task_focus=0.5))
+    with pytest.raises(ValueError, match="--search-envs must be at least 1, got 0"):
+        resolve_rest_args(RestArgs(env="rlft-test/Doors-v0", sampler="deviate",
+                                   search_envs=0))
     # an LM policy that generates freely has no candidates to rank: one line, nothing written
     free = tmp_path / "free"
     LMPolicy(LMPolicyConfig(model=str(make_tiny_llama(tmp_path / "lm")), lora_r=0,
