@@ -44,7 +44,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                              "learning_rate": 1e-4},
                  # Self-training on the policy's one-turn deviations (exact per-turn credit from
                  # replays; docs/research.md sections 15-16): 4 rounds x 600 took the clone
-                 # 0.600 -> 0.750 where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
+                 # 0.600 -> 0.750 (float32; 0.565 -> 0.695 with the bfloat16 encoder, section
+                 # 18) where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
                  "RestArgs": {"reward_mode": "sparse", "sampler": "deviate"},
                  # 4 rounds fit the 20-minute budget since the search runs 16 questions side
                  # by side and the encoder in bfloat16 (19.4 min; 2 rounds took 20.1 before)
