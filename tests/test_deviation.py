@@ -83,23 +83,41 @@ def test_searches_side_by_side_find_what_one_at_a_time_does(random_policy):
         search_episodes([], policy, [0], 1)
 
 
+class _SeedLog(gym.Wrapper):
+    """Records the seed of every reset (which episodes a search played)."""
+
+    def __init__(self, env, log):
+        super().__init__(env)
+        self.log = log
+
+    def reset(self, *, seed=None, options=None):
+        self.log.append(seed)
+        return self.env.reset(seed=seed, options=options)
+
+
 def test_the_agent_searches_ahead_but_not_past_its_episodes(random_policy):
     policy = ChoicePolicy.from_pretrained(random_policy).eval()
     env = gym.make("rlft-test/Doors-v0")
-    agent = DeviationAgent(policy, [gym.make("rlft-test/Doors-v0") for _ in range(2)],
+    played: list[int] = []
+    agent = DeviationAgent(policy, [_SeedLog(gym.make("rlft-test/Doors-v0"), played)
+                                    for _ in range(2)],
                            first_seed=10, deviations=3, episodes=3)
-    for seed in (10, 11, 12):
+    actions = [s.action for s in rollout(env, agent, seed=10)]
+    assert set(played) == {10, 11, 12}  # all three searched at the first reset, none beyond
+    assert actions == search_episode(env, policy, 10, 3).actions
+    for seed in (11, 12):
         actions = [s.action for s in rollout(env, agent, seed=seed)]
         assert actions == search_episode(env, policy, seed, 3).actions
+    assert set(played) == {10, 11, 12}  # and not searched again
     assert sum(agent.counts[k] for k in ("greedy", "deviated", "failed")) == 3
     expected = sum(search_episode(env, policy, s, 3).completions for s in (10, 11, 12))
-    assert agent.counts["completions"] == expected  # seeds 10-12 searched, none beyond
+    assert agent.counts["completions"] == expected == len(played)
 
 
 def test_the_agent_replays_what_the_search_found_and_acts_greedily_off_it(random_policy):
     policy = ChoicePolicy.from_pretrained(random_policy).eval()
     env = gym.make("rlft-test/Doors-v0")
-    agent = DeviationAgent(policy, gym.make("rlft-test/Doors-v0"), first_seed=5, deviations=3)
+    agent = DeviationAgent(policy, [gym.make("rlft-test/Doors-v0")], first_seed=5, deviations=3)
     for seed in (5, 6, 7):
         actions = [s.action for s in rollout(env, agent, seed=seed)]
         assert actions == search_episode(env, policy, seed, 3).actions

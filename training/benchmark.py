@@ -70,9 +70,11 @@ def agent_name(spec: str) -> tuple[str, str]:
 
 def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, episodes: int,
                     split: str = "test", seed: int = 0, timed: bool = False,
-                    concurrency: int = 1, **env_kwargs: Any) -> list[EvalResult]:
+                    concurrency: int = 1, agent_seed: int | None = None,
+                    **env_kwargs: Any) -> list[EvalResult]:
     """Evaluate each agent (``{name: spec}``, or specs named by :func:`agent_name`) on the
-    same ``episodes`` seeded episodes of ``env_id``'s ``split``; with ``timed`` the results
+    same ``episodes`` seeded episodes of ``env_id``'s ``split`` (the agents made with
+    ``agent_seed``, default ``seed``: a random agent's draws); with ``timed`` the results
     carry ``actions_per_s``. With ``concurrency`` > 1 a trainable policy plays that many
     episodes side by side (:func:`rlft.training.evaluate.evaluate_concurrent`: its turns
     decided together, as a GPU wants); other agents play one at a time."""
@@ -88,7 +90,8 @@ def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, e
         for name, spec in named.items():
             envs = [gym.make(env_id, split=split, **env_kwargs)]
             try:
-                agent = TimedAgent(make_agent(spec, envs[0], seed=seed))
+                agent = TimedAgent(make_agent(spec, envs[0],
+                                              seed=seed if agent_seed is None else agent_seed))
                 task = bar.add_task(f"{env_id} {name}", total=episodes)
 
                 def progress(n: int, t: Any = task) -> None:

@@ -115,9 +115,9 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     with abstention, IL, IL+RL, expert)."""
     import gymnasium as gym
 
-    from rlft.agents.loading import make_agent
+    from rlft.training.benchmark import evaluate_agents
     from rlft.training.demos import collect, demos_complete
-    from rlft.training.evaluate import evaluate, evaluate_concurrent, markdown_table, print_table
+    from rlft.training.evaluate import markdown_table, print_table
     from rlft.training.imitation import SUMMARY, imitate
     from rlft.training.imitation import check_args as check_imitate
     from rlft.training.ppo import check_args as check_ppo
@@ -160,37 +160,24 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     else:
         trained = train_ppo(rl_args) if isinstance(rl_args, PPOArgs) else train_rest(rl_args)
     print(f"[4/4] evaluating on {args.eval_episodes} test episodes per agent")
-    results = []
-    agents: dict[str, Any] = {"random": "random"}
+    agents: dict[str, str] = {"random": "random"}
     probe = gym.make(args.env)
     if "abstain" in getattr(probe.unwrapped, "commands", ()):
         agents["always-abstain"] = "always:abstain"  # the floor of an env with abstention
     probe.close()
-    agents.update({"IL": il_dir, "IL+RL": rl_dir / "policy", "expert": "expert"})
-    for name, spec in agents.items():
-        envs = [gym.make(args.env, split="test")]
-        try:
-            agent = make_agent(spec, envs[0], seed=args.seed)
-            if hasattr(agent, "act_many"):  # a policy: EVAL_CONCURRENCY episodes side by side
-                envs += [gym.make(args.env, split="test") for _ in range(EVAL_CONCURRENCY - 1)]
-                results.append(evaluate_concurrent(envs, agent, args.eval_episodes,
-                                                   seed=10_000, name=name))
-            else:
-                results.append(evaluate(envs[0], agent, args.eval_episodes, seed=10_000,
-                                        name=name))
-        finally:
-            for env in envs:
-                env.close()
+    agents.update({"IL": str(il_dir), "IL+RL": str(rl_dir / "policy"), "expert": "expert"})
+    results = evaluate_agents(args.env, agents,
+                              episodes=args.eval_episodes, seed=10_000, agent_seed=args.seed,
+                              concurrency=EVAL_CONCURRENCY)
     print_table(results, title=f"{args.env}: test split, {args.eval_episodes} episodes per agent")
     general: dict[str, list[Any]] = {}
     if args.held_out:
-        from rlft.training.benchmark import evaluate_agents
         from rlft.training.presets import held_out
 
         for where, kwargs in held_out(args.env).items():
             print(f"      generalisation: IL and IL+RL on {where}")
             general[where] = evaluate_agents(
-                args.env, {name: str(agents[name]) for name in ("IL", "IL+RL")},
+                args.env, {name: agents[name] for name in ("IL", "IL+RL")},
                 episodes=args.eval_episodes, seed=10_000, concurrency=EVAL_CONCURRENCY,
                 **kwargs)
     settings = _settings(args)
