@@ -71,6 +71,15 @@ def test_research_demo_self_trains_and_adds_the_abstention_columns(tmp_path):
     assert expert["success"] == 1.0 and expert["metrics"]["quoted before correct"] == 1.0
     table = (out / "results.md").read_text()
     assert "answers unanswerable" in table and "always-abstain" in table
+    # the hallucination rate measured on unanswerable test questions alone
+    unanswerable = {r["name"]: r for r in results["held_out"]["unanswerable"]}
+    assert list(unanswerable) == ["IL", "IL+RL"]
+    for name, row in unanswerable.items():
+        m = row["metrics"]
+        assert m["answerable accuracy"] is None and m["abstains answerable"] is None  # none asked
+        assert 0 <= m["answers unanswerable"] <= 1 - row["success"] + 1e-9  # success: abstained
+        assert f"{name} {m['answers unanswerable']:.2f} [" in table
+    assert "unanswerable questions alone (6 episodes)" in table
 
 
 def test_a_run_made_before_a_setting_existed_is_still_reused(tmp_path):

@@ -361,6 +361,23 @@ def test_bad_arguments_and_kwargs():
     env.close()
 
 
+def test_answerable_filter_keeps_one_kind_of_question():
+    every = question_pool("test")
+    for answerable in (True, False):
+        env = gym.make("rlft/Research-v0", split="test", answerable=answerable)
+        kept = env.unwrapped.questions
+        assert kept == tuple(q for q in every if q.answerable == answerable)
+        assert 0 < len(kept) < len(every)
+        for seed in range(5):
+            _, info = env.reset(seed=seed)
+            assert info["answerable"] is answerable
+        *_, info = env.step("abstain")
+        assert info["success"] is not answerable  # abstaining is right exactly when unanswerable
+        env.close()
+    with pytest.raises(ValueError, match="answerable must be True, False or None"):
+        gym.make("rlft/Research-v0", answerable="no")
+
+
 @pytest.mark.parametrize("split", ["test", "unseen"])
 def test_expert_succeeds(split):
     env = gym.make("rlft/Research-v0", split=split)

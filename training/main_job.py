@@ -188,12 +188,16 @@ def run_main_job(args: MainJobArgs) -> list[Any]:
     plot_learning_curve(trained["history"], results, out / "learning_curve.png",
                         trained.get("args", {}).get("val_episodes"))
     table = generalisation_table(results, general)
+    answers = unanswerable_line(general)
     if table:
         print(table)
+    if answers:
+        print(answers)
     (out / "results.md").write_text(  # last: the job is complete
         f"Produced by `rlft demo` ({json.dumps(settings)}).\n\n{markdown_table(results)}\n"
         + (f"\nGeneralisation (success, 95% CI; {args.eval_episodes} episodes each):\n\n"
-           f"{table}\n" if table else ""))
+           f"{table}\n" if table else "")
+        + (f"\n{answers}\n" if answers else ""))
     print(f"wrote {out / 'results.md'} and {out / 'learning_curve.png'}")
     return results
 
@@ -218,6 +222,26 @@ def generalisation_table(results: list[Any], general: dict[str, list[Any]]) -> s
             f"{d['success']:.3f} [{d['success_ci'][0]:.2f}, {d['success_ci'][1]:.2f}]"
             for d in cells) + " |")
     return "\n".join(lines)
+
+
+def unanswerable_line(general: dict[str, list[Any]]) -> str:
+    """A sentence on how often IL and IL+RL answer the test split's unanswerable questions
+    (the held-out evaluation ``unanswerable``, :data:`rlft.training.presets.HELD_OUT`), with
+    95% intervals; "" without that evaluation."""
+    from rlft.training.evaluate import wilson_interval
+
+    rows = [r if isinstance(r, dict) else r.to_dict() for r in general.get("unanswerable", [])]
+    cells = []
+    for d in rows:
+        rate = (d.get("metrics") or {}).get("answers unanswerable")
+        if rate is None:
+            continue
+        lo, hi = wilson_interval(round(rate * d["episodes"]), d["episodes"])
+        cells.append(f"{d['name']} {rate:.2f} [{lo:.2f}, {hi:.2f}]")
+    if not cells:
+        return ""
+    return (f"Answers where the wiki lacks the fact, on the test split's unanswerable questions "
+            f"alone ({rows[0]['episodes']} episodes): {', '.join(cells)}.")
 
 
 #: MainJobArgs fields that do not change what the stages write

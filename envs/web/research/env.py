@@ -87,6 +87,10 @@ class ResearchEnv(WebEnv):
       ``gym.make``; it is not part of the registered spec.
     * ``corpus_size``: number of articles (default 5,000; built once per process).
     * ``corpus_seed``: seed of the generated wiki and questions (default 0).
+    * ``answerable``: keep only the split's answerable (``True``) or unanswerable (``False``)
+      questions (default ``None``: all). Unanswerable questions are about 7% of a split (63 of
+      the test split's 900), so ``answerable=False`` is how to measure hallucination on more
+      than a handful of them.
     * ``observation_mode``: ``"text"`` | ``"html"``; ``backend``: ``"text"``;
       ``render_mode``: ``"ansi"`` | ``"human"``.
 
@@ -104,7 +108,7 @@ class ResearchEnv(WebEnv):
                  rewards: dict[str, float] | None = None, evidence_reward: float = 0.0,
                  grader: Grader | Mapping[str, Any] | str | None = None,
                  corpus_size: int = DEFAULT_SIZE, corpus_seed: int = 0,
-                 observation_mode: str = "text", backend: str = "text",
+                 answerable: bool | None = None, observation_mode: str = "text", backend: str = "text",
                  render_mode: str | None = None, backend_options: dict[str, Any] | None = None):
         self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
         self.split = check_choice("split", split, SPLITS)
@@ -115,6 +119,15 @@ class ResearchEnv(WebEnv):
         self.grader: Grader | None = (
             grader if grader is None or callable(grader) else build_grader(grader))
         self.questions: tuple[Question, ...] = question_pool(split, corpus_size, corpus_seed)
+        if answerable is not None:
+            if not isinstance(answerable, bool):
+                raise ValueError(f"answerable must be True, False or None (all questions); got "
+                                 f"{answerable!r}")
+            self.questions = tuple(q for q in self.questions if q.answerable == bool(answerable))
+            if not self.questions:
+                raise ValueError(f"split {split!r} has no {'' if answerable else 'un'}answerable "
+                                 f"questions (corpus_size={corpus_size}, "
+                                 f"corpus_seed={corpus_seed})")
         self.wiki: WikiSite = build_site(corpus_size, corpus_seed)
         super().__init__(self.wiki, observation_mode=observation_mode, render_mode=render_mode,
                          backend=backend, backend_options=backend_options)
