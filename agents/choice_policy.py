@@ -408,58 +408,129 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
 
     # -- scoring -------------------------------------------------------------------------
     def forward(self, turns: Sequence[Turn | TurnFeatures]) -> PolicyOutput:
-        """Score every candidate of every turn: logits [B, K] (-inf padding) and values [B]."""
+        """Score every candidate of every turn: logits [B, K] (-inf padding) and values [B].
+
+        The head reads the candidates of all turns as one list of rows (no padding); what a
+        turn contributes that does not depend on the head's weights (its embeddings, their
+        similarities) is computed once per turn while the encoder is frozen and kept on its
+        features, so the epochs of imitation and PPO score a turn without recomputing it."""
         feats = [t if isinstance(t, TurnFeatures) else self.encode(t) for t in turns]
         sizes = [len(f.candidates) for f in feats]
         enc = self.encoder
-        self._embed_new(feats)
-        if enc.frozen:  # embeddings are constants: keep them on the features for the epochs
-            for f in feats:
-                self._cached(f, "emb", lambda f=f: (enc(f.candidate_texts), enc([f.goal])[0],
-                                                    enc(f.history_texts)))
-            cand = torch.cat([f.extra["emb"][0] for f in feats]).to(self.device)
-            goals = torch.stack([f.extra["emb"][1] for f in feats]).to(self.device)
-            hist_all = torch.cat([f.extra["emb"][2] for f in feats]).to(self.device)
-        else:
-            cand = enc([t for f in feats for t in f.candidate_texts]).to(self.device)
-            goals = enc([f.goal for f in feats]).to(self.device)
-            hist_all = enc([t for f in feats for t in f.history_texts]).to(self.device)
+        frozen = enc.frozen
+        dev = self.device
         B, K, d = len(feats), max(sizes), enc.dim
-        c = torch.zeros(B, K, d, device=self.device)
-        x = torch.zeros(B, K, self.config.num_features, device=self.device)
-        mask = torch.zeros(B, K, dtype=torch.bool, device=self.device)
-        hist = torch.zeros(B, d, device=self.device)
-        i = j = 0
-        for b, f in enumerate(feats):
-            n = sizes[b]
-            c[b, :n] = cand[i : i + n]
-            x[b, :n] = f.features.to(self.device)
-            mask[b, :n] = True
-            i += n
-            if f.history_texts:
-                hist[b] = hist_all[j : j + len(f.history_texts)].mean(0)
-                j += len(f.history_texts)
-        page = (c * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        g = goals.unsqueeze(1).expand(B, K, d)
-        parts = [c, g * c, hist.unsqueeze(1).expand(B, K, d) * c,
-                 page.unsqueeze(1).expand(B, K, d) * c, x]
+        if frozen:  # embeddings are constants: keep them on the features for the epochs
+            self._embed_new(feats)
+            for f in feats:
+                if "emb" not in f.extra:
+                    f.extra["emb"] = (enc(f.candidate_texts), enc([f.goal])[0],
+                                      self._mean(enc(f.history_texts), d))
+            cand = torch.cat([f.extra["emb"][0] for f in feats]).to(dev)
+            goals = torch.stack([f.extra["emb"][1] for f in feats]).to(dev)
+            hist = torch.stack([f.extra["emb"][2] for f in feats]).to(dev)
+        else:
+            cand = enc([t for f in feats for t in f.candidate_texts]).to(dev)
+            goals = enc([f.goal for f in feats]).to(dev)
+            hist_all = enc([t for f in feats for t in f.history_texts]).to(dev)
+            counts = [len(f.history_texts) for f in feats]
+            hist = torch.stack([self._mean(h, d) for h in torch.split(hist_all, counts)])
+        turn_of = torch.repeat_interleave(torch.arange(B, device=dev),
+                                          torch.tensor(sizes, device=dev))
+        n_rows = torch.tensor(sizes, device=dev, dtype=cand.dtype).unsqueeze(1)
+        page = torch.zeros(B, d, device=dev, dtype=cand.dtype).index_add(0, turn_of, cand) \
+            / n_rows
+        g = goals[turn_of]
+        # The head's input, block by block in the order of its first layer's columns: a dense
+        # block [N, w] with None, or a sparse one as its non-zero rows [M, w] with their
+        # places [M] (the relation embeddings exist for quotes and answers only, the abstain
+        # match for one candidate a turn), multiplied in for those rows alone (:meth:`_score`).
+        parts: list[tuple[torch.Tensor, torch.Tensor | None]] = [
+            (cand, None), (g * cand, None), (hist[turn_of] * cand, None),
+            (page[turn_of] * cand, None),
+            (torch.cat([f.features for f in feats]).to(dev), None)]
+        N = cand.shape[0]
+        starts = [0]
+        for n in sizes[:-1]:
+            starts.append(starts[-1] + n)
         if self.config.evidence_features:
-            sim, margin, rel, rel_goal = self._relation_similarity(feats, K)
-            parts += [nn.functional.cosine_similarity(g, c, dim=-1).unsqueeze(-1), sim, margin]
+            rel_cols = [self._cached(f, "rel", lambda f=f: self._relation_columns(f), frozen)
+                        for f in feats]
+            at = torch.tensor([s + k for s, (idx, *_) in zip(starts, rel_cols, strict=True)
+                               for k in idx], dtype=torch.long, device=dev)
+            columns = torch.zeros(N, 3, device=dev)  # relation cosine, its margin, to quotes
+            rel = torch.zeros(0, d, device=dev)
+            rel_goal = torch.zeros(0, d, device=dev)
+            if len(at):
+                pieces = [c for c in rel_cols if c[0]]
+                columns[at] = torch.cat([c[1] for c in pieces]).to(dev)
+                rel = torch.cat([c[2] for c in pieces]).to(dev)
+                rel_goal = torch.cat([c[3].expand(len(c[0]), d) for c in pieces]).to(dev)
+            parts += [(nn.functional.cosine_similarity(g, cand, dim=-1).unsqueeze(-1), None),
+                      (columns[:, :2], None)]
         if self.config.chains:
-            parts += [self._quoted_similarity(feats, rel), rel, rel * rel_goal.unsqueeze(1)]
+            parts += [(columns[:, 2:], None), (torch.cat([rel, rel * rel_goal], dim=-1), at)]
         if self.config.abstains:
-            parts += list(self._abstain_similarity(feats, K))
+            sims = torch.zeros(N, NUM_ABSTAIN_SIMILARITIES, device=dev)
+            abstains = []  # (place among the rows, [3], [d]) of each turn with fields in view
+            for s, f in zip(starts, feats, strict=True):
+                c = self._cached(f, "fields", lambda f=f: self._abstain_columns(f), frozen)
+                if c is not None:
+                    abstains.append((s + c[0], c[1], c[2]))
+            where = torch.tensor([a[0] for a in abstains], dtype=torch.long, device=dev)
+            match = torch.zeros(0, d, device=dev)
+            if abstains:
+                sims[where] = torch.stack([a[1] for a in abstains]).to(dev)
+                match = torch.stack([a[2] for a in abstains]).to(dev)
+            parts += [(sims, None), (match, where)]
         if self.config.semantic_features:
-            parts.append(self._semantic_similarity(feats, K))
-        # the head scores the real candidates only, not the padding of the shorter turns (a
-        # quarter of a research batch's rows)
-        scores = self.score_head(torch.cat(parts, dim=-1)[mask]).squeeze(-1)
-        logits = torch.full((B, K), float("-inf"), device=self.device,
+            parts.append((torch.cat([self._cached(f, "sem", lambda f=f: self._semantic_rows(f),
+                                                  frozen) for f in feats]).to(dev), None))
+        scores = self._score(parts, N)
+        mask = torch.arange(K, device=dev).unsqueeze(0) < torch.tensor(sizes, device=dev
+                                                                        ).unsqueeze(1)
+        logits = torch.full((B, K), float("-inf"), device=dev,
                             dtype=scores.dtype).masked_scatter(mask, scores)
-        steps = torch.tensor([[f.step] for f in feats], device=self.device)
+        steps = torch.tensor([[f.step] for f in feats], device=dev)
         values = self.value_head(torch.cat([goals, page, hist, steps], dim=-1)).squeeze(-1)
         return PolicyOutput(logits, values, [f.candidates for f in feats])
+
+    @staticmethod
+    def _mean(rows: torch.Tensor, d: int) -> torch.Tensor:
+        """The mean of ``rows`` [n, d] (zeros [d] when there are none: no history yet)."""
+        return rows.mean(0) if len(rows) else torch.zeros(d, dtype=rows.dtype,
+                                                           device=rows.device)
+
+    def _score(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+               n_rows: int) -> torch.Tensor:
+        """The score head on ``n_rows`` candidate rows, given its input as ``parts`` in the
+        order of the first layer's columns: a dense block [n_rows, w] with None, or a sparse
+        one as its non-zero rows [M, w] with their places [M]. The first layer is the one
+        ``nn.Linear`` over all columns, computed as the dense blocks' product plus each sparse
+        block's for its rows only: the same sums without multiplying the zeros (on the research
+        env the three 384-wide relation and abstain blocks are non-zero on a quarter of the
+        rows and a thirtieth). Returns the scores [n_rows]."""
+        first = self.score_head[0]
+        dense_cols, dense, sparse, start = [], [], [], 0
+        for block, rows in parts:
+            cols = torch.arange(start, start + block.shape[-1], device=self.device)
+            start += block.shape[-1]
+            if rows is None:
+                dense_cols.append(cols)
+                dense.append(block)
+            else:
+                sparse.append((cols, block, rows))
+        if start != first.in_features:
+            raise RuntimeError(f"the score head reads {first.in_features} columns; the "
+                               f"features make {start}")
+        weight = first.weight
+        hidden = nn.functional.linear(torch.cat(dense, dim=-1), weight[:, torch.cat(dense_cols)],
+                                      first.bias)
+        for cols, block, rows in sparse:
+            if len(rows):
+                hidden = hidden.index_add(0, rows, block @ weight[:, cols].T)
+        assert hidden.shape[0] == n_rows
+        return self.score_head[1:](hidden).squeeze(-1)
 
     @staticmethod
     def _relation_text(action: str, quoted: Sequence[str]) -> str:
@@ -473,82 +544,47 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             return strip_names(source)
         return ""
 
-    def _relation_similarity(self, feats: Sequence[TurnFeatures], K: int
-                             ) -> tuple[torch.Tensor, ...]:
-        """``[B, K, 1]`` cosine of each quote's (and quoted answer's) relation text to the
-        goal's, and its margin to the turn's best (0 for other candidates); with them the
-        embeddings they come from: ``[B, K, d]`` the relation texts' (zeros for other
-        candidates) and ``[B, d]`` the goals' (zeros for a turn without relation texts)."""
+    def _relation_columns(self, f: TurnFeatures) -> tuple[list[int], torch.Tensor,
+                                                           torch.Tensor, torch.Tensor]:
+        """One turn's relation inputs, for its candidates with a relation text (quotes and
+        quoted answers), at places ``idx``: ``[m, 3]`` the cosine of the relation text to the
+        goal's, its margin to the turn's best, and (with ``chain_features``) the highest cosine
+        to a collected quote's relation (0 without quotes); ``[m, d]`` the relation texts'
+        embeddings and ``[d]`` the goal's. ``idx`` is empty for a turn without relation texts."""
         enc = self.encoder
-        sim = torch.zeros(len(feats), K, 1, device=self.device)
-        margin = torch.zeros_like(sim)
-        rel = torch.zeros(len(feats), K, enc.dim, device=self.device)
-        rel_goal = torch.zeros(len(feats), enc.dim, device=self.device)
-        for b, f in enumerate(feats):
-            idx = [k for k, t in enumerate(f.relation_texts) if t]
-            if not idx:
-                continue
-            goal, texts = self._cached(f, "rel", lambda f=f, idx=idx: (
-                enc([f.relation_goal])[0], enc([f.relation_texts[k] for k in idx])))
-            goal, texts = goal.to(self.device), texts.to(self.device)
-            cos = nn.functional.cosine_similarity(texts, goal[None], dim=-1)
-            sim[b, idx, 0] = cos
-            margin[b, idx, 0] = cos - cos.max()
-            rel[b, idx] = texts
-            rel_goal[b] = goal
-        return sim, margin, rel, rel_goal
+        idx = [k for k, t in enumerate(f.relation_texts) if t]
+        if not idx:
+            empty = torch.zeros(0, enc.dim)
+            return [], torch.zeros(0, 3), empty, torch.zeros(enc.dim)
+        goal = enc([f.relation_goal])[0]
+        texts = enc([f.relation_texts[k] for k in idx])
+        cos = nn.functional.cosine_similarity(texts, goal[None], dim=-1)
+        quoted = torch.zeros_like(cos)
+        if self.config.chains and f.quoted_relations:
+            q = nn.functional.normalize(enc(f.quoted_relations), dim=-1)
+            quoted = (nn.functional.normalize(texts, dim=-1) @ q.T).max(dim=1).values
+        return idx, torch.stack([cos, cos - cos.max(), quoted], dim=1), texts, goal
 
-    def _quoted_similarity(self, feats: Sequence[TurnFeatures], rel: torch.Tensor
-                           ) -> torch.Tensor:
-        """``[B, K, 1]``: the highest cosine of each quote's (and quoted answer's) relation text
-        to a collected quote's (0 without quotes, and for other candidates); ``rel [B, K, d]``
-        are the candidates' relation embeddings (:meth:`_relation_similarity`)."""
-        enc = self.encoder
-        out = torch.zeros(*rel.shape[:2], 1, device=self.device)
-        for b, f in enumerate(feats):
-            idx = [k for k, t in enumerate(f.relation_texts) if t]
-            if not idx or not f.quoted_relations:
-                continue
-            quoted = self._cached(f, "quoted", lambda f=f: enc(f.quoted_relations))
-            quoted = nn.functional.normalize(quoted.to(self.device), dim=-1)
-            texts = nn.functional.normalize(rel[b, idx], dim=-1)
-            out[b, idx, 0] = (texts @ quoted.T).max(dim=1).values
-        return out
-
-    def _abstain_similarity(self, feats: Sequence[TurnFeatures], K: int
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The :attr:`ChoicePolicyConfig.abstain_features` columns: ``[B, K, 3]`` (fields in
-        view, the best cosine of a field label to the unresolved relation and to the goal's
-        whole relation) and ``[B, K, d]`` (the unresolved relation's embedding times the best
-        field's), non-zero only on the ``abstain`` candidate of a turn with fields in view."""
-        enc = self.encoder
-        sims = torch.zeros(len(feats), K, NUM_ABSTAIN_SIMILARITIES, device=self.device)
-        match = torch.zeros(len(feats), K, enc.dim, device=self.device)
-        for b, f in enumerate(feats):
-            if not f.fields:
-                continue
-            k = f.candidates.index("abstain")
-            emb = self._cached(f, "fields", lambda f=f: enc(
-                [f.unresolved or f.relation_goal, f.relation_goal, *f.fields])).to(self.device)
-            cos = emb[2:] @ emb[:2].T  # [fields, 2]: unit vectors
-            best = int(cos[:, 0].argmax())
-            sims[b, k] = torch.stack([torch.ones((), device=self.device),
-                                      cos[:, 0].max(), cos[:, 1].max()])
-            match[b, k] = emb[0] * emb[2 + best]
-        return sims, match
-
-    def _semantic_similarity(self, feats: Sequence[TurnFeatures], K: int) -> torch.Tensor:
-        """``[B, K, 3]``: per candidate, the cosine of its residual words (as one phrase) to the
-        goal's, the best word-to-word cosine, and the mean over its words of their best match
-        (zeros where a side has no residual words)."""
-        out = torch.zeros(len(feats), K, NUM_SEMANTIC_SIMILARITIES, device=self.device)
-        for b, f in enumerate(feats):
-            rows = self._cached(f, "sem", lambda f=f: self._semantic_rows(f))
-            out[b, : len(f.candidates)] = rows.to(self.device)
-        return out
+    def _abstain_columns(self, f: TurnFeatures
+                         ) -> tuple[int, torch.Tensor, torch.Tensor] | None:
+        """The :attr:`ChoicePolicyConfig.abstain_features` of one turn: the place of its
+        ``abstain`` candidate, ``[3]`` (fields in view, the best cosine of a field label to the
+        unresolved relation and to the goal's whole relation) and ``[d]`` (the unresolved
+        relation's embedding times the best field's); None without fields in view (the
+        columns are then zero)."""
+        if not f.fields:
+            return None
+        emb = self.encoder([f.unresolved or f.relation_goal, f.relation_goal, *f.fields])
+        cos = emb[2:] @ emb[:2].T  # [fields, 2]: unit vectors
+        best = int(cos[:, 0].argmax())
+        sims = torch.stack([torch.ones(()), cos[:, 0].max(), cos[:, 1].max()])
+        return f.candidates.index("abstain"), sims, emb[0] * emb[2 + best]
 
     def _semantic_rows(self, f: TurnFeatures) -> torch.Tensor:
-        """One turn's ``[K, 3]`` rows of :meth:`_semantic_similarity`."""
+        """One turn's ``[K, 3]`` semantic columns (``semantic_features``): per candidate, the
+        cosine of its residual words (as one phrase) to the goal's, the best word-to-word
+        cosine, and the mean over its words of their best match (zeros where a side has no
+        residual words)."""
         enc = self.encoder
         rows = torch.zeros(len(f.candidates), NUM_SEMANTIC_SIMILARITIES)
         idx = [k for k, (mine, theirs) in enumerate(f.residual_words) if mine and theirs]
@@ -568,10 +604,12 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             rows[k, 2] = best.mean().cpu()
         return rows
 
-    def _cached(self, f: TurnFeatures, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, kept on the turn's features under ``key`` while the encoder is frozen:
-        its outputs are then constants, and PPO scores a buffered turn again in every epoch."""
-        if not self.encoder.frozen:
+    def _cached(self, f: TurnFeatures, key: str, compute: Callable[[], Any],
+                frozen: bool | None = None) -> Any:
+        """``compute()``, kept on the turn's features under ``key`` while the encoder is frozen
+        (``frozen``: whether it is, when the caller knows): its outputs are then constants, and
+        imitation and PPO score a turn again in every epoch."""
+        if not (self.encoder.frozen if frozen is None else frozen):
             return compute()
         if key not in f.extra:
             f.extra[key] = compute()
@@ -607,7 +645,9 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         memo; an embedding does not depend on the batch it is made in)."""
         if not self.encoder.frozen:
             return
-        texts = list(dict.fromkeys(t for f in features for t in self._texts(f)))
+        # (a turn already scored has had its texts embedded: a ReST round's earlier turns)
+        texts = list(dict.fromkeys(t for f in features if "emb" not in f.extra
+                                   for t in self._texts(f)))
         step = self.encoder.batch_size * 4
         for i in range(0, len(texts), step):
             self.encoder.memoise(texts[i : i + step])

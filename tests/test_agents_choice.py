@@ -142,7 +142,7 @@ def test_frozen_embeddings_kept_on_the_features_score_the_same_as_fresh_ones(tin
     policy.eval()
     feats = [policy.encode(t) for t in turns]
     first = policy(feats).logits
-    assert {"emb", "rel", "quoted", "sem"} <= {k for f in feats for k in f.extra}
+    assert {"emb", "rel", "fields", "sem"} <= {k for f in feats for k in f.extra}
     again = policy(feats).logits  # from the memo
     fresh = policy([policy.encode(t) for t in turns]).logits
     torch.testing.assert_close(again, first)
@@ -440,15 +440,20 @@ def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
     assert policy.config.chains and policy.score_head[0].in_features == (
         (6 + int(policy.config.abstains)) * policy.encoder.dim + policy.config.num_features
         + policy.config.num_similarities)
-    # each relation text's cosine to the collected quote's, by hand; 0 for other candidates
-    _, _, rel, _ = policy._relation_similarity([f], len(f.candidates))
-    sims = policy._quoted_similarity([f], rel)[0, :, 0]
+    # each relation text's cosine to the goal's, and to the collected quote's, by hand; the
+    # candidates without a relation text have none
+    idx, columns, rel, goal = policy._relation_columns(f)
+    assert idx == [k for k, t in enumerate(f.relation_texts) if t]
     quoted = policy.encoder(f.quoted_relations)[0]
-    for k, text in enumerate(f.relation_texts):
-        want = (torch.nn.functional.cosine_similarity(policy.encoder([text])[0], quoted, dim=0)
-                if text else torch.tensor(0.0))
-        assert float(sims[k]) == pytest.approx(float(want), abs=1e-5), f.candidates[k]
-    assert sum(bool(t) for t in f.relation_texts) >= 3  # three quotes and an answer
+    cosine = torch.nn.functional.cosine_similarity
+    for row, k in enumerate(idx):
+        text = policy.encoder([f.relation_texts[k]])[0]
+        assert torch.allclose(rel[row], text)
+        assert float(columns[row, 0]) == pytest.approx(float(cosine(text, goal, dim=0)), abs=1e-5)
+        assert float(columns[row, 2]) == pytest.approx(float(cosine(text, quoted, dim=0)),
+                                                       abs=1e-5), f.candidates[k]
+    assert float(columns[:, 1].max()) == 0.0 and (columns[:, 1] <= 0).all()  # the margin
+    assert len(idx) >= 3  # three quotes and an answer
     assert chain["abstain"] == [0.0] * 7
 
 
@@ -553,20 +558,18 @@ def test_abstain_features_match_the_unresolved_relation_to_the_fields(tiny_encod
     f = policy.encode(turn)
     assert f.fields == ["Region", "Settled", "Mayor", "Elevation"]
     assert f.unresolved == "how many people live"
-    sims, match = policy._abstain_similarity([f], len(f.candidates))
-    k = f.candidates.index("abstain")
+    k, sims, match = policy._abstain_columns(f)
+    assert k == f.candidates.index("abstain")  # the one row they are non-zero on
     enc = policy.encoder
     want = enc(["how many people live", f.relation_goal, *f.fields])
     cos = want[2:] @ want[:2].T
-    assert sims[0, k].tolist() == pytest.approx(
+    assert sims.tolist() == pytest.approx(
         [1.0, cos[:, 0].max().item(), cos[:, 1].max().item()], abs=1e-5)
     best = int(cos[:, 0].argmax())
-    assert torch.allclose(match[0, k], want[0] * want[2 + best], atol=1e-6)
-    # nothing for the other candidates, nor for a turn without fields in view
-    others = [j for j in range(len(f.candidates)) if j != k]
-    assert not sims[0, others].any() and not match[0, others].any()
+    assert torch.allclose(match, want[0] * want[2 + best], atol=1e-6)
+    # nothing for a turn without fields in view
     bare = policy.encode(Turn(goal, {"goal": goal, "page": CHAIN_PAGE}, ("abstain",)))
-    assert bare.fields == [] and not policy._abstain_similarity([bare], 1)[0].any()
+    assert bare.fields == [] and policy._abstain_columns(bare) is None
     out = policy([f, bare])
     assert torch.isfinite(out.logits[0]).all()
     # an answered question leaves no relation unresolved: the whole relation stands in
@@ -575,11 +578,40 @@ def test_abstain_features_match_the_unresolved_relation_to_the_fields(tiny_encod
         "[2] Thaithuv", "[3] Munton: \"The population of Munton is 900.\"\n[2] Thaithuv")},
         ("abstain",)))
     assert done.unresolved == ""
-    sims, match = policy._abstain_similarity([done], 1)
+    _, sims, match = policy._abstain_columns(done)
     want = enc([done.relation_goal, *done.fields])
-    assert sims[0, 0, 1].item() == pytest.approx((want[1:] @ want[0]).max().item(), abs=1e-5)
+    assert sims[1].item() == pytest.approx((want[1:] @ want[0]).max().item(), abs=1e-5)
     # without the features the head reads d + 3 columns fewer
     old = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
                                           evidence_features=True, abstain_features=False))
     assert not old.config.abstains
     assert old.score_head[0].in_features == policy.score_head[0].in_features - enc.dim - 3
+
+
+def test_the_sparse_first_layer_scores_and_trains_as_the_plain_head(tiny_encoder):
+    """The score head multiplies the relation and abstain blocks in for the rows where they
+    are non-zero only: scores and gradients are the plain head's over the whole input."""
+    from rlft.training.demos import expert_turns
+
+    class Plain(ChoicePolicy):
+        def _score(self, parts, n_rows):
+            full = [b if at is None else torch.zeros(n_rows, b.shape[1]).index_copy(0, at, b)
+                    for b, at in parts]
+            return self.score_head(torch.cat(full, -1)).squeeze(-1)
+
+    config = ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, evidence_features=True)
+    sparse, plain = ChoicePolicy(config), Plain(config)
+    plain.load_state_dict(sparse.state_dict())
+    turns = [turn for turn, _ in expert_turns("rlft/Research-v0", "train", 3, seed=0)]
+    feats = [sparse.encode(t) for t in turns]
+    texts = [bool(t) for f in feats for t in f.relation_texts]
+    assert 0 < sum(texts) < len(texts) and any(f.fields for f in feats)  # both kinds of rows
+    targets = [0] * len(feats)
+    for policy in (sparse, plain):
+        policy.eval()
+        policy.zero_grad()
+        policy.imitation_loss(feats, targets)[0].backward()
+    assert torch.allclose(sparse(feats).logits, plain(feats).logits, atol=1e-5)
+    for (name, a), (_, b) in zip(sparse.score_head.named_parameters(),
+                                 plain.score_head.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
