@@ -108,6 +108,28 @@ def test_rest_resumes_at_the_first_unfinished_round(random_policy, tmp_path):
     assert summary["history"][1]["train_turns"] == 2 * sum(r["kept"] for r in summary["history"])
 
 
+def test_each_turn_is_encoded_once_however_many_rounds_clone_it(random_policy, tmp_path,
+                                                               monkeypatch):
+    """A round clones every kept episode so far; the turns of earlier rounds keep their
+    encoded features (and cached embeddings) instead of being encoded again."""
+    import rlft.training.rest as rest
+
+    encoded = []
+
+    def counting(policy, examples):
+        encoded.append(len(examples))
+        return real(policy, examples)
+
+    real = rest.encode_examples
+    monkeypatch.setattr(rest, "encode_examples", counting)
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=3, episodes=80, epochs=2, lr=1e-3, batch_size=16,
+                                  val_episodes=0))
+    turns = [r["train_turns"] for r in summary["history"]]
+    assert 0 < turns[0] < turns[-1]  # the later rounds clone more
+    assert sum(encoded) == turns[-1]  # yet every turn was encoded once
+
+
 def test_rest_shows_each_rounds_sampling_and_training(random_policy, tmp_path, capsys,
                                                      monkeypatch):
     from contextlib import contextmanager

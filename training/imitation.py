@@ -268,18 +268,25 @@ def selection_key(row: dict[str, Any], select_by: str) -> tuple[float, ...] | No
 
 @torch.no_grad()
 def rollout_success(policy: Any, env_id: str, episodes: int, seed: int = 0,
-                    **env_kwargs: Any) -> dict[str, float]:
+                    concurrency: int = 1, **env_kwargs: Any) -> dict[str, float]:
     """Greedy rollouts of ``policy`` (eval mode) on ``episodes`` val-split episodes seeded
-    ``seed, seed + 1, ...`` (the env made with ``env_kwargs``): mean success and score."""
-    from rlft.training.evaluate import evaluate
+    ``seed, seed + 1, ...`` (the env made with ``env_kwargs``): mean success and score. With
+    ``concurrency`` > 1 and a policy that decides turns together (``act_many``), that many
+    episodes are played side by side (:func:`rlft.training.evaluate.evaluate_concurrent`: the
+    same results, their turns scored in one batch)."""
+    from rlft.training.evaluate import evaluate, evaluate_concurrent
 
     was = policy.training
     policy.eval()
-    env = gym.make(env_id, split="val", **env_kwargs)
+    n_envs = min(concurrency, episodes) if hasattr(policy, "act_many") else 1
+    envs = [gym.make(env_id, split="val", **env_kwargs) for _ in range(max(1, n_envs))]
     try:
-        res = evaluate(env, policy, episodes, seed=seed, name="select").to_dict()
+        res = (evaluate_concurrent(envs, policy, episodes, seed=seed, name="select")
+               if n_envs > 1 else evaluate(envs[0], policy, episodes, seed=seed, name="select")
+               ).to_dict()
     finally:
-        env.close()
+        for env in envs:
+            env.close()
         policy.train(was)
     return {"success": float(res["success"]), "score": float(res["score"])}
 

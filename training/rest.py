@@ -274,6 +274,8 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
     # each task's success rate in the latest round that sampled it (multi-task envs only)
     success_by_task: dict[str, float] = {}
     history: list[dict[str, Any]] = []
+    # (inputs, targets) of each entry of ``sources`` encoded so far, in the same order
+    encoded: list[tuple[list[Any], list[Any]]] = []
     if args.val_episodes:
         history.append({"round": 0, **_val(policy, args, val_seed)})
     for k in range(1, args.rounds + 1):
@@ -329,17 +331,20 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             policy = load_policy(rdir / "policy").to(default_device())
             history.append(json.loads((rdir / ROUND_FILE).read_text()))
             continue
-        demo_examples = [ex for directory, eps, only in sources[:demo_sources]
-                         for ex in imitable_turns(directory, eps, only)]
-        examples = demo_examples + [ex for directory, eps, only in sources[demo_sources:]
-                                    for ex in imitable_turns(directory, eps, only)]
         t_sampled = time.perf_counter()
-
-        inputs, targets = encode_examples(policy, examples)
+        # each source (the demos, a round's kept samples) is encoded once, in the round that
+        # adds it: a turn's features depend on the policy's config, not its weights, and with a
+        # frozen encoder they keep their embeddings and similarity columns for later rounds
+        while len(encoded) < len(sources):
+            directory, eps, only = sources[len(encoded)]
+            encoded.append(encode_examples(policy, imitable_turns(directory, eps, only)))
+        n_demo_turns = sum(len(ins) for ins, _ in encoded[:demo_sources])
+        inputs = [f for ins, _ in encoded for f in ins]
+        targets = [t for _, tgs in encoded for t in tgs]
         lessons: list[int] = []
         if args.lesson_weight > 1:  # the sampled turns the policy would not repeat, repeated
-            lessons = [len(demo_examples) + i for i in disagreements(
-                policy, inputs[len(demo_examples):], targets[len(demo_examples):])]
+            lessons = [n_demo_turns + i for i in disagreements(
+                policy, inputs[n_demo_turns:], targets[n_demo_turns:])]
             inputs += [inputs[i] for i in lessons for _ in range(args.lesson_weight - 1)]
             targets += [targets[i] for i in lessons for _ in range(args.lesson_weight - 1)]
         negatives = 0
@@ -466,6 +471,7 @@ def _bar(enabled: bool, total: int, desc: str, unit: str) -> Iterator[Any]:
 
 def _val(policy: Any, args: RestArgs, seed: int) -> dict[str, float]:
     """Greedy success and score on ``val_episodes`` val-split episodes (the same ones each
-    round)."""
-    roll = rollout_success(policy, args.env, args.val_episodes, seed=seed)
+    round; with ``--sampler deviate``, ``--search-envs`` of them side by side)."""
+    roll = rollout_success(policy, args.env, args.val_episodes, seed=seed,
+                           concurrency=args.search_envs if args.sampler == "deviate" else 1)
     return {"val_success": roll["success"], "val_score": roll["score"]}
