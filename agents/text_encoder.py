@@ -8,6 +8,7 @@ name or local path works (``AutoModel`` / ``AutoTokenizer``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 
 import torch
@@ -46,6 +47,9 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "bfloat16" if native_bfloat16() else "float32"
     return precision
+
+
+_REQUIRES_GRAD = attrgetter("requires_grad")
 
 # Embeddings of unmodified pretrained encoders, shared by every TextEncoder of this process
 # with the same weights, max_length and precision: imitation, PPO and evaluation in one job
@@ -128,7 +132,7 @@ class TextEncoder(nn.Module):
         the same object (replace it, or call :meth:`clear_cache`, after adding parameters)."""
         if self._params[0] is not self.model:
             self._params = (self.model, list(self.model.parameters()))
-        return not any(p.requires_grad for p in self._params[1])
+        return not any(map(_REQUIRES_GRAD, self._params[1]))  # (C-level: asked per call)
 
     def train(self, mode: bool = True) -> TextEncoder:
         """Set training mode; a frozen encoder stays in eval mode (no dropout), so its
