@@ -27,7 +27,12 @@ import tyro
 
 from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
 from rlft.training.evaluate import markdown_table
-from rlft.training.main_job import MainJobArgs, generalisation_table, run_main_job
+from rlft.training.main_job import (
+    MainJobArgs,
+    generalisation_table,
+    run_main_job,
+    unanswerable_line,
+)
 from rlft.training.presets import env_family
 
 RESULTS = Path(__file__).parent / "results" / "main_job"
@@ -62,7 +67,8 @@ def main(args: Args) -> None:
                      "results": [r.to_dict() for r in results],
                      "lift": by_name["IL+RL"].success - by_name["IL"].success,
                      "table": markdown_table(results), "held_out": held,
-                     "general": generalisation_table(results, held)})
+                     "general": generalisation_table(results, held),
+                     "answers": unanswerable_line(held)})
     lifts = [r["lift"] for r in runs]
     defaults = asdict(MainJobArgs(env=args.env).resolved())
     rl = defaults["rl"]
@@ -90,6 +96,8 @@ def main(args: Args) -> None:
         lines += [f"## Seed {r['seed']}", "", r["table"], ""]
         if r["general"]:
             lines += ["Generalisation (success, 95% CI):", "", r["general"], ""]
+        if r.get("answers"):
+            lines += [r["answers"], ""]
     out = RESULTS if args.env == MainJobArgs.env else RESULTS.with_name(
         "main_job_" + args.env.split("/")[-1].lower().replace("-", "_"))
     out.parent.mkdir(parents=True, exist_ok=True)
