@@ -71,7 +71,7 @@ class MainJobArgs:
     policy, out, seed and resume come from the job)."""
     rest: RestArgs = field(default_factory=RestArgs)
     """Self-training settings, with ``--rl rest`` (``rlft train rest``, the env's preset where
-    unset, research: 4 rounds of 600 questions; env, policy, demos, out and seed come from the
+    unset, research: 6 rounds of 600 questions; env, policy, demos, out and seed come from the
     job)."""
 
     def stages(self) -> tuple[ImitateArgs, PPOArgs, RestArgs]:

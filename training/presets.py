@@ -43,14 +43,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "research": {"PPOArgs": {"reward_mode": "sparse", "updates": 30, "num_envs": 8,
                              "learning_rate": 1e-4},
                  # Self-training on the policy's one-turn deviations (exact per-turn credit from
-                 # replays; docs/research.md sections 15-16): 4 rounds x 600 took the clone
-                 # 0.600 -> 0.750 (float32; 0.565 -> 0.695 with the bfloat16 encoder, section
-                 # 18) where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
+                 # replays; docs/research.md sections 15-19): 6 rounds x 600 took the clone
+                 # 0.565 -> 0.745 (4 rounds: 0.695; 0.600 -> 0.750 in float32, section 18)
+                 # where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
                  "RestArgs": {"reward_mode": "sparse", "sampler": "deviate"},
-                 # 4 rounds fit the 20-minute budget since the search runs 16 questions side
-                 # by side and the encoder in bfloat16 (19.4 min; 2 rounds took 20.1 before)
+                 # 6 rounds in about the 20-minute budget since the search runs 16 questions
+                 # side by side with the encoder in bfloat16 and the head scores unpadded rows
+                 # (20.5 min; 4 rounds took 19.4 before the head's speed-up; docs/research.md
+                 # section 19)
                  "MainJobArgs": {"demos": 1000, "imitate.epochs": 20, "rl": "rest",
-                                 "rest.rounds": 4, "rest.episodes": 600}},
+                                 "rest.rounds": 6, "rest.episodes": 600}},
     # A rejected pick leaves the scene unchanged, so at gamma 0.99 repeating it until truncation
     # cost 1% of the return; at lr 3e-4 a diffuse start had not moved after 32 updates
     # (benchmarks/results/ppo_tabletop.md). Batch 16: at 64, 20 demos give one step an epoch.
