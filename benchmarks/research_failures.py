@@ -1,0 +1,111 @@
+"""Where research policies fail: each failed test episode by kind, and success by hop count.
+
+    python benchmarks/research_failures.py IL=runs/demo-research/il \
+        IL+RL=runs/demo-research/rest/policy     # -> benchmarks/results/research_failures.{md,json}
+
+Every policy plays the main job's test episodes greedily (seeds 10,000 on, as in its table). A
+failed episode is counted as: an answer to an unanswerable question; an abstention on an
+answerable one (with how many of the question's gold fact sentences were quoted by then); a
+wrong answer (likewise); or no answer before the step limit. Success is also split by how many
+facts the question chains (1-3 hops).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import tyro
+
+import rlft.envs  # noqa: F401
+from rlft.agents.loading import load_policy
+from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
+
+RESULTS = Path(__file__).parent / "results" / "research_failures"
+
+
+@dataclass
+class Args:
+    """Failure kinds of research policies on test questions."""
+
+    policies: tuple[str, ...]
+    """NAME=PATH of each policy (a directory written by save_pretrained)."""
+    episodes: int = 200
+    """Test episodes per policy (seeded 10,000, 10,001, ...: the main job's)."""
+    out: Path = RESULTS
+    """Where the results go (OUT.md, OUT.json)."""
+
+
+def failure_kind(info: dict, answerable: bool, gold: int) -> str:
+    """The kind of a failed episode from its last ``info`` (``gold``: the question's gold fact
+    sentences)."""
+    if not answerable:
+        return "answered unanswerable" if info.get("answered") else "no answer (unanswerable)"
+    quoted = f"{info.get('evidence', 0)} of {gold} gold facts quoted"
+    if info.get("abstained"):
+        return f"abstained on answerable, {quoted}"
+    if info.get("answered"):
+        return f"wrong answer, {quoted}"
+    return "no answer before the step limit"
+
+
+def measure(path: str, episodes: int) -> dict:
+    """Failure counts and success by hops of the policy at ``path``."""
+    policy = load_policy(path)
+    policy.eval()
+    env = gym.make("rlft/Research-v0", split="test")
+    kinds: collections.Counter[str] = collections.Counter()
+    hops: collections.Counter[int] = collections.Counter()
+    won: collections.Counter[int] = collections.Counter()
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=10_000 + i)
+            question = env.unwrapped.question
+            policy.reset()
+            done = False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+                done = terminated or truncated
+            hops[question.hops] += 1
+            if info.get("success"):
+                won[question.hops] += 1
+            else:
+                kinds[failure_kind(info, question.answerable,
+                                   len(env.unwrapped.gold_sentences()))] += 1
+    finally:
+        env.close()
+    return {"episodes": episodes, "success": sum(won.values()) / episodes,
+            "failures": dict(kinds.most_common()),
+            "success_by_hops": {h: [won[h], hops[h]] for h in sorted(hops)}}
+
+
+def main(args: Args) -> None:
+    """Measure each policy and write the results."""
+    named = dict(p.split("=", 1) if "=" in p else (Path(p).name, p) for p in args.policies)
+    results = {name: measure(path, args.episodes) for name, path in named.items()}
+    kinds = list(dict.fromkeys(k for r in results.values() for k in r["failures"]))
+    names = list(results)
+    lines = [f"# Where research policies fail ({args.episodes} test questions each)", "",
+             "Produced by `python benchmarks/research_failures.py "
+             + " ".join(f"{n}={p}" for n, p in named.items()) + "`.", "",
+             "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
+             "| success | " + " | ".join(f"{results[n]['success']:.3f}" for n in names) + " |"]
+    hop_counts = sorted({h for r in results.values() for h in r["success_by_hops"]})
+    for h in hop_counts:
+        lines.append(f"| success, {h}-hop questions | " + " | ".join(
+            "{}/{}".format(*results[n]["success_by_hops"].get(h, [0, 0])) for n in names) + " |")
+    for k in kinds:
+        lines.append(f"| failed: {k} | " + " | ".join(
+            str(results[n]["failures"].get(k, 0)) for n in names) + " |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"policies": named, "results": results}, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
