@@ -108,7 +108,8 @@ class ResearchEnv(WebEnv):
                  rewards: dict[str, float] | None = None, evidence_reward: float = 0.0,
                  grader: Grader | Mapping[str, Any] | str | None = None,
                  corpus_size: int = DEFAULT_SIZE, corpus_seed: int = 0,
-                 answerable: bool | None = None, observation_mode: str = "text", backend: str = "text",
+                 answerable: bool | None = None,
+                 observation_mode: str = "text", backend: str = "text",
                  render_mode: str | None = None, backend_options: dict[str, Any] | None = None):
         self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
         self.split = check_choice("split", split, SPLITS)
@@ -123,7 +124,7 @@ class ResearchEnv(WebEnv):
             if not isinstance(answerable, bool):
                 raise ValueError(f"answerable must be True, False or None (all questions); got "
                                  f"{answerable!r}")
-            self.questions = tuple(q for q in self.questions if q.answerable == bool(answerable))
+            self.questions = tuple(q for q in self.questions if q.answerable == answerable)
             if not self.questions:
                 raise ValueError(f"split {split!r} has no {'' if answerable else 'un'}answerable "
                                  f"questions (corpus_size={corpus_size}, "
