@@ -423,9 +423,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         if frozen:  # embeddings are constants: keep them on the features for the epochs
             self._embed_new(feats)
             for f in feats:
-                if "emb" not in f.extra:
-                    f.extra["emb"] = (enc(f.candidate_texts), enc([f.goal])[0],
-                                      self._mean(enc(f.history_texts), d))
+                self._cached(f, "emb", lambda f=f: (enc(f.candidate_texts), enc([f.goal])[0],
+                                                    self._mean(enc(f.history_texts), d)), frozen)
             cand = torch.cat([f.extra["emb"][0] for f in feats]).to(dev)
             goals = torch.stack([f.extra["emb"][1] for f in feats]).to(dev)
             hist = torch.stack([f.extra["emb"][2] for f in feats]).to(dev)
@@ -486,7 +485,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         if self.config.semantic_features:
             parts.append((torch.cat([self._cached(f, "sem", lambda f=f: self._semantic_rows(f),
                                                   frozen) for f in feats]).to(dev), None))
-        scores = self._score(parts, N)
+        scores = self._score(parts)
         mask = torch.arange(K, device=dev).unsqueeze(0) < torch.tensor(sizes, device=dev
                                                                         ).unsqueeze(1)
         logits = torch.full((B, K), float("-inf"), device=dev,
@@ -501,35 +500,33 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         return rows.mean(0) if len(rows) else torch.zeros(d, dtype=rows.dtype,
                                                            device=rows.device)
 
-    def _score(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
-               n_rows: int) -> torch.Tensor:
-        """The score head on ``n_rows`` candidate rows, given its input as ``parts`` in the
-        order of the first layer's columns: a dense block [n_rows, w] with None, or a sparse
-        one as its non-zero rows [M, w] with their places [M]. The first layer is the one
+    def _score(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        """The score head on the candidate rows, given its input as ``parts`` in the order of
+        the first layer's columns: a dense block [N, w] with None, or a sparse one as its
+        non-zero rows [M, w] with their places [M]. The first layer is the one
         ``nn.Linear`` over all columns, computed as the dense blocks' product plus each sparse
         block's for its rows only: the same sums without multiplying the zeros (on the research
         env the three 384-wide relation and abstain blocks are non-zero on a quarter of the
-        rows and a thirtieth). Returns the scores [n_rows]."""
+        rows and a thirtieth). Returns the scores [N]."""
         first = self.score_head[0]
-        dense_cols, dense, sparse, start = [], [], [], 0
+        weight = first.weight
+        dense, dense_weights, sparse, start = [], [], [], 0
         for block, rows in parts:
-            cols = torch.arange(start, start + block.shape[-1], device=self.device)
+            columns = weight[:, start : start + block.shape[-1]]  # a view: the block's weights
             start += block.shape[-1]
             if rows is None:
-                dense_cols.append(cols)
                 dense.append(block)
+                dense_weights.append(columns)
             else:
-                sparse.append((cols, block, rows))
+                sparse.append((columns, block, rows))
         if start != first.in_features:
             raise RuntimeError(f"the score head reads {first.in_features} columns; the "
                                f"features make {start}")
-        weight = first.weight
-        hidden = nn.functional.linear(torch.cat(dense, dim=-1), weight[:, torch.cat(dense_cols)],
+        hidden = nn.functional.linear(torch.cat(dense, dim=-1), torch.cat(dense_weights, dim=1),
                                       first.bias)
-        for cols, block, rows in sparse:
+        for columns, block, rows in sparse:
             if len(rows):
-                hidden = hidden.index_add(0, rows, block @ weight[:, cols].T)
-        assert hidden.shape[0] == n_rows
+                hidden = hidden.index_add(0, rows, block @ columns.T)
         return self.score_head[1:](hidden).squeeze(-1)
 
     @staticmethod

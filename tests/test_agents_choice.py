@@ -594,7 +594,8 @@ def test_the_sparse_first_layer_scores_and_trains_as_the_plain_head(tiny_encoder
     from rlft.training.demos import expert_turns
 
     class Plain(ChoicePolicy):
-        def _score(self, parts, n_rows):
+        def _score(self, parts):
+            n_rows = parts[0][0].shape[0]
             full = [b if at is None else torch.zeros(n_rows, b.shape[1]).index_copy(0, at, b)
                     for b, at in parts]
             return self.score_head(torch.cat(full, -1)).squeeze(-1)
