@@ -378,6 +378,26 @@ def test_answerable_filter_keeps_one_kind_of_question():
         gym.make("rlft/Research-v0", answerable="no")
 
 
+def test_unanswerable_share_sets_the_mix_and_replays_by_seed():
+    env = gym.make("rlft/Research-v0", split="train", unanswerable_share=0.5)
+    questions = env.unwrapped.questions
+    assert questions == question_pool("train")  # indices are the split's own
+    drawn = [env.reset(seed=seed)[1] for seed in range(400)]
+    share = sum(not i["answerable"] for i in drawn) / len(drawn)
+    assert 0.4 < share < 0.6  # the split's own mix is about 0.07
+    assert all(questions[i["question_index"]].answerable is i["answerable"] for i in drawn)
+    again = [env.reset(seed=seed)[1]["question_index"] for seed in range(400)]
+    assert again == [i["question_index"] for i in drawn]  # a seed replays its question
+    for edge in (0.0, 1.0):
+        env = gym.make("rlft/Research-v0", split="test", unanswerable_share=edge)
+        assert {env.reset(seed=s)[1]["answerable"] for s in range(30)} == {edge == 0.0}
+    for bad in (1.5, -0.1, True, "half"):
+        with pytest.raises(ValueError, match="unanswerable_share must be a number in"):
+            gym.make("rlft/Research-v0", unanswerable_share=bad)
+    with pytest.raises(ValueError, match="give one of them"):
+        gym.make("rlft/Research-v0", unanswerable_share=0.2, answerable=False)
+
+
 @pytest.mark.parametrize("split", ["test", "unseen"])
 def test_expert_succeeds(split):
     env = gym.make("rlft/Research-v0", split=split)

@@ -91,6 +91,11 @@ class ResearchEnv(WebEnv):
       questions (default ``None``: all). Unanswerable questions are about 7% of a split (63 of
       the test split's 900), so ``answerable=False`` is how to measure hallucination on more
       than a handful of them.
+    * ``unanswerable_share``: draw an unanswerable question with this probability at each reset
+      (a number in [0, 1]; default ``None``: the split's own mix, about 7%). A training
+      curriculum: abstention is learnt from the questions where the wiki lacks the fact, and
+      the natural mix has few of them. Not with ``answerable``, nor with a split that lacks
+      either kind.
     * ``observation_mode``: ``"text"`` | ``"html"``; ``backend``: ``"text"``;
       ``render_mode``: ``"ansi"`` | ``"human"``.
 
@@ -108,7 +113,7 @@ class ResearchEnv(WebEnv):
                  rewards: dict[str, float] | None = None, evidence_reward: float = 0.0,
                  grader: Grader | Mapping[str, Any] | str | None = None,
                  corpus_size: int = DEFAULT_SIZE, corpus_seed: int = 0,
-                 answerable: bool | None = None,
+                 answerable: bool | None = None, unanswerable_share: float | None = None,
                  observation_mode: str = "text", backend: str = "text",
                  render_mode: str | None = None, backend_options: dict[str, Any] | None = None):
         self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
@@ -129,6 +134,11 @@ class ResearchEnv(WebEnv):
                 raise ValueError(f"split {split!r} has no {'' if answerable else 'un'}answerable "
                                  f"questions (corpus_size={corpus_size}, "
                                  f"corpus_seed={corpus_seed})")
+        # (indices of the answerable questions, of the unanswerable ones) with unanswerable_share
+        self._pools: tuple[list[int], list[int]] | None = None
+        self.unanswerable_share = unanswerable_share
+        if unanswerable_share is not None:
+            self._pools = self._share_pools(unanswerable_share, answerable)
         self.wiki: WikiSite = build_site(corpus_size, corpus_seed)
         super().__init__(self.wiki, observation_mode=observation_mode, render_mode=render_mode,
                          backend=backend, backend_options=backend_options)
@@ -140,10 +150,36 @@ class ResearchEnv(WebEnv):
         self.evidence: set[str] = set()
         self.answered = self.abstained = False
 
+    def _share_pools(self, share: Any, answerable: bool | None) -> tuple[list[int], list[int]]:
+        """The split's answerable and unanswerable question indices, ``unanswerable_share``
+        checked: a ValueError for a share outside [0, 1], beside ``answerable``, or on a split
+        that lacks a kind the share asks for."""
+        import numbers
+
+        if isinstance(share, bool) or not isinstance(share, numbers.Real) \
+                or not 0.0 <= float(share) <= 1.0:
+            raise ValueError(f"unanswerable_share must be a number in [0, 1] (the chance of an "
+                             f"unanswerable question at each reset); got {share!r}")
+        if answerable is not None:
+            raise ValueError("unanswerable_share mixes answerable and unanswerable questions; "
+                             "answerable keeps one kind: give one of them")
+        pools: tuple[list[int], list[int]] = ([], [])
+        for i, q in enumerate(self.questions):
+            pools[not q.answerable].append(i)
+        for kind, pool, needed in (("answerable", pools[0], float(share) < 1),
+                                   ("unanswerable", pools[1], float(share) > 0)):
+            if needed and not pool:
+                raise ValueError(f"unanswerable_share={share}: split {self.split!r} has no "
+                                 f"{kind} questions")
+        return pools
+
     # -- episode -------------------------------------------------------------------------
     def _new_episode(self, options: dict[str, Any]) -> str:
         index = option_index(options, "question_index", len(self.questions), self.split)
-        if index is None:
+        if index is None and self._pools is not None:
+            pool = self._pools[bool(self.np_random.random() < self.unanswerable_share)]
+            index = pool[int(self.np_random.integers(len(pool)))]
+        elif index is None:
             index = int(self.np_random.integers(len(self.questions)))
         self.question_index, self.question = index, self.questions[index]
         self.cursor, self.history, self.quotes, self.evidence = 0, [], [], set()
