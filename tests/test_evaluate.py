@@ -105,6 +105,39 @@ def test_concurrent_evaluation_plays_the_same_episodes_as_sequential():
     assert together.to_dict() == sequential.to_dict()
 
 
+def test_side_by_side_plays_copies_of_the_env_and_closes_only_them(monkeypatch):
+    from rlft.training.evaluate import evaluate_side_by_side
+
+    made: list[gym.Env] = []
+    closed: list[gym.Env] = []
+    real_make = gym.make
+
+    def make(*args, **kwargs):
+        env = real_make(*args, **kwargs)
+        real_close = env.close
+        env.close = lambda: (closed.append(env), real_close())[1]
+        made.append(env)
+        return env
+
+    policy = _RulePolicy()
+    env = gym.make("rlft/Shop-v0", split="test")
+    sequential = evaluate(env, policy, 9, seed=3)
+    policy.rounds.clear()
+    monkeypatch.setattr(gym, "make", make)
+    together = evaluate_side_by_side(env, policy, 9, concurrency=4, seed=3)
+    assert max(policy.rounds) == 4 and len(made) == 3  # the env and three copies of its spec
+    assert all(copy.unwrapped.split == "test" for copy in made)
+    assert closed == made  # the copies are closed; the caller's env is not
+    assert together.to_dict() == sequential.to_dict()
+    # not batched: one at a time on the caller's env, no copies
+    made.clear()
+    policy.rounds.clear()
+    alone = evaluate_side_by_side(env, policy, 9, concurrency=4, batched=False, seed=3)
+    assert made == [] and set(policy.rounds) == {1}
+    assert alone.to_dict() == sequential.to_dict()
+    env.close()
+
+
 def test_a_metric_no_episode_qualified_for_shows_a_dash_and_is_null_in_json():
     """always-abstain never answers correctly: "quoted before correct" has no episodes (NaN),
     which a table shows as "-", not "nan", and ``evaluate --out`` writes as ``null`` (strict

@@ -21,7 +21,7 @@ import gymnasium as gym
 import rlft.envs  # noqa: F401  (registers the ids)
 from rlft.agents.loading import BASELINES, make_agent
 from rlft.training.configs import BenchmarkArgs, parse_env_kwargs
-from rlft.training.evaluate import EvalResult, evaluate, evaluate_concurrent, markdown_table
+from rlft.training.evaluate import EvalResult, evaluate_side_by_side, markdown_table
 
 
 class TimedAgent:
@@ -76,7 +76,7 @@ def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, e
     same ``episodes`` seeded episodes of ``env_id``'s ``split`` (the agents made with
     ``agent_seed``, default ``seed``: a random agent's draws); with ``timed`` the results
     carry ``actions_per_s``. With ``concurrency`` > 1 a trainable policy plays that many
-    episodes side by side (:func:`rlft.training.evaluate.evaluate_concurrent`: its turns
+    episodes side by side (:func:`rlft.training.evaluate.evaluate_side_by_side`: its turns
     decided together, as a GPU wants); other agents play one at a time."""
     from rich.progress import Progress
 
@@ -88,27 +88,20 @@ def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, e
     results = []
     with Progress(transient=True) as bar:
         for name, spec in named.items():
-            envs = [gym.make(env_id, split=split, **env_kwargs)]
+            env = gym.make(env_id, split=split, **env_kwargs)
             try:
-                agent = TimedAgent(make_agent(spec, envs[0],
+                agent = TimedAgent(make_agent(spec, env,
                                               seed=seed if agent_seed is None else agent_seed))
                 task = bar.add_task(f"{env_id} {name}", total=episodes)
 
                 def progress(n: int, t: Any = task) -> None:
                     bar.update(t, completed=n)
 
-                n_envs = min(concurrency, episodes)
-                if n_envs > 1 and hasattr(agent.agent, "act_many"):
-                    envs += [gym.make(env_id, split=split, **env_kwargs)
-                             for _ in range(n_envs - 1)]
-                    result = evaluate_concurrent(envs, agent, episodes, seed=seed, name=name,
-                                                 progress=progress)
-                else:
-                    result = evaluate(envs[0], agent, episodes, seed=seed, name=name,
-                                      progress=progress)
+                result = evaluate_side_by_side(env, agent, episodes, concurrency=concurrency,
+                                               batched=hasattr(agent.agent, "act_many"),
+                                               seed=seed, name=name, progress=progress)
             finally:
-                for env in envs:
-                    env.close()
+                env.close()
             results.append(replace(result, actions_per_s=agent.actions_per_s) if timed
                            else result)
     return results

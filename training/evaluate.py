@@ -152,6 +152,27 @@ def evaluate(env: gym.Env, agent: Agent, episodes: int, *, seed: int = 0, name: 
     return summarize(name, results, getattr(env.unwrapped, "episode_metrics", None))
 
 
+def evaluate_side_by_side(env: gym.Env, agent: Any, episodes: int, *, concurrency: int = 1,
+                          batched: bool | None = None, seed: int = 0, name: str = "agent",
+                          progress: Callable[[int], None] | None = None) -> EvalResult:
+    """:func:`evaluate_concurrent` on ``env`` and copies of it (``gym.make(env.spec)``, closed
+    here; ``env`` stays the caller's) when the agent decides turns together (``batched``,
+    default: it has ``act_many``) and ``concurrency`` > 1, up to that many episodes side by
+    side; :func:`evaluate` on ``env`` one episode at a time otherwise. The same results either
+    way for a greedy policy."""
+    n_envs = min(concurrency, episodes)
+    if n_envs <= 1 or not (hasattr(agent, "act_many") if batched is None else batched):
+        return evaluate(env, agent, episodes, seed=seed, name=name, progress=progress)
+    copies: list[gym.Env] = []
+    try:
+        copies += [gym.make(env.spec) for _ in range(n_envs - 1)]
+        return evaluate_concurrent([env, *copies], agent, episodes, seed=seed, name=name,
+                                   progress=progress)
+    finally:
+        for copy in copies:
+            copy.close()
+
+
 def evaluate_concurrent(envs: Sequence[gym.Env], agent: Any, episodes: int, *, seed: int = 0,
                         name: str = "agent", progress: Callable[[int], None] | None = None
                         ) -> EvalResult:

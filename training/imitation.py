@@ -272,21 +272,18 @@ def rollout_success(policy: Any, env_id: str, episodes: int, seed: int = 0,
     """Greedy rollouts of ``policy`` (eval mode) on ``episodes`` val-split episodes seeded
     ``seed, seed + 1, ...`` (the env made with ``env_kwargs``): mean success and score. With
     ``concurrency`` > 1 and a policy that decides turns together (``act_many``), that many
-    episodes are played side by side (:func:`rlft.training.evaluate.evaluate_concurrent`: the
-    same results, their turns scored in one batch)."""
-    from rlft.training.evaluate import evaluate, evaluate_concurrent
+    episodes are played side by side (:func:`rlft.training.evaluate.evaluate_side_by_side`:
+    the same results, their turns scored in one batch)."""
+    from rlft.training.evaluate import evaluate_side_by_side
 
     was = policy.training
     policy.eval()
-    n_envs = min(concurrency, episodes) if hasattr(policy, "act_many") else 1
-    envs = [gym.make(env_id, split="val", **env_kwargs) for _ in range(max(1, n_envs))]
+    env = gym.make(env_id, split="val", **env_kwargs)
     try:
-        res = (evaluate_concurrent(envs, policy, episodes, seed=seed, name="select")
-               if n_envs > 1 else evaluate(envs[0], policy, episodes, seed=seed, name="select")
-               ).to_dict()
+        res = evaluate_side_by_side(env, policy, episodes, concurrency=concurrency, seed=seed,
+                                    name="select").to_dict()
     finally:
-        for env in envs:
-            env.close()
+        env.close()
         policy.train(was)
     return {"success": float(res["success"]), "score": float(res["score"])}
 
