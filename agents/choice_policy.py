@@ -67,6 +67,10 @@ NUM_CHAIN_SIMILARITIES = 1
 NUM_ABSTAIN_SIMILARITIES = 3
 #: similarity columns the head also reads with ``semantic_features``
 NUM_SEMANTIC_SIMILARITIES = 3
+#: the kinds of an answer with ``answer_type_features``: a year (3-4 digits alone), another
+#: number, a name (capitalised) or words
+ANSWER_KINDS = ("year", "number", "name", "words")
+_YEAR = re.compile(r"^[0-9]{3,4}$")
 _NUMBER = re.compile(r"^[0-9.]+$")
 #: goal words that say how to ask, not what to buy (left out of the semantic match)
 _REQUEST_WORDS = frozenset(
@@ -138,6 +142,16 @@ class ChoicePolicyConfig:
     (zeros for other candidates and where no field is in view). Checkpoints written before
     this field read False."""
 
+    answer_type_features: bool = True
+    """With ``evidence_features``: what kind of answer the question asks for against what kind
+    an ``answer`` candidate is. Its label is a year, another number, a name or words
+    (:data:`ANSWER_KINDS`), and the head reads the goal's relation embedding in the columns of
+    that kind (zeros for other candidates), so it can learn that "When was X born?" is not
+    answered by a town nor "In which region ..." by a population: the answers that a quote of
+    the wrong relation offers, which were a third of the wrong answers and most of the
+    answers to unanswerable questions (docs/research.md section 20). Checkpoints written
+    before this field read False."""
+
     semantic_features: bool = False
     """Similarity columns that match the goal to a candidate beyond shared words (for stores
     whose goals say things in other words than the products: ``rlft/Shop-v1``). Only the
@@ -170,6 +184,11 @@ class ChoicePolicyConfig:
     def abstains(self) -> bool:
         """Whether the abstain features are on (they need ``evidence_features``)."""
         return self.evidence_features and self.abstain_features
+
+    @property
+    def answer_types(self) -> bool:
+        """Whether the answer-type features are on (they need ``evidence_features``)."""
+        return self.evidence_features and self.answer_type_features
 
     @property
     def num_similarities(self) -> int:
@@ -206,6 +225,21 @@ class TurnFeatures:
     residual_words: list[tuple[list[str], list[str]]] = field(default_factory=list)
     """With ``semantic_features``: per candidate, (its words the goal lacks, the goal's words
     it lacks)."""
+
+
+@dataclass
+class KindBlock:
+    """The answer-type block of the score head's input (``answer_type_features``) as what it
+    is made of: for answer row ``i`` (at place ``rows[i]``), the goal relation embedding of its
+    turn ``goals[turns[i]]`` in the ``d`` columns of its kind ``kinds[i]``, zeros in the
+    others. :meth:`ChoicePolicy._score` multiplies each turn's goal by each kind's weights
+    once ([turns, kinds, hidden]) and adds the row's, instead of multiplying ``4 d`` columns
+    per answer row."""
+
+    goals: torch.Tensor  # [T, d]
+    turns: torch.Tensor  # [M] long, into goals
+    kinds: torch.Tensor  # [M] long, into ANSWER_KINDS
+    rows: torch.Tensor  # [M] long, the places among the rows
 
 
 @dataclass
@@ -256,7 +290,8 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
             self._add_lora()
         d, h = self.encoder.dim, config.hidden
         self.score_head = nn.Sequential(
-            nn.Linear((4 + 2 * int(config.chains) + int(config.abstains)) * d
+            nn.Linear((4 + 2 * int(config.chains) + int(config.abstains)
+                       + len(ANSWER_KINDS) * int(config.answer_types)) * d
                       + config.num_features
                       + config.num_similarities, h),
             nn.GELU(), nn.Dropout(config.dropout),
@@ -444,7 +479,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         # block [N, w] with None, or a sparse one as its non-zero rows [M, w] with their
         # places [M] (the relation embeddings exist for quotes and answers only, the abstain
         # match for one candidate a turn), multiplied in for those rows alone (:meth:`_score`).
-        parts: list[tuple[torch.Tensor, torch.Tensor | None]] = [
+        parts: list[tuple[torch.Tensor, torch.Tensor | None] | KindBlock] = [
             (cand, None), (g * cand, None), (hist[turn_of] * cand, None),
             (page[turn_of] * cand, None),
             (torch.cat([f.features for f in feats]).to(dev), None)]
@@ -482,6 +517,19 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
                 sims[where] = torch.stack([a[1] for a in abstains]).to(dev)
                 match = torch.stack([a[2] for a in abstains]).to(dev)
             parts += [(sims, None), (match, where)]
+        if self.config.answer_types:
+            kinds = [self._cached(f, "kinds", lambda f=f: self._answer_kinds(f), frozen)
+                     for f in feats]
+            with_answers = [(s, c) for s, c in zip(starts, kinds, strict=True) if c[0]]
+            parts.append(KindBlock(
+                goals=torch.stack([c[2] for _, c in with_answers]).to(dev) if with_answers
+                else torch.zeros(0, d, device=dev),
+                turns=torch.tensor([t for t, (_, c) in enumerate(with_answers) for _ in c[0]],
+                                   dtype=torch.long, device=dev),
+                kinds=torch.tensor([k for _, c in with_answers for k in c[1]],
+                                   dtype=torch.long, device=dev),
+                rows=torch.tensor([s + k for s, c in with_answers for k in c[0]],
+                                  dtype=torch.long, device=dev)))
         if self.config.semantic_features:
             parts.append((torch.cat([self._cached(f, "sem", lambda f=f: self._semantic_rows(f),
                                                   frozen) for f in feats]).to(dev), None))
@@ -500,18 +548,27 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         return rows.mean(0) if len(rows) else torch.zeros(d, dtype=rows.dtype,
                                                            device=rows.device)
 
-    def _score(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    def _score(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor | None] | KindBlock]
+               ) -> torch.Tensor:
         """The score head on the candidate rows, given its input as ``parts`` in the order of
         the first layer's columns: a dense block [N, w] with None, or a sparse one as its
-        non-zero rows [M, w] with their places [M]. The first layer is the one
-        ``nn.Linear`` over all columns, computed as the dense blocks' product plus each sparse
-        block's for its rows only: the same sums without multiplying the zeros (on the research
-        env the three 384-wide relation and abstain blocks are non-zero on a quarter of the
-        rows and a thirtieth). Returns the scores [N]."""
+        non-zero rows [M, w] with their places [M], or a :class:`KindBlock`. The first layer is
+        the one ``nn.Linear`` over all columns, computed as the dense blocks' product plus each
+        sparse block's for its rows only: the same sums without multiplying the zeros (on the
+        research env the three 384-wide relation and abstain blocks are non-zero on a quarter
+        of the rows and a thirtieth; the answer-type block has one non-zero 384-wide quarter
+        per answer row). Returns the scores [N]."""
         first = self.score_head[0]
         weight = first.weight
         dense, dense_weights, sparse, start = [], [], [], 0
-        for block, rows in parts:
+        typed: list[tuple[torch.Tensor, KindBlock]] = []
+        for part in parts:
+            if isinstance(part, KindBlock):
+                width = len(ANSWER_KINDS) * part.goals.shape[-1]
+                typed.append((weight[:, start : start + width], part))
+                start += width
+                continue
+            block, rows = part
             columns = weight[:, start : start + block.shape[-1]]  # a view: the block's weights
             start += block.shape[-1]
             if rows is None:
@@ -527,6 +584,11 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         for columns, block, rows in sparse:
             if len(rows):
                 hidden = hidden.index_add(0, rows, block @ columns.T)
+        for columns, kb in typed:
+            if len(kb.rows):  # each turn's goal through each kind's columns, once: [T, kinds, h]
+                per_kind = torch.einsum("td,hkd->tkh", kb.goals,
+                                        columns.view(columns.shape[0], len(ANSWER_KINDS), -1))
+                hidden = hidden.index_add(0, kb.rows, per_kind[kb.turns, kb.kinds])
         return self.score_head[1:](hidden).squeeze(-1)
 
     @staticmethod
@@ -576,6 +638,28 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         best = int(cos[:, 0].argmax())
         sims = torch.stack([torch.ones(()), cos[:, 0].max(), cos[:, 1].max()])
         return f.candidates.index("abstain"), sims, emb[0] * emb[2 + best]
+
+    def _answer_kinds(self, f: TurnFeatures) -> tuple[list[int], list[int], torch.Tensor]:
+        """The :attr:`ChoicePolicyConfig.answer_type_features` of one turn: the places of its
+        ``answer`` candidates, each one's kind (its index in :data:`ANSWER_KINDS`) and the
+        goal's relation embedding ``[d]`` (the places empty for a turn without answers)."""
+        idx = [k for k, a in enumerate(f.candidates) if a.startswith("answer[")]
+        kinds = [ANSWER_KINDS.index(self.answer_kind(action_label(f.candidates[k])))
+                 for k in idx]
+        goal = self.encoder([f.relation_goal])[0] if idx else torch.zeros(self.encoder.dim)
+        return idx, kinds, goal
+
+    @staticmethod
+    def answer_kind(label: str) -> str:
+        """An answer's kind (:data:`ANSWER_KINDS`): ``year`` for 3-4 digits alone ("1848"),
+        ``number`` for another with digits ("327,700", "40 years"), ``name`` for a capitalised
+        label ("Ommouth"), ``words`` otherwise ("glass blower")."""
+        label = label.strip()
+        if _YEAR.match(label):
+            return "year"
+        if any(c.isdigit() for c in label):
+            return "number"
+        return "name" if label[:1].isupper() else "words"
 
     def _semantic_rows(self, f: TurnFeatures) -> torch.Tensor:
         """One turn's ``[K, 3]`` semantic columns (``semantic_features``): per candidate, the
@@ -749,6 +833,7 @@ class ChoicePolicy(EpisodicPolicy, nn.Module):
         # written before the chain features existed: its head reads none
         meta["config"].setdefault("chain_features", False)
         meta["config"].setdefault("abstain_features", False)  # nor before the abstain ones
+        meta["config"].setdefault("answer_type_features", False)  # nor the answer kinds
         meta["config"].setdefault("encoder_precision", "float32")  # and its encoder's precision
         config = config_from_meta(ChoicePolicyConfig, meta, directory)
         lora_r = config.lora_r

@@ -12,6 +12,7 @@ from tiny_models import make_tiny_bert
 
 import rlft.envs  # noqa: F401
 from rlft.agents import ChoicePolicy, ChoicePolicyConfig, Turn, load_policy, make_agent
+from rlft.agents.choice_policy import ANSWER_KINDS, KindBlock
 from rlft.agents.episode import rollout
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER
 from rlft.wrappers.valid_actions import (
@@ -438,8 +439,8 @@ def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
     out = policy([f])
     assert torch.isfinite(out.logits).all() and out.logits.shape == (1, len(f.candidates))
     assert policy.config.chains and policy.score_head[0].in_features == (
-        (6 + int(policy.config.abstains)) * policy.encoder.dim + policy.config.num_features
-        + policy.config.num_similarities)
+        (6 + int(policy.config.abstains) + 4 * int(policy.config.answer_types))
+        * policy.encoder.dim + policy.config.num_features + policy.config.num_similarities)
     # each relation text's cosine to the goal's, and to the collected quote's, by hand; the
     # candidates without a relation text have none
     idx, columns, rel, goal = policy._relation_columns(f)
@@ -458,7 +459,8 @@ def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
 
 
 @pytest.mark.parametrize("name, on", [("chain_features", "chains"),
-                                      ("abstain_features", "abstains")])
+                                      ("abstain_features", "abstains"),
+                                      ("answer_type_features", "answer_types")])
 def test_checkpoints_without_newer_features_load_with_them_off(tmp_path, tiny_encoder, name,
                                                                on):
     import json
@@ -596,8 +598,15 @@ def test_the_sparse_first_layer_scores_and_trains_as_the_plain_head(tiny_encoder
     class Plain(ChoicePolicy):
         def _score(self, parts):
             n_rows = parts[0][0].shape[0]
-            full = [b if at is None else torch.zeros(n_rows, b.shape[1]).index_copy(0, at, b)
-                    for b, at in parts]
+            full = []
+            for part in parts:
+                if isinstance(part, KindBlock):  # each answer row's goal in its kind's columns
+                    onehot = torch.nn.functional.one_hot(part.kinds, len(ANSWER_KINDS)).float()
+                    rows = (onehot[:, :, None] * part.goals[part.turns][:, None]).flatten(1)
+                    part = (rows, part.rows)
+                b, at = part
+                full.append(b if at is None else torch.zeros(n_rows, b.shape[1]).index_copy(
+                    0, at, b))
             return self.score_head(torch.cat(full, -1)).squeeze(-1)
 
     config = ChoicePolicyConfig(encoder=tiny_encoder, hidden=16, evidence_features=True)
@@ -607,6 +616,9 @@ def test_the_sparse_first_layer_scores_and_trains_as_the_plain_head(tiny_encoder
     feats = [sparse.encode(t) for t in turns]
     texts = [bool(t) for f in feats for t in f.relation_texts]
     assert 0 < sum(texts) < len(texts) and any(f.fields for f in feats)  # both kinds of rows
+    answers = [sparse._answer_kinds(f) for f in feats]
+    assert len({len(a[0]) for a in answers}) >= 2  # turns with more and fewer answer rows
+    assert len({k for a in answers for k in a[1]}) >= 2  # of more than one kind
     targets = [0] * len(feats)
     for policy in (sparse, plain):
         policy.eval()
@@ -616,3 +628,38 @@ def test_the_sparse_first_layer_scores_and_trains_as_the_plain_head(tiny_encoder
     for (name, a), (_, b) in zip(sparse.score_head.named_parameters(),
                                  plain.score_head.named_parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def test_answer_kinds_put_the_goal_relation_in_the_columns_of_each_answers_kind(tiny_encoder):
+    assert [ChoicePolicy.answer_kind(a) for a in ("1848", " 950 ", "327,700", "40 years",
+                                                 "Ommouth", "glass blower", "12345")] == [
+        "year", "year", "number", "number", "name", "words", "number"]
+    goal = "When was the founder of Bruthmyr Collective born?"
+    turn = Turn(goal, {"goal": goal, "page": CHAIN_PAGE},
+                ("quote[...]", "answer[...]", "abstain"))
+    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
+                                             evidence_features=True))
+    f = policy.encode(turn)
+    idx, kinds, rel_goal = policy._answer_kinds(f)
+    answers = [k for k, c in enumerate(f.candidates) if c.startswith("answer[")]
+    assert idx == answers and len(idx) >= 2 and len(set(kinds)) >= 2
+    assert kinds == [ANSWER_KINDS.index(ChoicePolicy.answer_kind(f.candidates[k][7:-1]))
+                     for k in idx]
+    assert torch.allclose(rel_goal, policy.encoder([f.relation_goal])[0])
+    # the block's weights move the answers' scores only, and each by its own kind's columns
+    policy.eval()
+    before = policy([f]).logits[0].clone()
+    d = policy.encoder.dim
+    start = policy.score_head[0].in_features - len(ANSWER_KINDS) * d  # the last block
+    kind = kinds[0]
+    with torch.no_grad():
+        # (along the goal's relation: a constant would cancel, an embedding sums to about 0)
+        policy.score_head[0].weight[:, start + kind * d: start + (kind + 1) * d] += rel_goal
+    after = policy([f]).logits[0]
+    moved = {k for k in range(len(f.candidates)) if abs(after[k] - before[k]) > 1e-6}
+    same_kind = {k for k, kk in zip(idx, kinds, strict=True) if kk == kind}
+    assert moved == same_kind and idx[0] in moved
+    # a turn without answers has no rows in the block
+    bare = policy.encode(Turn(goal, {"goal": goal, "page": CHAIN_PAGE}, ("abstain",)))
+    assert policy._answer_kinds(bare)[0] == []
+    assert torch.isfinite(policy([f, bare]).logits[0]).all()

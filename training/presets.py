@@ -51,7 +51,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                  # side by side with the encoder in bfloat16 and the head scores unpadded rows
                  # (20.5 min; 4 rounds took 19.4 before the head's speed-up; docs/research.md
                  # section 19)
-                 "MainJobArgs": {"demos": 1000, "imitate.epochs": 20, "rl": "rest",
+                 # 12 epochs of imitation: of 20, val loss chose epoch 6-10 (seeds 0-2, and 0
+                 # with answer types; docs/research.md section 20)
+                 "MainJobArgs": {"demos": 1000, "imitate.epochs": 12, "rl": "rest",
                                  "rest.rounds": 6, "rest.episodes": 600}},
     # A rejected pick leaves the scene unchanged, so at gamma 0.99 repeating it until truncation
     # cost 1% of the return; at lr 3e-4 a diffuse start had not moved after 32 updates
