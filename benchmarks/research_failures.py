@@ -7,7 +7,10 @@ Every policy plays the main job's test episodes greedily (seeds 10,000 on, as in
 failed episode is counted as: an answer to an unanswerable question; an abstention on an
 answerable one (with how many of the question's gold fact sentences were quoted by then); a
 wrong answer (likewise); or no answer before the step limit. Success is also split by how many
-facts the question chains (1-3 hops).
+facts the question chains (1-3 hops), and the answers given where they were wrong (a wrong
+answer, or any answer to an unanswerable question) by whether they are of the kind the question
+asks for (:meth:`rlft.agents.ChoicePolicy.answer_kind`: a year, another number, a name or words;
+the kind asked is the one the split's answers to questions about that relation have).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import gymnasium as gym
 import tyro
 
 import rlft.envs  # noqa: F401
+from rlft.agents.choice_policy import ChoicePolicy
 from rlft.agents.loading import load_policy
 from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
 
@@ -52,11 +56,26 @@ def failure_kind(info: dict, answerable: bool, gold: int) -> str:
     return "no answer before the step limit"
 
 
+def asked_kinds(questions) -> dict[str, str]:
+    """The answer kind each relation asks for: the commonest kind of the answers to the
+    answerable ``questions`` whose last hop is that relation."""
+    seen: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for q in questions:
+        if q.answerable:
+            seen[q.path[-1][1]][ChoicePolicy.answer_kind(q.answer)] += 1
+    return {relation: counts.most_common(1)[0][0] for relation, counts in seen.items()}
+
+
 def measure(path: str, episodes: int) -> dict:
-    """Failure counts and success by hops of the policy at ``path``."""
+    """Failure counts, success by hops, and the wrong answers' kinds of the policy at
+    ``path``."""
     policy = load_policy(path)
     policy.eval()
     env = gym.make("rlft/Research-v0", split="test")
+    asked = asked_kinds(env.unwrapped.questions)
+    # of the wrong answers (answerable) and the answers to unanswerable questions: how many,
+    # and how many of another kind than the question asks for
+    wrong_kind = {"wrong answers": [0, 0], "answers to unanswerable": [0, 0]}
     kinds: collections.Counter[str] = collections.Counter()
     hops: collections.Counter[int] = collections.Counter()
     won: collections.Counter[int] = collections.Counter()
@@ -67,9 +86,15 @@ def measure(path: str, episodes: int) -> dict:
             policy.reset()
             done = False
             while not done:
-                obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+                action = policy.act(obs, info)
+                obs, _, terminated, truncated, info = env.step(action)
                 done = terminated or truncated
             hops[question.hops] += 1
+            if info.get("answered") and not info.get("success"):
+                which = "wrong answers" if question.answerable else "answers to unanswerable"
+                given = ChoicePolicy.answer_kind(action[len("answer["):].rstrip("]"))
+                wrong_kind[which][0] += 1
+                wrong_kind[which][1] += given != asked.get(question.path[-1][1], given)
             if info.get("success"):
                 won[question.hops] += 1
             else:
@@ -78,7 +103,7 @@ def measure(path: str, episodes: int) -> dict:
     finally:
         env.close()
     return {"episodes": episodes, "success": sum(won.values()) / episodes,
-            "failures": dict(kinds.most_common()),
+            "failures": dict(kinds.most_common()), "of_another_kind": wrong_kind,
             "success_by_hops": {h: [won[h], hops[h]] for h in sorted(hops)}}
 
 
@@ -100,6 +125,9 @@ def main(args: Args) -> None:
     for k in kinds:
         lines.append(f"| failed: {k} | " + " | ".join(
             str(results[n]["failures"].get(k, 0)) for n in names) + " |")
+    for k in ("wrong answers", "answers to unanswerable"):
+        lines.append(f"| {k} of another kind than asked | " + " | ".join(
+            "{1}/{0}".format(*results[n]["of_another_kind"][k]) for n in names) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(
