@@ -35,7 +35,7 @@ RESULTS = Path(__file__).parent / "results" / "research_failures"
 class Args:
     """Failure kinds of research policies on test questions."""
 
-    policies: tuple[str, ...]
+    policies: tyro.conf.Positional[tuple[str, ...]]
     """NAME=PATH of each policy (a directory written by save_pretrained)."""
     episodes: int = 200
     """Test episodes per policy (seeded 10,000, 10,001, ...: the main job's)."""
@@ -109,8 +109,14 @@ def measure(path: str, episodes: int) -> dict:
 
 def main(args: Args) -> None:
     """Measure each policy and write the results."""
+    if not args.policies:
+        raise SystemExit("name at least one policy: python benchmarks/research_failures.py "
+                         "NAME=PATH [NAME=PATH ...]")
     named = dict(p.split("=", 1) if "=" in p else (Path(p).name, p) for p in args.policies)
-    results = {name: measure(path, args.episodes) for name, path in named.items()}
+    try:
+        results = {name: measure(path, args.episodes) for name, path in named.items()}
+    except (FileNotFoundError, ValueError) as e:  # a path that holds no policy, say
+        raise SystemExit(f"research_failures: {e}") from None
     kinds = list(dict.fromkeys(k for r in results.values() for k in r["failures"]))
     names = list(results)
     lines = [f"# Where research policies fail ({args.episodes} test questions each)", "",

@@ -43,14 +43,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "research": {"PPOArgs": {"reward_mode": "sparse", "updates": 30, "num_envs": 8,
                              "learning_rate": 1e-4},
                  # Self-training on the policy's one-turn deviations (exact per-turn credit from
-                 # replays; docs/research.md sections 15-19): 6 rounds x 600 took the clone
-                 # 0.565 -> 0.745 (4 rounds: 0.695; 0.600 -> 0.750 in float32, section 18)
-                 # where PPO's 30 updates gave 0.580 and sampled ReST 0.635.
+                 # replays; docs/research.md sections 15-20): 6 rounds x 600 took the clone
+                 # 0.675 -> 0.825 on seed 0 (0.680 -> 0.795, 0.695 -> 0.810 on seeds 1-2; before
+                 # the answer kinds 0.565 -> 0.745) where PPO's 30 updates gave 0.580 and
+                 # sampled ReST 0.635 from the clone of their day (0.610).
                  "RestArgs": {"reward_mode": "sparse", "sampler": "deviate"},
-                 # 6 rounds in about the 20-minute budget since the search runs 16 questions
-                 # side by side with the encoder in bfloat16 and the head scores unpadded rows
-                 # (20.5 min; 4 rounds took 19.4 before the head's speed-up; docs/research.md
-                 # section 19)
+                 # 6 rounds since the search runs 16 questions side by side with the encoder in
+                 # bfloat16 and the head scores unpadded rows (20.5 min before the answer kinds,
+                 # 24.6 with them: over the 20-minute budget; docs/research.md sections 19-20)
                  # 12 epochs of imitation: of 20, val loss chose epoch 6-10 (seeds 0-2, and 0
                  # with answer types; docs/research.md section 20)
                  "MainJobArgs": {"demos": 1000, "imitate.epochs": 12, "rl": "rest",
