@@ -418,15 +418,20 @@ def test_names_numbers_and_quote_sources_are_read_from_the_page():
     assert page_quotes(CHAIN_PAGE) == [quote]
 
 
-def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
-    from rlft.agents.choice_policy import NUM_EVIDENCE_FEATURES, NUM_FEATURES
-
-    goal = "Who was the founder of the employer of Kenipom Vonkend?"
+def _on_chain_page(tiny_encoder: str, goal: str) -> tuple[ChoicePolicy, object]:
+    """A policy with the evidence features and its encoding of a turn on CHAIN_PAGE."""
     turn = Turn(goal, {"goal": goal, "page": CHAIN_PAGE},
                 ("quote[...]", "answer[...]", "abstain"))
     policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
                                              evidence_features=True))
-    f = policy.encode(turn)
+    return policy, policy.encode(turn)
+
+
+def test_chain_features_tell_a_restated_fact_from_the_next_link(tiny_encoder):
+    from rlft.agents.choice_policy import NUM_EVIDENCE_FEATURES, NUM_FEATURES
+
+    goal = "Who was the founder of the employer of Kenipom Vonkend?"
+    policy, f = _on_chain_page(tiny_encoder, goal)
     chain = {c: f.features[k, NUM_FEATURES + NUM_EVIDENCE_FEATURES:].tolist()
              for k, c in enumerate(f.candidates)}
     restated = chain["quote[Among the staff of Bruthmyr Collective was Kenipom Vonkend.]"]
@@ -635,11 +640,7 @@ def test_answer_kinds_put_the_goal_relation_in_the_columns_of_each_answers_kind(
                                                  "Ommouth", "glass blower", "12345")] == [
         "year", "year", "number", "number", "name", "words", "number"]
     goal = "When was the founder of Bruthmyr Collective born?"
-    turn = Turn(goal, {"goal": goal, "page": CHAIN_PAGE},
-                ("quote[...]", "answer[...]", "abstain"))
-    policy = ChoicePolicy(ChoicePolicyConfig(encoder=tiny_encoder, hidden=16,
-                                             evidence_features=True))
-    f = policy.encode(turn)
+    policy, f = _on_chain_page(tiny_encoder, goal)
     idx, kinds, rel_goal = policy._answer_kinds(f)
     answers = [k for k, c in enumerate(f.candidates) if c.startswith("answer[")]
     assert idx == answers and len(idx) >= 2 and len(set(kinds)) >= 2
