@@ -27,6 +27,7 @@ import rlft.envs  # noqa: F401
 from rlft.agents.choice_policy import ChoicePolicy
 from rlft.agents.loading import load_policy
 from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
+from rlft.wrappers.valid_actions import action_label
 
 RESULTS = Path(__file__).parent / "results" / "research_failures"
 
@@ -92,7 +93,7 @@ def measure(path: str, episodes: int) -> dict:
             hops[question.hops] += 1
             if info.get("answered") and not info.get("success"):
                 which = "wrong answers" if question.answerable else "answers to unanswerable"
-                given = ChoicePolicy.answer_kind(action[len("answer["):].rstrip("]"))
+                given = ChoicePolicy.answer_kind(action_label(action))
                 wrong_kind[which][0] += 1
                 wrong_kind[which][1] += given != asked.get(question.path[-1][1], given)
             if info.get("success"):
