@@ -391,3 +391,48 @@ def test_unlikelihood_pushes_the_sampled_mistakes_down_beside_the_cloning(random
                                                                          "policy")
     with pytest.raises(ValueError, match="0 or more"):
         train_rest(RestArgs(out=tmp_path / "x", unlikelihood=-1.0, **common))
+
+
+def test_a_capped_epoch_draws_distinct_turns_afresh_each_pass():
+    # --epoch-turns: a pass covers `limit` distinct examples, a new uniform draw each pass
+    import random
+
+    from rlft.training.imitation import make_optimizer, train_epoch
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.seen: list[int] = []
+
+        def imitation_loss(self, inputs, targets):
+            self.seen += list(inputs)
+            return (self.w - 1) ** 2, torch.tensor(1.0)
+
+    policy = Recorder()
+    optim, sched = make_optimizer(list(policy.parameters()), 1e-2, 0.0, 100)
+    random.seed(0)
+    passes = []
+    for _ in range(2):
+        policy.seen = []
+        train_epoch(policy, list(range(50)), [0] * 50, optim, sched, batch_size=4, limit=10)
+        passes.append(policy.seen)
+    assert [len(p) for p in passes] == [10, 10]
+    assert all(len(set(p)) == 10 for p in passes)  # without replacement
+    assert set(passes[0]) != set(passes[1])  # afresh
+    policy.seen = []
+    train_epoch(policy, list(range(50)), [0] * 50, optim, sched, batch_size=4)
+    assert sorted(policy.seen) == list(range(50))  # no limit: every example once
+
+
+def test_rest_epoch_turns_caps_each_rounds_cloning_and_is_checked(random_policy, tmp_path):
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=2, episodes=10, min_return=-1e9, epochs=1,
+                                  epoch_turns=15, val_episodes=0))
+    rows = [r for r in summary["history"] if r["round"] > 0]
+    assert [r["train_turns"] for r in rows] == [20, 40]  # every kept turn stays in the pool
+    assert [r["epoch_turns"] for r in rows] == [15, 15]
+    assert resolve_rest_args(RestArgs(env="rlft/Research-v0")).epoch_turns == 6000
+    assert resolve_rest_args(RestArgs(env="rlft/Shop-v1")).epoch_turns == 0
+    with pytest.raises(ValueError, match="--epoch-turns caps"):
+        resolve_rest_args(RestArgs(env="rlft/Shop-v1", epoch_turns=-1))

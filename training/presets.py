@@ -25,7 +25,7 @@ BASE: dict[str, dict[str, Any]] = {
                 "kl_coef": 0.02, "reward_mode": "shaped"},
     "ImitateArgs": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
     # self-training continues from a trained clone: a third of imitation's step
-    "RestArgs": {"rounds": 3, "episodes": 200, "temperature": 1.0, "epochs": 5,
+    "RestArgs": {"rounds": 3, "episodes": 200, "temperature": 1.0, "epochs": 5, "epoch_turns": 0,
                  "batch_size": 64, "lr": 3e-4, "reward_mode": "shaped", "keep": "episodes",
                  "task_focus": 0.0, "unlikelihood": 0.0,
                  "sampler": "sample"},
@@ -47,7 +47,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                  # 0.675 -> 0.825 on seed 0 (0.680 -> 0.795, 0.695 -> 0.810 on seeds 1-2; before
                  # the answer kinds 0.565 -> 0.745) where PPO's 30 updates gave 0.580 and
                  # sampled ReST 0.635 from the clone of their day (0.610).
-                 "RestArgs": {"reward_mode": "sparse", "sampler": "deviate"},
+                 "RestArgs": {"reward_mode": "sparse", "sampler": "deviate",
+                              "epoch_turns": 6000},
                  # 6 rounds since the search runs 16 questions side by side with the encoder in
                  # bfloat16 and the head scores unpadded rows (20.5 min before the answer kinds,
                  # 24.6 with them: over the 20-minute budget; docs/research.md sections 19-20)

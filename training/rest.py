@@ -189,6 +189,9 @@ def check_args(args: RestArgs) -> None:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
                              f"{getattr(args, name)}")
+    if args.epoch_turns < 0:
+        raise ValueError(f"--epoch-turns caps the turns of a cloning pass: a positive number, "
+                         f"or 0 for every turn, got {args.epoch_turns}")
     if args.keep == "progress" and args.min_return is not None:
         raise ValueError("--min-return filters whole episodes; --keep progress keeps turns by "
                          "their own reward: give one of them")
@@ -361,14 +364,16 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             policy.train()
             policy.prepare_imitation(inputs)
             trainable = [p for p in policy.parameters() if p.requires_grad]
-            steps = args.epochs * max(1, -(-len(inputs) // args.batch_size))
+            limit = args.epoch_turns if 0 < args.epoch_turns < len(inputs) else None
+            per_epoch = limit or len(inputs)
+            steps = args.epochs * max(1, -(-per_epoch // args.batch_size))
             optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
             with _bar(args.progress, args.epochs,
-                      f"round {k}/{args.rounds}: training on {len(inputs)} turns",
-                      "epoch") as bar:
+                      f"round {k}/{args.rounds}: training on {len(inputs)} turns"
+                      + (f", {limit} drawn a pass" if limit else ""), "epoch") as bar:
                 for _ in range(args.epochs):
                     loss, acc = train_epoch(objective, inputs, targets, optim, sched,
-                                            args.batch_size)
+                                            args.batch_size, limit=limit)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss:.3f}")
@@ -385,6 +390,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "sampled_success": sum(bool(ep[-1].get("success")) for ep in sampled)
                / len(sampled),
                "train_turns": len(inputs) - negatives, "negative_turns": negatives,
+               "epoch_turns": min(len(inputs), args.epoch_turns or len(inputs)),
                "lesson_turns": len(lessons),
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
@@ -431,12 +437,13 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
 #: the settings a finished round depends on: a rerun that changes one cannot reuse the rounds
 #: (``rounds``, ``val_episodes`` and ``eval_episodes`` may change: more rounds continue the run)
 ROUND_SETTINGS = ("env", "policy", "demos", "max_demos", "episodes", "temperature", "min_return",
-                  "epochs", "batch_size", "lr", "weight_decay", "split", "reward_mode",
-                  "env_kwargs", "seed", "keep", "task_focus", "unlikelihood", "sampler",
+                  "epochs", "epoch_turns", "batch_size", "lr", "weight_decay", "split",
+                  "reward_mode", "env_kwargs", "seed", "keep", "task_focus", "unlikelihood", "sampler",
                   "deviations", "lesson_weight")
 #: what a setting read before it existed was (runs written before it keep working)
 SETTING_DEFAULTS = {"keep": "episodes", "task_focus": 0.0, "unlikelihood": 0.0,
-                    "sampler": "sample", "deviations": 2, "lesson_weight": 1}
+                    "sampler": "sample", "deviations": 2, "lesson_weight": 1,
+                    "epoch_turns": 0}
 SETTINGS_FILE = "rest_settings.json"
 
 
