@@ -18,6 +18,7 @@ from rlft.training.rest import (
     failed,
     failed_turns,
     imitable_turns,
+    pass_turns,
     resolve_rest_args,
     task_schedule,
     train_rest,
@@ -393,36 +394,22 @@ def test_unlikelihood_pushes_the_sampled_mistakes_down_beside_the_cloning(random
         train_rest(RestArgs(out=tmp_path / "x", unlikelihood=-1.0, **common))
 
 
-def test_a_capped_epoch_draws_distinct_turns_afresh_each_pass():
-    # --epoch-turns: a pass covers `limit` distinct examples, a new uniform draw each pass
+def test_a_capped_pass_takes_every_wrong_turn_then_a_fresh_draw_of_the_rest():
+    # --epoch-turns: the turns the policy gets wrong are in every pass, the others drawn
+    # without replacement up to the cap, afresh each pass
     import random
 
-    from rlft.training.imitation import make_optimizer, train_epoch
-
-    class Recorder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-            self.seen: list[int] = []
-
-        def imitation_loss(self, inputs, targets):
-            self.seen += list(inputs)
-            return (self.w - 1) ** 2, torch.tensor(1.0)
-
-    policy = Recorder()
-    optim, sched = make_optimizer(list(policy.parameters()), 1e-2, 0.0, 100)
     random.seed(0)
-    passes = []
-    for _ in range(2):
-        policy.seen = []
-        train_epoch(policy, list(range(50)), [0] * 50, optim, sched, batch_size=4, limit=10)
-        passes.append(policy.seen)
-    assert [len(p) for p in passes] == [10, 10]
-    assert all(len(set(p)) == 10 for p in passes)  # without replacement
-    assert set(passes[0]) != set(passes[1])  # afresh
-    policy.seen = []
-    train_epoch(policy, list(range(50)), [0] * 50, optim, sched, batch_size=4)
-    assert sorted(policy.seen) == list(range(50))  # no limit: every example once
+    wrong = [3, 17, 40]
+    passes = [pass_turns(50, wrong, 10) for _ in range(2)]
+    for p in passes:
+        assert len(p) == len(set(p)) == 10 and set(wrong) <= set(p)
+        assert all(0 <= i < 50 for i in p)
+    assert set(passes[0]) != set(passes[1])
+    many = list(range(20))  # more wrong turns than the cap: a draw of them
+    p = pass_turns(50, many, 10)
+    assert len(set(p)) == 10 and set(p) <= set(many)
+    assert sorted(pass_turns(5, [1], 10)) == [0, 1, 2, 3, 4]  # a pool under the cap: all
 
 
 def test_rest_epoch_turns_caps_each_rounds_cloning_and_is_checked(random_policy, tmp_path):
@@ -432,6 +419,7 @@ def test_rest_epoch_turns_caps_each_rounds_cloning_and_is_checked(random_policy,
     rows = [r for r in summary["history"] if r["round"] > 0]
     assert [r["train_turns"] for r in rows] == [20, 40]  # every kept turn stays in the pool
     assert [r["epoch_turns"] for r in rows] == [15, 15]
+    assert all(0 <= r["wrong_turns"] <= r["train_turns"] for r in rows)
     assert resolve_rest_args(RestArgs(env="rlft/Research-v0")).epoch_turns == 6000
     assert resolve_rest_args(RestArgs(env="rlft/Shop-v1")).epoch_turns == 0
     with pytest.raises(ValueError, match="--epoch-turns caps"):

@@ -292,11 +292,13 @@ class RestArgs:
     """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
     tabletop 10)."""
     epoch_turns: int | None = None
-    """At most this many turns per cloning pass: each pass draws them uniformly, without
-    replacement and afresh, from every kept turn so far and the demos; 0: every turn. Each round
-    continues from the previous round's policy, so the earlier rounds' turns are a replay, and
-    the cap keeps a round's cloning from growing with the rounds (preset: 0; research 6,000:
-    without it the six rounds' cloning grew from 70 to 146 s a round, half the job's time)."""
+    """At most this many turns per cloning pass; 0: every turn kept so far and the demos. Each
+    round continues from the previous round's policy, so the earlier rounds' turns are a
+    replay: a capped pass takes every turn the policy gets wrong as the round begins (the
+    round's lessons among them; a policy that ranks candidates: choice, constrained LM) and
+    fills up with a fresh uniform draw of the others, so a round's cloning stops growing with
+    the rounds (preset: 0; research 6,000: uncapped, the six rounds' cloning grew from 70 to
+    146 s a round, half the job's time)."""
     batch_size: int | None = None
     """Turns per gradient step (preset: 64; tabletop 16)."""
     lr: float | None = None

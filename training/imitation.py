@@ -86,20 +86,15 @@ def batch_gradients(policy: Any, inputs: Sequence[Any], targets: Sequence[Any],
 
 def train_epoch(policy: Any, inputs: Sequence[Any], targets: Sequence[Any],
                 optim: torch.optim.Optimizer, sched: Any, batch_size: int,
-                micro_batch_size: int | None = None, limit: int | None = None
-                ) -> tuple[float, float]:
+                micro_batch_size: int | None = None) -> tuple[float, float]:
     """One pass over ``(inputs, targets)`` in a random order (Python's ``random``): a step of
     ``policy.imitation_loss`` per batch, in passes of ``micro_batch_size`` examples (None: the
     policy's ``update_micro_batch`` where it has one, else the whole batch;
-    :func:`batch_gradients`), gradients clipped to norm 1; mean loss and accuracy. With
-    ``limit``, the pass covers only the first ``limit`` examples of that order: a uniform draw
-    without replacement, a fresh one each call."""
+    :func:`batch_gradients`), gradients clipped to norm 1; mean loss and accuracy."""
     params = [p for group in optim.param_groups for p in group["params"]]
     micro = pass_size(policy, micro_batch_size, batch_size)
     order = list(range(len(inputs)))
     random.shuffle(order)
-    if limit is not None:
-        order = order[:limit]
     losses, accs = [], []
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]

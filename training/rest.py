@@ -41,7 +41,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from itertools import chain
@@ -68,6 +68,8 @@ SUMMARY = "summary.json"
 SEARCH_FILE = "search.json"
 #: sampled episodes of round K are seeded from ``seed + SAMPLE_SEED * K`` (demos use 0, 1, ...)
 SAMPLE_SEED = 1_000_000
+#: turns scored per batch when finding the ones the policy would act otherwise on
+DISAGREEMENT_BATCH = 256
 
 
 def episode_kept(records: list[dict[str, Any]], min_return: float | None) -> bool:
@@ -144,10 +146,28 @@ def disagreements(policy: Any, inputs: list[Any], targets: list[Any]) -> list[in
     (``ranked_actions``; ``--lesson-weight``)."""
     was_training = policy.training
     policy.eval()
-    out = [i for i, (f, t) in enumerate(zip(inputs, targets, strict=True))
-           if policy.imitation_target(f, policy.ranked_actions(f, 1)[0]) != t]
+    if hasattr(policy, "ranked_actions_many"):  # scored in batches: the same likeliest actions
+        best = [a[0] for i in range(0, len(inputs), DISAGREEMENT_BATCH)
+                for a in policy.ranked_actions_many(inputs[i : i + DISAGREEMENT_BATCH], 1)]
+    else:
+        best = [policy.ranked_actions(f, 1)[0] for f in inputs]
+    out = [i for i, (f, t, b) in enumerate(zip(inputs, targets, best, strict=True))
+           if policy.imitation_target(f, b) != t]
     policy.train(was_training)
     return out
+
+
+def pass_turns(n: int, first: Sequence[int], limit: int) -> list[int]:
+    """The turns (indices among ``n``) of one capped cloning pass (``--epoch-turns``): every
+    turn of ``first`` (the ones the policy got wrong as the round began; a uniform draw of
+    ``limit`` of them if there are more), then a uniform draw without replacement of the
+    others up to ``limit`` turns in all (Python's ``random``: a fresh draw each pass)."""
+    first = list(first)
+    if len(first) >= limit:
+        return random.sample(first, limit)
+    taken = set(first)
+    others = [i for i in range(n) if i not in taken]
+    return first + random.sample(others, min(len(others), limit - len(first)))
 
 
 def imitable_turns(directory: Path, episodes: list[list[dict[str, Any]]],
@@ -360,20 +380,32 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
         objective = WithUnlikelihood(policy, args.unlikelihood) if negatives else policy
         loss: float | None = None
         acc: float | None = None
+        limit = args.epoch_turns if 0 < args.epoch_turns < len(inputs) else None
+        wrong: list[int] = []
         if inputs:
             policy.train()
             policy.prepare_imitation(inputs)
             trainable = [p for p in policy.parameters() if p.requires_grad]
-            limit = args.epoch_turns if 0 < args.epoch_turns < len(inputs) else None
-            per_epoch = limit or len(inputs)
-            steps = args.epochs * max(1, -(-per_epoch // args.batch_size))
+            if limit:  # what the policy gets wrong now goes into every pass
+                plain = [i for i, t in enumerate(targets) if not isinstance(t, Negative)]
+                wrong = [plain[i] for i in disagreements(policy, [inputs[i] for i in plain],
+                                                         [targets[i] for i in plain])] \
+                    if getattr(policy, "ranks_actions", False) else []
+            steps = args.epochs * max(1, -(-(limit or len(inputs)) // args.batch_size))
             optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
             with _bar(args.progress, args.epochs,
                       f"round {k}/{args.rounds}: training on {len(inputs)} turns"
-                      + (f", {limit} drawn a pass" if limit else ""), "epoch") as bar:
+                      + (f", {limit} a pass ({len(wrong)} it gets wrong in each)"
+                         if limit else ""), "epoch") as bar:
                 for _ in range(args.epochs):
-                    loss, acc = train_epoch(objective, inputs, targets, optim, sched,
-                                            args.batch_size, limit=limit)
+                    if limit:
+                        turns = pass_turns(len(inputs), wrong, limit)
+                        loss, acc = train_epoch(objective, [inputs[i] for i in turns],
+                                                [targets[i] for i in turns], optim, sched,
+                                                args.batch_size)
+                    else:
+                        loss, acc = train_epoch(objective, inputs, targets, optim, sched,
+                                                args.batch_size)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss:.3f}")
@@ -391,6 +423,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                / len(sampled),
                "train_turns": len(inputs) - negatives, "negative_turns": negatives,
                "epoch_turns": min(len(inputs), args.epoch_turns or len(inputs)),
+               "wrong_turns": len(wrong) if limit else None,
                "lesson_turns": len(lessons),
                "train_loss": loss, "train_acc": acc,
                "sample_seconds": t_sampled - t_round,
