@@ -58,8 +58,10 @@ def test_the_search_finds_exactly_the_one_turn_changes_that_succeed(random_polic
             assert (result.found, result.actions, result.completions) == ("greedy", greedy, 1)
         elif greedy[0] == door:
             assert (result.found, result.turn, result.actions) == ("deviated", 1, [door, button])
+            assert result.replaced == greedy[1] != button  # the greedy button it replaced
         elif behind_right_door[1] == button:
             assert (result.found, result.turn, result.actions) == ("deviated", 0, [door, button])
+            assert result.replaced == greedy[0] != door
         else:
             assert (result.found, result.actions, result.completions) == ("failed", greedy, 7)
         found.add(result.found)
@@ -177,6 +179,33 @@ def test_the_changed_turns_are_the_lessons_a_round_counts_lesson_weight_times(ra
     assert row["lesson_turns"] == row["searched"]["deviated"]
     kept_turns = sum(len(ep) for ep in _kept(tmp_path / "round-1" / "samples"))
     assert row["train_turns"] == kept_turns + 2 * row["lesson_turns"]
+
+
+def test_unlikelihood_pushes_down_the_actions_the_search_replaced(random_policy, tmp_path):
+    """Under --sampler deviate the negatives are the greedy actions the search replaced (each a
+    turn of a kept episode with the action that failed there) and the failed episodes' wrong
+    turns; with --epoch-turns they are in every pass."""
+    from rlft.training.demos import load_demos
+    from rlft.training.rest import REPLACED_FILE, replaced_turns
+
+    summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
+                                  rounds=1, episodes=40, epochs=1, batch_size=16, val_episodes=0,
+                                  sampler="deviate", deviations=3, unlikelihood=1.0,
+                                  epoch_turns=20, reward_mode="sparse", progress=False))
+    row = summary["history"][-1]
+    samples = tmp_path / "round-1" / "samples"
+    replaced = json.loads((samples / REPLACED_FILE).read_text())
+    assert len(replaced) == row["searched"]["deviated"] > 0
+    _, episodes = load_demos(samples)
+    negatives = replaced_turns(samples, episodes, replaced)
+    assert len(negatives) == len(replaced)
+    for (ep, t, action), (turn, negative) in zip(replaced, negatives, strict=True):
+        kept = episodes[ep]
+        assert kept[-1]["success"] and negative == action != kept[t]["action"]
+        assert turn.history == tuple(r["action"] for r in kept[:t])  # the kept episode's turn
+    failed = sum(r["reward"] < 0 for ep in episodes for r in ep)
+    assert row["negative_turns"] == len(negatives) + failed
+    assert row["epoch_turns"] == 20
 
 
 def _kept(samples):

@@ -287,7 +287,11 @@ class RestArgs:
     (``--keep progress``: a turn that earned nothing, reward <= 0; ``--keep episodes``: a turn
     the env penalised, reward < 0, such as a wrong answer), so what the policy got wrong is
     pushed down as well as what it got right pulled up (policies with ``unlikelihood_loss``:
-    choice and CLIP) (preset: 0, none)."""
+    choice and CLIP). Under ``--sampler deviate`` also each action the search replaced: the
+    greedy action at the turn where a one-turn deviation then succeeded, which completed
+    greedily failed (exact per-turn credit for what went wrong, where the episode's own turns
+    hold only the successful deviation). With ``--epoch-turns`` every pushed-down turn is in
+    every pass (preset: 0, none)."""
     epochs: int | None = None
     """Behaviour-cloning passes over the kept episodes (and demos) per round (preset: 5;
     tabletop 10)."""

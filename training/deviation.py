@@ -40,6 +40,8 @@ class SearchResult:
         turn: the turn changed when ``deviated`` (else None).
         completions: greedy completions played, the greedy episode included.
         observations: the observation before each of ``actions``.
+        replaced: when ``deviated``, the greedy episode's action at ``turn``: the one the
+            deviation replaced, which (completed greedily) failed where the deviation won.
     """
 
     actions: list[Any]
@@ -47,6 +49,7 @@ class SearchResult:
     turn: int | None = None
     completions: int = 1
     observations: list[Any] = field(default_factory=list)
+    replaced: Any = None
 
 
 def ranked(policy: Any, episode: Episode, n: int) -> list[Any]:
@@ -103,7 +106,8 @@ def _search(env: gym.Env, seed: int, deviations: int, options: dict[str, Any] | 
             won, tried, _, tried_seen = yield from _play(
                 env, seed, actions[:t] + [alternative], 1, options)
             if won:
-                return SearchResult(tried, "deviated", t, completions, tried_seen)
+                return SearchResult(tried, "deviated", t, completions, tried_seen,
+                                    replaced=actions[t])
     return SearchResult(actions, "failed", None, completions, seen)
 
 
@@ -197,6 +201,9 @@ class DeviationAgent:
     counts: dict[str, int] = field(default_factory=lambda: {"greedy": 0, "deviated": 0,
                                                               "failed": 0, "diverged": 0,
                                                               "completions": 0})
+    replaced: list[tuple[int, int, Any]] = field(default_factory=list)
+    """``(episode, turn, action)`` of each deviated episode (in the order played, from 0): the
+    greedy action the search replaced at that turn (:attr:`SearchResult.replaced`)."""
     _index: int = -1
     _found: dict[int, SearchResult] = field(default_factory=dict)
     _plan: list[Any] = field(default_factory=list)
@@ -220,6 +227,8 @@ class DeviationAgent:
             self._found = {self._index + i: r for i, r in enumerate(found)}
         result = self._found.pop(self._index)
         self.counts[result.found] += 1
+        if result.found == "deviated":
+            self.replaced.append((self._index, result.turn, result.replaced))
         self.counts["completions"] += result.completions
         self._plan, self._seen = result.actions, result.observations
         self._episode = Episode()

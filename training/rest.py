@@ -66,6 +66,8 @@ ROUND_FILE = "round.json"
 SUMMARY = "summary.json"
 #: the deviation search's counts of a round, beside its samples (``round-K/samples/``)
 SEARCH_FILE = "search.json"
+#: the actions the deviation search replaced, beside its samples: ``[episode, turn, action]``
+REPLACED_FILE = "replaced.json"
 #: sampled episodes of round K are seeded from ``seed + SAMPLE_SEED * K`` (demos use 0, 1, ...)
 SAMPLE_SEED = 1_000_000
 #: turns scored per batch when finding the ones the policy would act otherwise on
@@ -101,6 +103,21 @@ def failed_turns(directory: Path, episodes: list[list[dict[str, Any]]], by_progr
     return [example for example, record in zip(demo_turns(directory, episodes),
                                                chain.from_iterable(episodes), strict=True)
             if failed(record, by_progress)]
+
+
+def replaced_turns(directory: Path, episodes: list[list[dict[str, Any]]],
+                   replaced: Sequence[Sequence[Any]]) -> list[tuple[Any, Any]]:
+    """``(turn, action)`` of each action the deviation search replaced (``[episode, turn,
+    action]``, :attr:`DeviationAgent.replaced`): the turn of the recorded ``episodes`` where the
+    search changed the greedy action, with that greedy action, which completed greedily
+    failed. Skipped where the recording does not show the deviation (an env that did not
+    replay exactly): the episode did not succeed, or its action there is the replaced one."""
+    out = []
+    for ep, t, action in replaced:
+        records = episodes[ep] if 0 <= ep < len(episodes) else []
+        if t < len(records) and records[-1].get("success") and records[t]["action"] != action:
+            out.append((demo_turns(directory, [records])[t][0], action))
+    return out
 
 
 @dataclass(frozen=True)
@@ -335,6 +352,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                     search_env.close()
             if searched:  # kept beside the samples: a resumed round still reports them
                 (samples / SEARCH_FILE).write_text(json.dumps(searched, indent=2))
+                (samples / REPLACED_FILE).write_text(json.dumps(agent.replaced))
         elif (samples / SEARCH_FILE).is_file():
             searched = json.loads((samples / SEARCH_FILE).read_text())
         _, sampled = load_demos(samples)
@@ -372,8 +390,11 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             targets += [targets[i] for i in lessons for _ in range(args.lesson_weight - 1)]
         negatives = 0
         if args.unlikelihood > 0:  # this round's mistakes: what the policy does wrong now
+            replaced = json.loads((samples / REPLACED_FILE).read_text()) \
+                if (samples / REPLACED_FILE).is_file() else []
             neg_inputs, neg_targets = encode_examples(
-                policy, failed_turns(samples, sampled, by_progress))
+                policy, failed_turns(samples, sampled, by_progress)
+                + replaced_turns(samples, sampled, replaced))
             negatives = len(neg_inputs)
             inputs += neg_inputs
             targets += [Negative(t) for t in neg_targets]
@@ -386,11 +407,12 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
             policy.train()
             policy.prepare_imitation(inputs)
             trainable = [p for p in policy.parameters() if p.requires_grad]
-            if limit:  # what the policy gets wrong now goes into every pass
+            if limit:  # what the policy gets wrong now, and what it pushes down, in every pass
                 plain = [i for i, t in enumerate(targets) if not isinstance(t, Negative)]
                 wrong = [plain[i] for i in disagreements(policy, [inputs[i] for i in plain],
                                                          [targets[i] for i in plain])] \
                     if getattr(policy, "ranks_actions", False) else []
+                every_pass = wrong + [i for i, t in enumerate(targets) if isinstance(t, Negative)]
             steps = args.epochs * max(1, -(-(limit or len(inputs)) // args.batch_size))
             optim, sched = make_optimizer(trainable, args.lr, args.weight_decay, steps)
             with _bar(args.progress, args.epochs,
@@ -399,7 +421,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                          if limit else ""), "epoch") as bar:
                 for _ in range(args.epochs):
                     if limit:
-                        turns = pass_turns(len(inputs), wrong, limit)
+                        turns = pass_turns(len(inputs), every_pass, limit)
                         loss, acc = train_epoch(objective, [inputs[i] for i in turns],
                                                 [targets[i] for i in turns], optim, sched,
                                                 args.batch_size)
