@@ -43,15 +43,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "research": {"PPOArgs": {"reward_mode": "sparse", "updates": 30, "num_envs": 8,
                              "learning_rate": 1e-4},
                  # Self-training on the policy's one-turn deviations (exact per-turn credit from
-                 # replays; docs/research.md sections 15-20): 6 rounds x 600 took the clone
-                 # 0.675 -> 0.825 on seed 0 (0.680 -> 0.795, 0.695 -> 0.810 on seeds 1-2; before
-                 # the answer kinds 0.565 -> 0.745) where PPO's 30 updates gave 0.580 and
-                 # sampled ReST 0.635 from the clone of their day (0.610).
+                 # replays; docs/research.md sections 15-21): 6 rounds x 600, each cloning 5
+                 # passes of 6,000 turns drawn from all kept so far (every turn the policy gets
+                 # wrong among them), took the clone 0.675 -> 0.785 on seed 0 and 0.680 -> 0.790
+                 # on seed 1 in 19.4 / 19.6 min; cloning every kept turn (epoch_turns 0): 0.825
+                 # / 0.795 in 24.6 / 26.7 min. PPO's 30 updates gave 0.580 and sampled ReST
+                 # 0.635 from the clone of their day (0.610).
                  "RestArgs": {"reward_mode": "sparse", "sampler": "deviate",
                               "epoch_turns": 6000},
-                 # 6 rounds since the search runs 16 questions side by side with the encoder in
-                 # bfloat16 and the head scores unpadded rows (20.5 min before the answer kinds,
-                 # 24.6 with them: over the 20-minute budget; docs/research.md sections 19-20)
                  # 12 epochs of imitation: of 20, val loss chose epoch 6-10 (seeds 0-2, and 0
                  # with answer types; docs/research.md section 20)
                  "MainJobArgs": {"demos": 1000, "imitate.epochs": 12, "rl": "rest",
