@@ -129,11 +129,27 @@ def test_side_by_side_plays_copies_of_the_env_and_closes_only_them(monkeypatch):
     assert all(copy.unwrapped.split == "test" for copy in made)
     assert closed == made  # the copies are closed; the caller's env is not
     assert together.to_dict() == sequential.to_dict()
-    # not batched: one at a time on the caller's env, no copies
+    # an agent without act_many (here the policy behind TimedAgent's act alone): one at a
+    # time on the caller's env, no copies
+    from rlft.training.benchmark import TimedAgent
+
+    class ActsAlone:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def reset(self):
+            self.inner.reset()
+
+        def act(self, obs, info):
+            return self.inner.act(obs, info)
+
     made.clear()
     policy.rounds.clear()
-    alone = evaluate_side_by_side(env, policy, 9, concurrency=4, batched=False, seed=3)
-    assert made == [] and set(policy.rounds) == {1}
+    timed = TimedAgent(ActsAlone(policy))
+    assert not hasattr(timed, "act_many") and hasattr(TimedAgent(policy), "act_many")
+    alone = evaluate_side_by_side(env, timed, 9, concurrency=4, seed=3)
+    assert made == [] and set(policy.rounds) <= {1}
+    assert timed.actions == round(alone.episodes * alone.mean_steps)
     assert alone.to_dict() == sequential.to_dict()
     env.close()
 

@@ -25,12 +25,16 @@ from rlft.training.evaluate import EvalResult, evaluate_side_by_side, markdown_t
 
 
 class TimedAgent:
-    """Wraps an agent and measures the wall time of its ``act`` calls."""
+    """Wraps an agent and measures the wall time of its ``act`` calls (and ``act_many``'s: it
+    has one exactly when the wrapped agent does, so it is evaluated side by side as that agent
+    would be)."""
 
     def __init__(self, agent: Any):
         self.agent = agent
         self.seconds = 0.0
         self.actions = 0
+        if hasattr(agent, "act_many"):
+            self.act_many = self._act_many
 
     def reset(self) -> None:
         """Reset the wrapped agent."""
@@ -44,7 +48,7 @@ class TimedAgent:
         self.actions += 1
         return action
 
-    def act_many(self, episodes: Sequence[Any]) -> list[Any]:
+    def _act_many(self, episodes: Sequence[Any]) -> list[Any]:
         """The wrapped policy's actions for concurrent episodes, timed (each one counts)."""
         t = time.perf_counter()
         actions = self.agent.act_many(episodes)
@@ -98,7 +102,6 @@ def evaluate_agents(env_id: str, agents: Mapping[str, str] | Sequence[str], *, e
                     bar.update(t, completed=n)
 
                 result = evaluate_side_by_side(env, agent, episodes, concurrency=concurrency,
-                                               batched=hasattr(agent.agent, "act_many"),
                                                seed=seed, name=name, progress=progress)
             finally:
                 env.close()

@@ -153,15 +153,15 @@ def evaluate(env: gym.Env, agent: Agent, episodes: int, *, seed: int = 0, name: 
 
 
 def evaluate_side_by_side(env: gym.Env, agent: Any, episodes: int, *, concurrency: int = 1,
-                          batched: bool | None = None, seed: int = 0, name: str = "agent",
+                          seed: int = 0, name: str = "agent",
                           progress: Callable[[int], None] | None = None) -> EvalResult:
     """:func:`evaluate_concurrent` on ``env`` and copies of it (``gym.make(env.spec)``, closed
-    here; ``env`` stays the caller's) when the agent decides turns together (``batched``,
-    default: it has ``act_many``) and ``concurrency`` > 1, up to that many episodes side by
-    side; :func:`evaluate` on ``env`` one episode at a time otherwise. The same results either
-    way for a greedy policy."""
+    here; ``env`` stays the caller's) when the agent decides turns together (it has
+    ``act_many``) and ``concurrency`` > 1, up to that many episodes side by side;
+    :func:`evaluate` on ``env`` one episode at a time otherwise. The same results either way
+    for a greedy policy."""
     n_envs = min(concurrency, episodes)
-    if n_envs <= 1 or not (hasattr(agent, "act_many") if batched is None else batched):
+    if n_envs <= 1 or not hasattr(agent, "act_many"):
         return evaluate(env, agent, episodes, seed=seed, name=name, progress=progress)
     copies: list[gym.Env] = []
     try:
