@@ -3,7 +3,8 @@
     python benchmarks/research_failures.py IL=runs/demo-research/il \
         IL+RL=runs/demo-research/rest/policy     # -> benchmarks/results/research_failures.{md,json}
 
-Every policy plays the main job's test episodes greedily (seeds 10,000 on, as in its table). A
+Every policy plays the main job's test episodes greedily (seeds 10,000 on, as in its table; 16 side
+by side, `evaluate_concurrent`, which reads each episode as it ends through `on_end`). A
 failed episode is counted as: an answer to an unanswerable question; an abstention on an
 answerable one (with how many of the question's gold fact sentences were quoted by then); a
 wrong answer (likewise); or no answer before the step limit. Success is also split by how many
@@ -27,6 +28,7 @@ import rlft.envs  # noqa: F401
 from rlft.agents.choice_policy import ChoicePolicy
 from rlft.agents.loading import load_policy
 from rlft.training.cli import main as _cli  # noqa: F401  (the rlft command's OpenMP setting)
+from rlft.training.evaluate import evaluate_concurrent
 from rlft.wrappers.valid_actions import action_label
 
 RESULTS = Path(__file__).parent / "results" / "research_failures"
@@ -67,42 +69,41 @@ def asked_kinds(questions) -> dict[str, str]:
     return {relation: counts.most_common(1)[0][0] for relation, counts in seen.items()}
 
 
-def measure(path: str, episodes: int) -> dict:
+def measure(path: str, episodes: int, side_by_side: int = 16) -> dict:
     """Failure counts, success by hops, and the wrong answers' kinds of the policy at
-    ``path``."""
+    ``path``, on test episodes seeded from 10,000 (``side_by_side`` of them played at once,
+    :func:`rlft.training.evaluate.evaluate_concurrent`: the same episodes as one at a time)."""
     policy = load_policy(path)
     policy.eval()
-    env = gym.make("rlft/Research-v0", split="test")
-    asked = asked_kinds(env.unwrapped.questions)
+    envs = [gym.make("rlft/Research-v0", split="test") for _ in range(min(side_by_side,
+                                                                          episodes))]
+    asked = asked_kinds(envs[0].unwrapped.questions)
     # of the wrong answers (answerable) and the answers to unanswerable questions: how many,
     # and how many of another kind than the question asks for
     wrong_kind = {"wrong answers": [0, 0], "answers to unanswerable": [0, 0]}
     kinds: collections.Counter[str] = collections.Counter()
     hops: collections.Counter[int] = collections.Counter()
     won: collections.Counter[int] = collections.Counter()
+
+    def ended(i: int, env: gym.Env, info: dict, action: str) -> None:
+        question = env.unwrapped.question
+        hops[question.hops] += 1
+        if info.get("answered") and not info.get("success"):
+            which = "wrong answers" if question.answerable else "answers to unanswerable"
+            given = ChoicePolicy.answer_kind(action_label(action))
+            wrong_kind[which][0] += 1
+            wrong_kind[which][1] += given != asked.get(question.path[-1][1], given)
+        if info.get("success"):
+            won[question.hops] += 1
+        else:
+            kinds[failure_kind(info, question.answerable,
+                               len(env.unwrapped.gold_sentences()))] += 1
+
     try:
-        for i in range(episodes):
-            obs, info = env.reset(seed=10_000 + i)
-            question = env.unwrapped.question
-            policy.reset()
-            done = False
-            while not done:
-                action = policy.act(obs, info)
-                obs, _, terminated, truncated, info = env.step(action)
-                done = terminated or truncated
-            hops[question.hops] += 1
-            if info.get("answered") and not info.get("success"):
-                which = "wrong answers" if question.answerable else "answers to unanswerable"
-                given = ChoicePolicy.answer_kind(action_label(action))
-                wrong_kind[which][0] += 1
-                wrong_kind[which][1] += given != asked.get(question.path[-1][1], given)
-            if info.get("success"):
-                won[question.hops] += 1
-            else:
-                kinds[failure_kind(info, question.answerable,
-                                   len(env.unwrapped.gold_sentences()))] += 1
+        evaluate_concurrent(envs, policy, episodes, seed=10_000, on_end=ended)
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     return {"episodes": episodes, "success": sum(won.values()) / episodes,
             "failures": dict(kinds.most_common()), "of_another_kind": wrong_kind,
             "success_by_hops": {h: [won[h], hops[h]] for h in sorted(hops)}}

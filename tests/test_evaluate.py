@@ -17,6 +17,7 @@ from rlft.training.evaluate import (
     evaluate_concurrent,
     mcnemar_p,
     paired_difference,
+    run_episode,
     wilson_interval,
 )
 
@@ -95,12 +96,23 @@ def test_concurrent_evaluation_plays_the_same_episodes_as_sequential():
         sequential = evaluate(envs[0], policy, 12, seed=7)
         assert set(policy.rounds) == {1}
         policy.rounds.clear()
-        together = evaluate_concurrent(envs, policy, 12, seed=7, progress=seen.append)
+        ended: dict[int, tuple[str, bool, int]] = {}
+
+        def on_end(i, env, info, action):  # before the env starts another episode
+            ended[i] = (action, info["success"], env.unwrapped.goal_index)
+
+        together = evaluate_concurrent(envs, policy, 12, seed=7, progress=seen.append,
+                                       on_end=on_end)
+        again = [run_episode(envs[0], policy, seed=7 + i) for i in range(12)]
+        goals = [envs[0].reset(seed=7 + i) and envs[0].unwrapped.goal_index for i in range(12)]
     finally:
         for env in envs:
             env.close()
     assert max(policy.rounds) == 3 and min(policy.rounds) >= 1  # the tail plays fewer
     assert seen == list(range(1, 13))
+    assert sorted(ended) == list(range(12))
+    for i, (action, success, goal) in ended.items():  # each episode's own end, in its state
+        assert success == again[i].success and goal == goals[i] and action.startswith("click[")
     assert 0 < sequential.success < 1  # episodes differ, so a mixed-up seed would show
     assert together.to_dict() == sequential.to_dict()
 

@@ -174,14 +174,18 @@ def evaluate_side_by_side(env: gym.Env, agent: Any, episodes: int, *, concurrenc
 
 
 def evaluate_concurrent(envs: Sequence[gym.Env], agent: Any, episodes: int, *, seed: int = 0,
-                        name: str = "agent", progress: Callable[[int], None] | None = None
+                        name: str = "agent", progress: Callable[[int], None] | None = None,
+                        on_end: Callable[[int, gym.Env, dict[str, Any], Any], None] | None = None
                         ) -> EvalResult:
     """:func:`evaluate` with the episodes spread over ``envs`` (instances of one env) and played
     side by side: each round, ``agent.act_many(episodes)``
     (:meth:`rlft.agents.policy.EpisodicPolicy.act_many`) decides the turns of every running
     episode at once, which a policy that scores turns in batches (the LM policy on a GPU) does
     in a few forward passes. Episode ``i`` is seeded ``seed + i`` and summarised in that order,
-    as in :func:`evaluate`: a greedy policy gives the same results either way."""
+    as in :func:`evaluate`: a greedy policy gives the same results either way. ``on_end(i, env,
+    info, action)`` is called as episode ``i`` ends, before its env starts another: what an
+    analysis of the episodes reads of the env's state (its question, its gold path) and the
+    last action."""
     if not envs:
         raise ValueError("evaluate_concurrent needs at least one env")
     results: list[EpisodeResult] = [None] * episodes  # type: ignore[list-item]
@@ -209,6 +213,8 @@ def evaluate_concurrent(envs: Sequence[gym.Env], agent: Any, episodes: int, *, s
             r["steps"] += 1
             if terminated or truncated:
                 results[r["i"]] = _episode_result(info, r["ret"], r["steps"])
+                if on_end is not None:
+                    on_end(r["i"], r["env"], info, action)
                 finished += 1
                 if progress is not None:
                     progress(finished)
