@@ -112,6 +112,14 @@ def test_a_run_made_before_a_setting_existed_is_still_reused(tmp_path):
     (research / SETTINGS_FILE).write_text(json.dumps(recorded))
     with pytest.raises(ValueError, match="rl='ppo' there, 'rest' now"):
         check_settings(research, args)
+    # a research run that cloned every kept turn, before --rest.epoch-turns: not the capped job
+    recorded["rl"] = "rest"
+    del recorded["rest.epoch_turns"]
+    (research / SETTINGS_FILE).write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match="rest.epoch_turns=0 there, 6000 now"):
+        check_settings(research, args)
+    uncapped = replace(args, rest=replace(args.rest, epoch_turns=0))
+    assert check_settings(research, uncapped) is True
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -246,6 +246,10 @@ def unanswerable_line(general: dict[str, list[Any]]) -> str:
 
 #: MainJobArgs fields that do not change what the stages write
 _NOT_STAGE_SETTINGS = ("out", "eval_episodes", "held_out")
+#: what a setting meant in runs made before it existed, where that is not today's default
+#: (before ``--rl`` the RL stage was PPO; before ``--rest.epoch-turns`` a round cloned every
+#: kept turn); other settings missing from an old job.json count as their defaults
+SETTINGS_BEFORE: dict[str, Any] = {"rl": "ppo", "rest.epoch_turns": 0}
 SETTINGS_FILE = "job.json"
 
 
@@ -273,7 +277,8 @@ def check_settings(out: Path, args: MainJobArgs) -> bool:
     path = out / SETTINGS_FILE
     if path.exists():
         old = json.loads(path.read_text())
-        old.setdefault("rl", "ppo")  # written before the RL stage could be chosen: PPO's
+        for key, before in SETTINGS_BEFORE.items():
+            old.setdefault(key, before)
         # A setting added to rlft after the run was made counts as unchanged while it keeps its
         # default: the run was made with what is now the default (e.g. ppo.advantage = gae).
         defaults = _settings(MainJobArgs(env=args.env, out=args.out, model=args.model,
