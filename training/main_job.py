@@ -61,7 +61,7 @@ class MainJobArgs:
     """Seed of every stage."""
     imitate: ImitateArgs = field(default_factory=ImitateArgs)
     """Imitation settings (``rlft imitate``, the main job's preset where unset: 15 epochs;
-    research 20; demos, out, env, model and seed come from the job)."""
+    research 12; demos, out, env, model and seed come from the job)."""
     rl: Literal["ppo", "rest"] | None = None
     """The RL stage: ``ppo`` (``rlft train ppo``) or ``rest``, self-training on the policy's
     own successes with the job's demos mixed in (``rlft train rest``) (preset: ppo; research
@@ -71,8 +71,8 @@ class MainJobArgs:
     policy, out, seed and resume come from the job)."""
     rest: RestArgs = field(default_factory=RestArgs)
     """Self-training settings, with ``--rl rest`` (``rlft train rest``, the env's preset where
-    unset, research: 6 rounds of 600 questions; env, policy, demos, out and seed come from the
-    job)."""
+    unset, research: 6 rounds of 600 questions, 6,000 turns a cloning pass; env, policy,
+    demos, out and seed come from the job)."""
 
     def stages(self) -> tuple[ImitateArgs, PPOArgs, RestArgs]:
         """The imitation, PPO and self-training configs this job composes (it runs the RL
