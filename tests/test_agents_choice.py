@@ -16,6 +16,7 @@ from rlft.agents.choice_policy import ANSWER_KINDS, KindBlock
 from rlft.agents.episode import rollout
 from rlft.envs.web.actions import SEARCH_PLACEHOLDER
 from rlft.wrappers.valid_actions import (
+    action_label,
     candidate_context,
     expand_valid_actions,
     match_candidate,
@@ -644,7 +645,7 @@ def test_answer_kinds_put_the_goal_relation_in_the_columns_of_each_answers_kind(
     idx, kinds, rel_goal = policy._answer_kinds(f)
     answers = [k for k, c in enumerate(f.candidates) if c.startswith("answer[")]
     assert idx == answers and len(idx) >= 2 and len(set(kinds)) >= 2
-    assert kinds == [ANSWER_KINDS.index(ChoicePolicy.answer_kind(f.candidates[k][7:-1]))
+    assert kinds == [ANSWER_KINDS.index(ChoicePolicy.answer_kind(action_label(f.candidates[k])))
                      for k in idx]
     assert torch.allclose(rel_goal, policy.encoder([f.relation_goal])[0])
     # the block's weights move the answers' scores only, and each by its own kind's columns

@@ -181,12 +181,22 @@ def test_the_changed_turns_are_the_lessons_a_round_counts_lesson_weight_times(ra
     assert row["train_turns"] == kept_turns + 2 * row["lesson_turns"]
 
 
-def test_unlikelihood_pushes_down_the_actions_the_search_replaced(random_policy, tmp_path):
+def test_unlikelihood_pushes_down_the_actions_the_search_replaced(random_policy, tmp_path,
+                                                                  monkeypatch):
     """Under --sampler deviate the negatives are the greedy actions the search replaced (each a
     turn of a kept episode with the action that failed there) and the failed episodes' wrong
     turns; with --epoch-turns they are in every pass."""
+    import rlft.training.rest as rest
     from rlft.training.demos import load_demos
-    from rlft.training.rest import REPLACED_FILE, replaced_turns
+    from rlft.training.rest import REPLACED_FILE, pass_turns, replaced_turns
+
+    firsts = []  # the turns each capped pass must hold
+
+    def spy(n, first, limit):
+        firsts.append((n, list(first)))
+        return pass_turns(n, first, limit)
+
+    monkeypatch.setattr(rest, "pass_turns", spy)
 
     summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
                                   rounds=1, episodes=40, epochs=1, batch_size=16, val_episodes=0,
@@ -206,6 +216,11 @@ def test_unlikelihood_pushes_down_the_actions_the_search_replaced(random_policy,
     failed = sum(r["reward"] < 0 for ep in episodes for r in ep)
     assert row["negative_turns"] == len(negatives) + failed
     assert row["epoch_turns"] == 20
+    # the pushed-down turns come last in the pool (after the kept ones) and are in the pass
+    (n, first), = firsts
+    assert n == row["train_turns"] + row["negative_turns"]
+    assert set(range(row["train_turns"], n)) <= set(first)
+    assert len(first) == row["wrong_turns"] + row["negative_turns"]
 
 
 def _kept(samples):

@@ -412,14 +412,33 @@ def test_a_capped_pass_takes_every_wrong_turn_then_a_fresh_draw_of_the_rest():
     assert sorted(pass_turns(5, [1], 10)) == [0, 1, 2, 3, 4]  # a pool under the cap: all
 
 
-def test_rest_epoch_turns_caps_each_rounds_cloning_and_is_checked(random_policy, tmp_path):
+def test_rest_epoch_turns_caps_each_rounds_cloning_and_is_checked(random_policy, tmp_path,
+                                                                  monkeypatch):
+    import rlft.training.rest as rest
+
+    calls = []  # each pass's (pool, the turns it must hold, cap) and the turns it took
+
+    def spy(n, first, limit):
+        turns = pass_turns(n, first, limit)
+        calls.append((n, list(first), limit, turns))
+        return turns
+
+    monkeypatch.setattr(rest, "pass_turns", spy)
     summary = train_rest(RestArgs(env="rlft-test/Doors-v0", policy=random_policy, out=tmp_path,
-                                  rounds=2, episodes=10, min_return=-1e9, epochs=1,
+                                  rounds=2, episodes=10, min_return=-1e9, epochs=2,
                                   epoch_turns=15, val_episodes=0))
     rows = [r for r in summary["history"] if r["round"] > 0]
     assert [r["train_turns"] for r in rows] == [20, 40]  # every kept turn stays in the pool
     assert [r["epoch_turns"] for r in rows] == [15, 15]
-    assert all(0 <= r["wrong_turns"] <= r["train_turns"] for r in rows)
+    # two passes a round over the whole pool, each holding the turns the policy got wrong as
+    # the round began (a random policy's sampled turns: some of them)
+    assert [(n, limit) for n, _, limit, _ in calls] == [(20, 15)] * 2 + [(40, 15)] * 2
+    for (_, first, limit, turns), row in zip(calls, [rows[0]] * 2 + [rows[1]] * 2,
+                                             strict=True):
+        assert len(first) == row["wrong_turns"] > 0
+        # all of them while they fit, else a draw of the cap from them alone
+        assert set(first) <= set(turns) if len(first) < limit else set(turns) <= set(first)
+    assert rows[0]["wrong_turns"] < 15 < rows[1]["wrong_turns"]  # both cases ran
     assert resolve_rest_args(RestArgs(env="rlft/Research-v0")).epoch_turns == 6000
     assert resolve_rest_args(RestArgs(env="rlft/Shop-v1")).epoch_turns == 0
     with pytest.raises(ValueError, match="--epoch-turns caps"):

@@ -444,7 +444,7 @@ def train_rest(args: RestArgs) -> dict[str, Any]:
                "sampled_success": sum(bool(ep[-1].get("success")) for ep in sampled)
                / len(sampled),
                "train_turns": len(inputs) - negatives, "negative_turns": negatives,
-               "epoch_turns": min(len(inputs), args.epoch_turns or len(inputs)),
+               "epoch_turns": limit or len(inputs),
                "wrong_turns": len(wrong) if limit else None,
                "lesson_turns": len(lessons),
                "train_loss": loss, "train_acc": acc,
